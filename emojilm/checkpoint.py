@@ -1,0 +1,268 @@
+"""Find, convert, validate and load checkpoints.
+
+A source is a Hub repo id, a local folder, or "bundled". A folder holds
+params.json plus either model.safetensors or lingua's consolidated.pth
+(`torch.save({"model": state_dict, "optim": ...})`). A .pth is opened with
+`weights_only=True` and memory-mapped, so no code is unpickled and the optimizer
+state is never read into memory; its weights are converted once to a
+safetensors file in our cache, which later starts map straight from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from emojilm.config import ModelArgs
+from emojilm.model import LoopedTransformer, rope_tables
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled"
+PARAMS = "params.json"
+SAFETENSORS = "model.safetensors"
+CONSOLIDATED = "consolidated.pth"
+# Prefixes that training wrappers (torch.compile, DDP, FSDP) put in front of names.
+WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_fsdp_wrapped_module.")
+GATE_KEY = re.compile(r"^(loop_?gates?|gates?)(\.weight)?$")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says what is wrong with it."""
+
+
+@dataclass
+class Resolved:
+    """Where a source's files are, and what to call it."""
+
+    folder: Path
+    source: str
+    revision: str | None = None  # the Hub commit, when it came from the Hub
+    notes: list[str] = field(default_factory=list)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMOJILM_CACHE", Path.home() / ".cache" / "emojilm"))
+
+
+def resolve(source: str | os.PathLike, revision: str | None = None, *, timeout: float = 10.0) -> Resolved:
+    """Turn a source into a local folder, downloading from the Hub only what is needed."""
+    if str(source) == "bundled":
+        if not (BUNDLED_DIR / PARAMS).is_file():
+            raise CheckpointError(f"the bundled model is missing: no {PARAMS} in {BUNDLED_DIR}")
+        return Resolved(BUNDLED_DIR, "bundled")
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return Resolved(path, str(path))
+    if path.exists():
+        raise CheckpointError(f"{source} is a file; give the folder that holds {PARAMS}")
+    if not _HUB_ID.match(str(source)):
+        raise CheckpointError(f"{source!r} is neither a folder, 'bundled', nor a Hub repo id (owner/name)")
+    return _download(str(source), revision, timeout)
+
+
+def _download(repo_id: str, revision: str | None, timeout: float) -> Resolved:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    def fetch(filename: str) -> Path:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=timeout))
+
+    params = fetch(PARAMS)
+    try:  # prefer a published safetensors file; the card's checkpoint is a .pth
+        fetch(SAFETENSORS)
+    except EntryNotFoundError:
+        fetch(CONSOLIDATED)
+    commit = params.parent.name  # hub cache layout: snapshots/<commit>/<file>
+    return Resolved(params.parent, repo_id, revision=commit)
+
+
+def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights of a folder and a line saying where they came from.
+
+    model.safetensors is used when present; else consolidated.pth is converted
+    once into the cache (rebuilt if that copy turns out to be corrupt).
+    """
+    if (folder / SAFETENSORS).is_file():
+        return _load_safetensors(folder / SAFETENSORS), SAFETENSORS
+    pth = folder / CONSOLIDATED
+    if not pth.is_file():
+        raise CheckpointError(f"{folder} holds neither {SAFETENSORS} nor {CONSOLIDATED}")
+    converted = converted_path(pth)
+    if converted.is_file():
+        try:
+            return _load_safetensors(converted), f"{CONSOLIDATED} (cached conversion {converted})"
+        except CheckpointError as err:
+            log.warning("conversion cache %s is corrupt (%s); rebuilding it", converted, err)
+    state = read_consolidated(pth)
+    _save_atomic(state, converted)
+    return state, f"{CONSOLIDATED} (converted to {converted})"
+
+
+def converted_path(pth: Path) -> Path:
+    """Cache path for a .pth's conversion, keyed by the file's identity.
+
+    In the Hub cache the real path is the content-addressed blob, so the key
+    follows the downloaded commit; for a local file, path, size and mtime.
+    """
+    return cache_dir() / "converted" / file_key(pth) / SAFETENSORS
+
+
+def file_key(path: Path) -> str:
+    """A short key that changes when the file (or what its link points to) changes."""
+    real = path.resolve()
+    stat = real.stat()
+    return hashlib.sha256(f"{real}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+
+
+def read_consolidated(path: Path) -> dict[str, torch.Tensor]:
+    """Read lingua's consolidated.pth safely: no code runs, the optimizer state stays on disk."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} was refused: it is not a plain tensor checkpoint (weights_only load failed: "
+            f"{str(err).splitlines()[0]})"
+        ) from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt: {str(err).splitlines()[0]}") from err
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a lingua state dict ({{'model': {{name: tensor}}}})")
+    return state
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write safetensors to a temporary file and rename it, so a crash leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write the converted weights to {path}: {err}") from err
+
+
+def canonical_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
+    """Map a checkpoint's tensors onto our parameter names, or fail listing every problem.
+
+    Accepted quirks: wrapper prefixes; copies of the shared layers stored per loop
+    (layers.{i} with i >= n_layers), and the tied head stored as output.weight,
+    when they are identical to the tensor they copy.
+    """
+    problems: list[str] = []
+    clean: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        clean[key] = tensor
+
+    for key in list(clean):
+        original = _copied_from(key, args)
+        if original is None:
+            continue
+        copy = clean.pop(key)
+        if original in clean and not torch.equal(copy, clean[original]):
+            problems.append(f"{key} should be an identical copy of {original} but differs")
+
+    expected = _expected_shapes(args)
+    missing = sorted(set(expected) - set(clean))
+    unexpected = sorted(set(clean) - set(expected))
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    for key in sorted(set(expected) & set(clean)):
+        tensor = clean[key]
+        if tuple(tensor.shape) != expected[key]:
+            problems.append(f"{key} has shape {tuple(tensor.shape)}, params.json implies {expected[key]}")
+        elif not tensor.is_floating_point():
+            problems.append(f"{key} has dtype {tensor.dtype}, expected floating point")
+        elif not torch.isfinite(tensor).all():
+            problems.append(f"{key} holds NaN or infinite values")
+    if problems:
+        raise CheckpointError("the checkpoint does not match params.json:\n- " + "\n- ".join(problems))
+    return clean
+
+
+def _copied_from(key: str, args: ModelArgs) -> str | None:
+    """If key names a duplicate of another parameter, the name of that parameter."""
+    if match := re.match(r"^layers\.(\d+)\.(.+)$", key):
+        index = int(match[1])
+        return f"layers.{index % args.n_layers}.{match[2]}" if index >= args.n_layers else None
+    if key == "output.weight" and args.weight_tying:
+        return "tok_embeddings.weight"
+    return None
+
+
+def _expected_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = LoopedTransformer(args)
+    return {name: tuple(p.shape) for name, p in model.state_dict().items()}
+
+
+def detect_gates(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
+    """Rename learned per-loop gate weights (any of a few plausible names) to `loop_gates`.
+
+    Gates of shape [n_loops] are broadcast to [n_loops, dim]. Without gate keys
+    the state is returned unchanged.
+    """
+    gate_keys = [k for k in state if GATE_KEY.match(k)]
+    if len(gate_keys) != 1:
+        return state
+    gates = state[gate_keys[0]]
+    if gates.dim() == 1:
+        gates = gates[:, None].expand(-1, args.dim)
+    return {**{k: v for k, v in state.items() if k != gate_keys[0]}, "loop_gates": gates}
+
+
+def build_model(args: ModelArgs, state: dict[str, torch.Tensor]) -> LoopedTransformer:
+    """Build the model around the (validated) tensors without allocating a second copy."""
+    with torch.device("meta"):
+        model = LoopedTransformer(args)
+    model.load_state_dict(state, strict=True, assign=True)
+    # Non-persistent buffers (the RoPE tables) are not in the state dict: compute them for real.
+    model.rope_cos, model.rope_sin = rope_tables(args.head_dim, args.max_seqlen, args.rope_theta)
+    return model.eval()
+
+
+def write_checkpoint(
+    folder: str | os.PathLike,
+    model: LoopedTransformer,
+    params: dict[str, Any],
+    *,
+    optim_state: dict[str, Any] | None = None,
+    safetensors: bool = True,
+) -> Path:
+    """Write a lingua-layout checkpoint: params.json + consolidated.pth (+ model.safetensors)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    (folder / PARAMS).write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    torch.save({"model": state, "optim": optim_state or {}}, folder / CONSOLIDATED)
+    if safetensors:
+        save_file(state, folder / SAFETENSORS)
+    return folder

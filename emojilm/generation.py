@@ -1,0 +1,216 @@
+"""Autoregressive decoding with the per-(loop, layer) KV cache.
+
+`decode_steps` is the one decoding loop everything uses. Each batch row has an
+*exit loop*: the loop whose read-out picks its next byte. A row with exit loop
+k behaves exactly like the model run with k loops, because loop k never
+depends on the loops after it; so one batch can answer "what would the model
+say with 1, 2, ... n loops" while sharing a single prefill of the prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from emojilm.model import KVCache, LoopedTransformer
+from emojilm.sampling import SamplingParams, sample
+
+MIN_PROMPT = 16  # context bytes always left for the prompt, whatever max_new_tokens asks
+MAX_THRESHOLD = 10.0  # adaptive-loop KL threshold (nats); larger would exit after one loop always
+
+
+@torch.no_grad()
+def decode_steps(
+    model: LoopedTransformer,
+    prompts: torch.Tensor,
+    exit_loops: Sequence[int],
+    params: SamplingParams,
+    max_new_tokens: int,
+    generators: list[torch.Generator] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the next ids [P * len(exit_loops)] at each step, up to max_new_tokens steps.
+
+    prompts is [P, T] (equal lengths); row p * L + j continues prompt p with
+    exit loop exit_loops[j]. The caller decides when to stop (e.g. at EOS).
+    """
+    n_prompts, length = prompts.shape
+    n_exits = len(exit_loops)
+    n_loops = model.check_loops(max(exit_loops))
+    if length + max_new_tokens > model.args.max_seqlen:
+        raise ValueError(f"{length} prompt + {max_new_tokens} new tokens exceed max_seqlen={model.args.max_seqlen}")
+    if generators is None:
+        generators = [params.generator() for _ in range(n_prompts * n_exits)]
+    exit_index = torch.tensor([k - 1 for k in exit_loops], device=prompts.device).repeat(n_prompts)
+
+    # Prefill each prompt once, then give every exit loop its own copy of the cache.
+    cache = model.new_cache(n_loops, n_prompts, length + max_new_tokens)
+    states = list(model.loop_states(prompts, n_loops, cache=cache))
+    last = torch.stack([h[:, -1] for h in states])  # [loops, P, dim]
+    cache = cache.repeat_rows(n_exits)
+    rows = torch.arange(n_prompts * n_exits, device=prompts.device)
+    hidden = last.repeat_interleave(n_exits, dim=1)[exit_index, rows]
+
+    for step in range(max_new_tokens):
+        ids = sample(model.readout(hidden), params, generators)
+        yield ids
+        if step + 1 == max_new_tokens:
+            return
+        hidden = exit_states(model, ids, exit_index, cache, length + step)
+
+
+def exit_states(
+    model: LoopedTransformer, ids: torch.Tensor, exit_index: torch.Tensor, cache: KVCache, start: int
+) -> torch.Tensor:
+    """Feed one id per row at position `start`; row r's state after loop exit_index[r] + 1: [R, dim]."""
+    states = model.loop_states(ids[:, None], cache.n_loops, cache=cache, start=start)
+    last = torch.stack([h[:, -1] for h in states])
+    return last[exit_index, torch.arange(len(ids), device=ids.device)]
+
+
+def until_eos(steps: Iterator[torch.Tensor], eos_id: int) -> list[list[int]]:
+    """Collect the ids of each row up to and including its first EOS."""
+    outputs: list[list[int]] | None = None
+    done = None
+    for ids in steps:
+        ids_list = ids.tolist()
+        if outputs is None:
+            outputs, done = [[] for _ in ids_list], [False] * len(ids_list)
+        for row, token in enumerate(ids_list):
+            if not done[row]:
+                outputs[row].append(token)
+                done[row] = token == eos_id
+        if all(done):
+            break
+    return outputs or []
+
+
+@dataclass
+class Generation:
+    """A translation, complete or (while streaming) in progress."""
+
+    text: str
+    token_ids: list[int]
+    loops_per_char: list[int]  # loops each output character used (all n_loops unless adaptive)
+    n_loops: int
+    prompt_ids: list[int]
+    truncated: bool  # the input was cut to fit the context window
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    done: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.token_ids) / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def mean_loops(self) -> float:
+        return sum(self.loops_per_char) / len(self.loops_per_char) if self.loops_per_char else float(self.n_loops)
+
+
+def check_int(name: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def prompt_for(lm, text: str, max_new_tokens: int) -> tuple[list[int], int, bool]:
+    """Prompt ids, the output budget and whether the text was cut to fit the context window.
+
+    The output budget is capped so that at least MIN_ANSWER bytes fit; the text
+    is cut (at a character boundary) so the prompt leaves room for the answer.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    context = lm.model.args.max_seqlen
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, context - MIN_PROMPT)
+    ids = lm.prompt_ids(text)
+    if len(ids) + max_new_tokens <= context:
+        return ids, max_new_tokens, False
+    # Cut the text, not the template: drop characters from the end until it fits.
+    overflow = len(ids) + max_new_tokens - context
+    cut = text.encode("utf-8", "replace")[: max(0, len(text.encode("utf-8", "replace")) - overflow)]
+    ids = lm.prompt_ids(cut.decode("utf-8", "ignore"))
+    while len(ids) + max_new_tokens > context:  # the template or cleaning may add bytes back
+        cut = cut[:-1]
+        ids = lm.prompt_ids(cut.decode("utf-8", "ignore"))
+    return ids, max_new_tokens, True
+
+
+@torch.no_grad()
+def adaptive_step(model: LoopedTransformer, token: torch.Tensor, cache: KVCache, start: int,
+                  n_loops: int, threshold: float) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """Run one token loop by loop, stopping once two successive read-outs agree.
+
+    Agreement: KL(p_t || p_{t-1}) < threshold nats. A threshold of 0 never stops
+    early, so it reproduces the fixed-loop model exactly. Returns (logits, loops).
+    """
+    previous = None
+    for loop, h in enumerate(model.loop_states(token, n_loops, cache=cache, start=start), start=1):
+        logits = model.readout(h[:, -1])
+        logp = logits.float().log_softmax(-1)
+        if previous is not None and loop < n_loops:
+            kl = (logp.exp() * (logp - previous)).sum(-1).max()
+            if kl < threshold:
+                cache.copy_to_later_loops(loop - 1, start, start + 1)
+                return logits, loop
+        previous = logp
+    return logits, n_loops
+
+
+@torch.no_grad()
+def stream(
+    lm,
+    text: str,
+    params: SamplingParams,
+    n_loops: int | None = None,
+    max_new_tokens: int = 64,
+    adaptive_threshold: float = 0.0,
+) -> Iterator[Generation]:
+    """Translate text, yielding the growing Generation at every complete character.
+
+    The last item has done=True and holds the whole answer (without EOS in text).
+    """
+    model = lm.model
+    n_loops = model.check_loops(n_loops)
+    if not (isinstance(adaptive_threshold, (int, float)) and 0.0 <= adaptive_threshold <= MAX_THRESHOLD):
+        raise ValueError(f"adaptive_threshold must be a number from 0 to {MAX_THRESHOLD}, got {adaptive_threshold!r}")
+    ids, max_new_tokens, truncated = prompt_for(lm, text, max_new_tokens)
+    result = Generation("", [], [], n_loops, ids, truncated)
+    generator = [params.generator()]
+    decoder = lm.tokenizer.stream()
+    pending_loops = 0  # max loops over the bytes of the character being completed
+
+    started = time.perf_counter()
+    cache = model.new_cache(n_loops, 1, len(ids) + max_new_tokens)
+    logits = model(torch.tensor([ids], device=lm.device), n_loops, cache=cache)[:, -1]
+    loops = n_loops
+    result.prefill_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for step in range(max_new_tokens):
+        token = sample(logits, params, generator)
+        token_id = int(token)
+        result.token_ids.append(token_id)
+        pending_loops = max(pending_loops, loops)
+        if token_id == lm.tokenizer.eos_id:
+            break
+        if piece := decoder.push(token_id):
+            result.text += piece
+            result.loops_per_char += [pending_loops] * len(piece)
+            pending_loops = 0
+            result.decode_s = time.perf_counter() - started
+            yield result
+        if step + 1 < max_new_tokens:
+            position = len(ids) + step
+            if adaptive_threshold > 0:
+                logits, loops = adaptive_step(model, token[:, None], cache, position, n_loops, adaptive_threshold)
+            else:
+                logits = model(token[:, None], n_loops, cache=cache, start=position)[:, -1]
+    if tail := decoder.flush():
+        result.text += tail
+        result.loops_per_char += [pending_loops] * len(tail)
+    result.decode_s = time.perf_counter() - started
+    result.done = True
+    yield result

@@ -1,0 +1,298 @@
+"""The looped byte transformer, computing exactly what lingua's Transformer computes.
+
+Parameter names match lingua's state dict, so a lingua checkpoint loads as is.
+The model is lingua's pre-norm Llama-style stack (RMSNorm, interleaved-pair
+RoPE, GQA attention, SwiGLU feed-forward) whose `n_layers` blocks are applied
+`n_loops` times with shared weights. How one loop's output becomes the next
+loop's input is the *loop mode* (h0 is the token embedding, B(h) all blocks once):
+
+    none               h_t = B(h_{t-1})
+    add                h_t = B(h_{t-1}) + h_{t-1}
+    add_skip_first     h_1 = B(h_0),  then as "add"
+    inject_embeddings  h_1 = B(h_0),  h_t = B(h_{t-1} + h_0)
+    gated              h_t = B(h_{t-1}) + g_t * h_{t-1}   (learned g: loop_gates[t])
+
+Logits are output(norm(h)); `loop_logits` reads them out after every loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emojilm.config import LOOP_MODES, ModelArgs
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Computed in fp32 whatever the weights' dtype, as lingua does.
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).type_as(x)
+
+
+def rope_tables(head_dim: int, max_seqlen: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, [max_seqlen, head_dim // 2], of the angle pos * theta^(-2i/head_dim)."""
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(max_seqlen, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2i], x[2i+1]) of x [B, T, H, D]; cos/sin are [T, D/2]."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+class KVCache:
+    """Keys and values for incremental decoding, one slot per (loop, layer).
+
+    The layers are shared across loops but their inputs differ from loop to
+    loop, so each loop needs its own keys and values.
+    """
+
+    def __init__(
+        self,
+        args: ModelArgs,
+        n_loops: int,
+        batch: int,
+        max_len: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        shape = (n_loops, args.n_layers, batch, args.n_kv_heads, max_len, args.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.n_loops, self.max_len = n_loops, max_len
+
+    def update(
+        self, loop: int, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k/v [B, H, T, D] at positions start.., return all keys/values up to start+T."""
+        end = start + k.shape[2]
+        self.k[loop, layer, :, :, start:end] = k
+        self.v[loop, layer, :, :, start:end] = v
+        return self.k[loop, layer, :, :, :end], self.v[loop, layer, :, :, :end]
+
+    def copy_to_later_loops(self, loop: int, start: int, end: int) -> None:
+        """Reuse loop `loop`'s keys/values at positions start..end for every later loop.
+
+        Used when a token exits early: the loops it skipped must still hold
+        something for later tokens to attend to, and the last state it reached
+        is the best estimate of what they would have held.
+        """
+        self.k[loop + 1 :, :, :, :, start:end] = self.k[loop, :, :, :, start:end]
+        self.v[loop + 1 :, :, :, :, start:end] = self.v[loop, :, :, :, start:end]
+
+    def branch(self, length: int, rows: int, extra: int) -> KVCache:
+        """A new cache for `rows` continuations of row 0's first `length` positions, with room for `extra` more."""
+        new = KVCache.__new__(KVCache)
+        new.n_loops, new.max_len = self.n_loops, length + extra
+        shape = list(self.k.shape)
+        shape[2], shape[4] = rows, length + extra
+        new.k, new.v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        new.k[:, :, :, :, :length] = self.k[:, :, :1, :, :length]
+        new.v[:, :, :, :, :length] = self.v[:, :, :1, :, :length]
+        return new
+
+    def repeat_rows(self, times: int) -> KVCache:
+        """A copy with each batch row repeated `times` times in a row (one prefill, many continuations)."""
+        new = KVCache.__new__(KVCache)
+        new.n_loops, new.max_len = self.n_loops, self.max_len
+        new.k = self.k.repeat_interleave(times, dim=2) if times > 1 else self.k
+        new.v = self.v.repeat_interleave(times, dim=2) if times > 1 else self.v
+        return new
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
+        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
+        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
+        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None,
+        loop: int,
+        layer: int,
+        start: int,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
+        if cache is not None:
+            k, v = cache.update(loop, layer, start, k, v)
+        # GQA: kv head j serves query heads j*rep .. j*rep+rep-1, as lingua's repeat_kv.
+        rep = self.n_heads // self.n_kv_heads
+        if rep > 1:
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        if start == 0:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:  # several new positions after a cached prefix: causal with an offset
+            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(start)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
+        self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.attention = Attention(args)
+        self.feed_forward = FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None,
+        loop: int,
+        layer: int,
+        start: int,
+    ) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), cos, sin, cache, loop, layer, start)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class LoopedTransformer(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        if args.loop_mode not in LOOP_MODES:
+            raise ValueError(f"loop_mode={args.loop_mode!r}; expected one of {LOOP_MODES}")
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        if not args.weight_tying:
+            self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        if args.loop_mode == "gated":
+            self.loop_gates = nn.Parameter(torch.ones(args.n_loops, args.dim))
+        cos, sin = rope_tables(args.head_dim, args.max_seqlen, args.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    @property
+    def loop_mode(self) -> str:
+        return self.args.loop_mode
+
+    def set_loop_mode(self, mode: str) -> None:
+        """Switch how loops are chained (used by the variant probe); gated needs its weights."""
+        if mode not in LOOP_MODES or (mode == "gated") != hasattr(self, "loop_gates"):
+            raise ValueError(f"cannot switch this model to loop mode {mode!r}")
+        self.args = dataclasses.replace(self.args, loop_mode=mode)
+
+    def check_loops(self, n_loops: int | None) -> int:
+        """Resolve and validate a loop count: None means the trained count."""
+        if n_loops is None:
+            return self.args.n_loops
+        if isinstance(n_loops, bool) or not isinstance(n_loops, int) or not 1 <= n_loops <= self.args.max_loops:
+            raise ValueError(f"n_loops must be an integer from 1 to {self.args.max_loops}, got {n_loops!r}")
+        return n_loops
+
+    def loop_states(
+        self,
+        tokens: torch.Tensor,
+        n_loops: int | None = None,
+        *,
+        cache: KVCache | None = None,
+        start: int = 0,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the hidden state [B, T, dim] after each loop, for tokens at positions start..
+
+        With a cache, keys/values of earlier positions are read from it and those
+        of these positions are written to it.
+        """
+        n_loops = self.check_loops(n_loops)
+        T = tokens.shape[1]
+        if start + T > self.args.max_seqlen:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_seqlen={self.args.max_seqlen}")
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        h0 = self.tok_embeddings(tokens)
+        h = h0
+        for loop in range(n_loops):
+            x = h0 if self.loop_mode == "inject_embeddings" and loop > 0 else h
+            for i, layer in enumerate(self.layers):
+                x = layer(x, cos, sin, cache, loop, i, start)
+            h = self._carry(loop, x, h)
+            yield h
+
+    def _carry(self, loop: int, out: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Combine a loop's block output with its input state, per the loop mode."""
+        mode = self.loop_mode
+        if mode == "add" or (mode == "add_skip_first" and loop > 0):
+            return out + prev
+        if mode == "gated":
+            gate = self.loop_gates[min(loop, self.loop_gates.shape[0] - 1)]
+            return out + gate.to(prev.dtype) * prev
+        return out
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        head = self.tok_embeddings.weight if self.args.weight_tying else self.output.weight
+        return F.linear(self.norm(h), head)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        n_loops: int | None = None,
+        *,
+        cache: KVCache | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        """Logits [B, T, vocab] after the last loop."""
+        *_, last = self.loop_states(tokens, n_loops, cache=cache, start=start)
+        return self.readout(last)
+
+    def loop_logits(
+        self,
+        tokens: torch.Tensor,
+        n_loops: int | None = None,
+        *,
+        cache: KVCache | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        """Logits read out after every loop: [n_loops, B, T, vocab]."""
+        states = self.loop_states(tokens, n_loops, cache=cache, start=start)
+        return torch.stack([self.readout(h) for h in states])
+
+    def new_cache(self, n_loops: int | None, batch: int, max_len: int) -> KVCache:
+        weight = self.tok_embeddings.weight
+        return KVCache(self.args, self.check_loops(n_loops), batch, max_len, weight.device, weight.dtype)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,74 @@
+"""Choosing the next byte from logits: greedy, temperature, top-k, top-p.
+
+Each request (batch row) draws from its own `torch.Generator`, one uniform
+number per step, so a seeded request gives the same answer alone, in a batch,
+or beside other users' requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+MAX_TEMPERATURE = 2.0
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 means no top-k cut
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_number("temperature", self.temperature, 0.0, MAX_TEMPERATURE)
+        _check_number("top_p", self.top_p, 0.0, 1.0, low_open=True)
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or not 0 <= self.top_k <= 258:
+            raise ValueError(f"top_k must be an integer from 0 (off) to 258, got {self.top_k!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def generator(self) -> torch.Generator:
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(self.seed if self.seed is not None else torch.seed())
+        return gen
+
+
+def _check_number(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > high or value < low or (low_open and value == low):
+        bound = "(" if low_open else "["
+        raise ValueError(f"{name} must be a number in {bound}{low}, {high}], got {value!r}")
+
+
+def filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Probabilities [B, V] after temperature, top-k and top-p (nucleus) filtering."""
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_k:
+        kth = probs.topk(params.top_k, dim=-1).values[..., -1:]
+        probs = probs.masked_fill(probs < kth, 0.0)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first byte always stays).
+        before = sorted_probs.cumsum(-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(before >= params.top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]) -> torch.Tensor:
+    """Next ids [B] from logits [B, V]; row b draws from generators[b]."""
+    if params.greedy:
+        return logits.argmax(-1)
+    probs = filtered_probs(logits, params).cpu()
+    uniform = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
+    # Inverse CDF: the first id whose cumulative mass exceeds the row's uniform draw.
+    cdf = probs.double().cumsum(-1)
+    ids = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_max(probs.shape[-1] - 1)
+    return ids[:, 0].to(logits.device)

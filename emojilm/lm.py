@@ -6,6 +6,7 @@ of where everything came from (shown in the app's model panel).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -76,6 +77,15 @@ class EmojiLM:
             self.template = resolve_template(template)
             self.info.template, self.info.template_source = template_name(self.template), source
         return self
+
+    def with_variant(self, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
+        """A copy run with another loop mode and/or template, sharing this one's weights.
+
+        Lets one user try an override without changing the model other users see.
+        """
+        model = copy.copy(self.model)  # shares parameters and submodules; only `args` differs
+        twin = EmojiLM(model, self.template, dataclasses.replace(self.info))
+        return twin.set_variant(loop_mode, template)
 
     def generate(
         self,

@@ -107,6 +107,16 @@ def encode_pairs(pairs: pd.DataFrame, template: str, max_len: int) -> list[tuple
     return encoded
 
 
+def _length(example: tuple[list[int], list[int]]) -> int:
+    return len(example[0]) + len(example[1])
+
+
+def neighbours(examples: list, batch_size: int, rng: random.Random) -> list:
+    """A random run of batch_size consecutive examples (the list is sorted by length)."""
+    start = rng.randrange(max(1, len(examples) - batch_size + 1))
+    return examples[start : start + batch_size]
+
+
 def make_batch(examples: list[tuple[list[int], list[int]]], device: torch.device):
     """Tokens [B, T] padded with EOS, and targets [B, T] with -100 outside the answers."""
     width = max(len(p) + len(a) for p, a in examples)
@@ -156,7 +166,8 @@ def train(cfg: TrainConfig) -> Path:
     rng = random.Random(cfg.seed)
     out = Path(cfg.out)
     pairs = load_training_pairs(cfg)
-    train_set = encode_pairs(pairs[pairs["split"] == "train"], cfg.template, cfg.max_seqlen)
+    # Sorted by length, so that a batch of neighbours wastes little on padding.
+    train_set = sorted(encode_pairs(pairs[pairs["split"] == "train"], cfg.template, cfg.max_seqlen), key=_length)
     heldout = pairs[pairs["split"] == "heldout"]
     print(f"{len(train_set)} training pairs, {len(heldout)} held out, device {device}")
 
@@ -177,7 +188,7 @@ def train(cfg: TrainConfig) -> Path:
     history = []
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, mininterval=2.0)
     for step in bar:
-        tokens, targets = make_batch(rng.sample(train_set, min(cfg.batch_size, len(train_set))), device)
+        tokens, targets = make_batch(neighbours(train_set, cfg.batch_size, rng), device)
         early = rng.randint(1, cfg.n_loops)
         progress = progress_of(step, time.time() - started, cfg)
         for group in optimizer.param_groups:

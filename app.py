@@ -1,0 +1,175 @@
+"""EmojiLM Space: type text, get emoji, and watch the looped model refine its answer loop by loop.
+
+Layout and wiring only; everything computed comes from emojilm (space, views, sources).
+
+    python app.py [--repo chili-lab/Emoji-ByteLM] [--revision REV] [--port 7860] [--share]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from emojilm import views
+from emojilm.config import LOOP_MODES
+from emojilm.prompt import CANDIDATE_TEMPLATES
+from emojilm.sources import ModelRegistry, SourceConfig
+from emojilm.space import EXAMPLES, LOOPS_FACTOR, MAX_NEW_TOKENS, SpaceBackend, parse_request
+
+CSS = (Path(__file__).parent / "assets" / "style.css").read_text(encoding="utf-8")
+AUTO = "auto (from the checkpoint or the probe)"
+
+try:  # ZeroGPU Spaces: run model calls on a borrowed GPU
+    import spaces
+
+    on_gpu = spaces.GPU
+except ImportError:
+
+    def on_gpu(fn):
+        return fn
+
+
+def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blocks:
+    registry = backend.registry
+    first = registry.get(first_source)
+
+    def loops_slider(lm):
+        return gr.Slider(1, LOOPS_FACTOR * lm.n_loops, value=lm.n_loops, step=1)
+
+    with gr.Blocks(title="EmojiLM — text to emoji with a looped transformer") as demo:
+        gr.Markdown(
+            "# 🔁 EmojiLM\nA byte-level **looped transformer** turns text into emoji: the same layers run "
+            "again and again, and you can watch the answer sharpen **loop by loop**.",
+            elem_id="elm-title",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                model = gr.Dropdown(registry.sources, value=first_source, label="Model")
+                status = gr.Markdown(startup_note, elem_id="elm-status")
+                text = gr.Textbox(label="Text", placeholder="I love pizza", lines=2, max_length=20_000)
+                gr.Examples(EXAMPLES, inputs=text, label="Try")
+                translate = gr.Button("Translate ✨", variant="primary")
+                answer = gr.Textbox(
+                    label="Emoji", interactive=False, buttons=["copy"], elem_id="elm-answer", lines=1
+                )
+                summary = gr.Markdown(elem_id="elm-summary")
+            with gr.Column(scale=2):
+                temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature", info="0 = greedy")
+                top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p")
+                loops = gr.Slider(
+                    1, LOOPS_FACTOR * first.n_loops, value=first.n_loops, step=1, label="Loops",
+                    info=f"trained with {first.n_loops}; more is extrapolation",
+                )  # fmt: skip
+                max_new = gr.Slider(4, MAX_NEW_TOKENS, value=64, step=4, label="Max new bytes")
+                seed = gr.Number(value=None, precision=0, label="Seed", info="empty = random")
+                adaptive = gr.Checkbox(label="Adaptive loops: stop looping a byte once loops agree")
+                threshold = gr.Slider(0, 1, value=0.05, step=0.01, label="Adaptive threshold (KL, nats)")
+                with gr.Accordion("Advanced: how the checkpoint is run", open=False):
+                    loop_mode = gr.Dropdown([AUTO, *LOOP_MODES], value=AUTO, label="Loop mode")
+                    template = gr.Dropdown([AUTO, *CANDIDATE_TEMPLATES], value=AUTO, label="Prompt template")
+        gr.Markdown("## Loop by loop\nColour: how likely each loop finds the final character. "
+                    "Each cell shows that loop's own top pick; hover or tap for its top 5.")  # fmt: skip
+        heatmap = gr.HTML(elem_id="elm-heatmap-box")
+        with gr.Row():
+            per_loop = gr.Dataframe(label="Answer when stopped after k loops", interactive=False, wrap=True)
+            plot = gr.LinePlot(x="loop", y="value", color="metric", label="Convergence", height=280)
+        with gr.Accordion("Model", open=False):
+            info = gr.Markdown(views.model_info_markdown(first))
+        request_state = gr.State()
+
+        def pick(source, mode, tmpl):
+            try:
+                return backend.model(source, None if mode == AUTO else mode, None if tmpl == AUTO else tmpl)
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+
+        @on_gpu
+        def run_translate(source, mode, tmpl, text, temperature, top_p, loops, max_new, seed, adaptive, threshold):
+            lm = pick(source, mode, tmpl)
+            try:
+                request = parse_request(lm, text, temperature, top_p, loops, max_new, seed, adaptive, threshold)
+                for partial in backend.stream(lm, request):
+                    yield partial.text, views.summary_line(partial), request
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+
+        @on_gpu
+        def run_trace(source, mode, tmpl, request):
+            if request is None:
+                return gr.skip(), gr.skip(), gr.skip()
+            return backend.trace_views(pick(source, mode, tmpl), request)
+
+        def switch_model(source, mode, tmpl):
+            lm = pick(source, mode, tmpl)
+            return loops_slider(lm), views.model_info_markdown(lm), registry.status(source)
+
+        inputs = [model, loop_mode, template, text, temperature, top_p, loops, max_new, seed, adaptive, threshold]
+        for trigger in (translate.click, text.submit):
+            trigger(
+                run_translate, inputs, [answer, summary, request_state], api_visibility="private"
+            ).success(
+                run_trace, [model, loop_mode, template, request_state], [heatmap, per_loop, plot],
+                api_visibility="private",
+            )  # fmt: skip
+        gr.on(
+            [model.change, loop_mode.change, template.change], switch_model, [model, loop_mode, template],
+            [loops, info, status], api_visibility="private",
+        )  # fmt: skip
+
+        @gr.api(api_name="translate")
+        def translate_api(
+            text: str, temperature: float = 0.0, top_p: float = 1.0, loops: int | None = None,
+            max_new_tokens: int = 64, seed: int | None = None,
+        ) -> tuple[str, str]:  # fmt: skip
+            """Translate text into emoji with the default model. Returns (emoji, summary line)."""
+            try:
+                return on_gpu(backend.api_translate)(text, temperature, top_p, loops, max_new_tokens, seed)
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+
+        @gr.api(api_name="trace")
+        def trace_api(
+            text: str, temperature: float = 0.0, top_p: float = 1.0, loops: int | None = None,
+            max_new_tokens: int = 64, seed: int | None = None,
+        ) -> dict:  # fmt: skip
+            """The translation and its per-loop trace tables (lists of row records)."""
+            try:
+                output, *tables = on_gpu(backend.api_trace)(text, temperature, top_p, loops, max_new_tokens, seed)
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+            names = ("by_loop", "per_loop_outputs", "summary")
+            return {"output": output, **{n: _records(t) for n, t in zip(names, tables, strict=True)}}
+
+    return demo
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the EmojiLM Space locally.")
+    parser.add_argument("--repo", help="Hub repo of the default model ('' for none) [$EMOJILM_REPO]")
+    parser.add_argument("--revision", help="Hub revision to pin [$EMOJILM_REVISION]")
+    parser.add_argument("--host", default=None, help="server name (default 127.0.0.1; 0.0.0.0 in a Space)")
+    parser.add_argument("--port", type=int, default=None, help="port (default $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
+    args = parser.parse_args()
+
+    config = SourceConfig.from_env(hub_repo=args.repo, hub_revision=args.revision)
+    registry = ModelRegistry(config)
+    first = registry.start()
+    note = registry.status(first)
+    if first != config.hub_repo and config.hub_repo:
+        note = f"Using the bundled demo model: {registry.status(config.hub_repo)}"
+    demo = build(SpaceBackend(registry), first, note)
+    gpu = "cuda" in str(registry.get(first).device)
+    demo.queue(default_concurrency_limit=4 if gpu else 1, max_size=32)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
+
+
+if __name__ == "__main__":
+    main()

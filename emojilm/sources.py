@@ -1,0 +1,156 @@
+"""Which models the Space may serve, and loading them without ever blocking start-up.
+
+The operator decides the sources (environment variables or CLI flags); a page
+visitor only picks among them, so a request can never make the server read an
+arbitrary path or repo. The Hub model loads in a background thread: if it is
+not ready within `hub_wait_s`, the app starts on the bundled model and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import emojilm
+from emojilm.lm import EmojiLM
+
+log = logging.getLogger(__name__)
+
+BUNDLED = "bundled"
+DEFAULT_REPO = "chili-lab/Emoji-ByteLM"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    hub_repo: str = DEFAULT_REPO
+    hub_revision: str | None = None
+    extra_sources: tuple[str, ...] = ()  # more allowed sources (Hub ids or server folders)
+    hub_wait_s: float = 5.0
+    device: str | None = None
+    dtype: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides) -> SourceConfig:
+        env = os.environ
+        extra = tuple(s.strip() for s in env.get("EMOJILM_EXTRA_SOURCES", "").split(",") if s.strip())
+        values = {
+            "hub_repo": env.get("EMOJILM_REPO", DEFAULT_REPO),
+            "hub_revision": env.get("EMOJILM_REVISION") or None,
+            "extra_sources": extra,
+            "hub_wait_s": float(env.get("EMOJILM_HUB_WAIT", 5.0)),
+            "device": env.get("EMOJILM_DEVICE") or None,
+            "dtype": env.get("EMOJILM_DTYPE") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """Every source a request may name, the Hub model first; "" disables the Hub."""
+        hub = (self.hub_repo,) if self.hub_repo else ()
+        return tuple(dict.fromkeys((*hub, BUNDLED, *self.extra_sources)))
+
+
+@dataclass
+class _Slot:
+    state: str = "idle"  # idle, loading, ready, failed
+    lm: EmojiLM | None = None
+    error: str = ""
+    started: float = 0.0
+    variants: dict = field(default_factory=dict)
+
+
+class ModelRegistry:
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self._slots = {source: _Slot() for source in config.allowed}
+        self._lock = threading.Lock()
+
+    def start(self) -> str:
+        """Begin loading every source; wait up to hub_wait_s for the Hub model.
+
+        Returns the source to show first: the Hub model if it is ready, else the bundled one.
+        """
+        for source in self._slots:
+            self._load_in_background(source)
+        hub = self.config.hub_repo
+        if hub and hub in self._slots:
+            self._wait(hub, self.config.hub_wait_s)
+            if self._slots[hub].state == "ready":
+                return hub
+        self._wait(BUNDLED, timeout=None)
+        return BUNDLED
+
+    def _load_in_background(self, source: str) -> None:
+        slot = self._slots[source]
+        with self._lock:
+            if slot.state in ("loading", "ready"):
+                return
+            slot.state, slot.started, slot.error = "loading", time.time(), ""
+        revision = self.config.hub_revision if source == self.config.hub_repo else None
+
+        def work() -> None:
+            try:
+                lm = emojilm.load(source, revision=revision, device=self.config.device, dtype=self.config.dtype)
+            except Exception as err:  # any failure is reported on the page, never raised into the UI
+                log.warning("loading %s failed: %s", source, err)
+                slot.state, slot.error = "failed", _plain(err)
+            else:
+                slot.lm, slot.state = lm, "ready"
+
+        threading.Thread(target=work, name=f"load {source}", daemon=True).start()
+
+    def _wait(self, source: str, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.time() + timeout
+        while self._slots[source].state == "loading" and (deadline is None or time.time() < deadline):
+            time.sleep(0.05)
+
+    def status(self, source: str) -> str:
+        """A sentence for the page about one source."""
+        slot = self._slots.get(source)
+        if slot is None:
+            return f"{source!r} is not one of this Space's models."
+        if slot.state == "loading":
+            return f"{source} is still loading ({time.time() - slot.started:.0f} s so far)…"
+        if slot.state == "failed":
+            return f"{source} could not be loaded: {slot.error}"
+        return f"{source} is ready."
+
+    def get(self, source: str, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
+        """The loaded model for an allowed source (optionally an override variant of it)."""
+        if source not in self._slots:
+            raise ValueError(f"model must be one of {list(self._slots)}, got {source!r}")
+        slot = self._slots[source]
+        if slot.state == "failed":
+            self._load_in_background(source)  # try again next time; tell the user now
+        if slot.state != "ready":
+            raise ValueError(self.status(source))
+        if not loop_mode and not template:
+            return slot.lm
+        key = (loop_mode or None, template or None)
+        with self._lock:
+            if key not in slot.variants:
+                slot.variants[key] = slot.lm.with_variant(*key)
+            return slot.variants[key]
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self._slots)
+
+    @property
+    def default(self) -> str:
+        """The Hub model once it is ready, the bundled one until then."""
+        hub = self.config.hub_repo
+        return hub if hub in self._slots and self._slots[hub].state == "ready" else BUNDLED
+
+
+def _plain(err: Exception) -> str:
+    """A one-line reason for the page: no stack trace, no internal class names."""
+    name = type(err).__name__
+    first = str(err).strip().splitlines()[0] if str(err).strip() else name
+    if "offline" in first.lower() or "connect" in first.lower() or name.endswith(("ConnectError", "Timeout")):
+        return "the Hugging Face Hub cannot be reached from this machine"
+    return first[:300]

@@ -1,0 +1,139 @@
+"""The Space's request handling: raw widget/API values in, things to show out.
+
+app.py only lays out the page and wires events to a SpaceBackend. Everything
+here is plain Python, tested without a browser. Values arrive as a browser or
+an API client sent them (None, strings, NaN...), so each is checked here and a
+bad one becomes a ValueError whose message the page shows as is.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from emojilm import views
+from emojilm.generation import Generation
+from emojilm.lm import EmojiLM
+from emojilm.sources import ModelRegistry
+
+MAX_TEXT_CHARS = 20_000  # longer input is refused outright; shorter input is cut to the context
+MAX_NEW_TOKENS = 256  # bytes per answer: with the loop cap, this bounds one request's compute
+LOOPS_FACTOR = 2  # the loop slider goes up to twice the trained count
+EXAMPLES = [
+    "I love pizza",
+    "Let's go to the beach, the sun is out!",
+    "a cup of coffee and a good book",
+    "It is raining again and I am so sad",
+    "Happy birthday to my dog",
+    "We won the football game!",
+    "Ich liebe Pizza",
+    "J'adore le chocolat",
+    "Me encanta el café",
+]
+
+
+@dataclass(frozen=True)
+class Request:
+    text: str
+    temperature: float
+    top_p: float
+    n_loops: int
+    max_new_tokens: int
+    seed: int
+    adaptive_threshold: float
+
+    def sampling(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "n_loops": self.n_loops,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+
+def _number(name: str, value: Any, low: float, high: float, default: float | None = None) -> float:
+    if value is None or value == "":
+        if default is None:
+            raise ValueError(f"{name} is required")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number from {low} to {high}, got {value!r}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{name} must be a number from {low} to {high}, got {value!r}")
+    return number
+
+
+def _integer(name: str, value: Any, low: int, high: int, default: int | None = None) -> int:
+    number = _number(name, value, low, high, default)
+    if number != int(number):
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return int(number)
+
+
+def parse_request(
+    lm: EmojiLM,
+    text: Any,
+    temperature: Any = 0.0,
+    top_p: Any = 1.0,
+    loops: Any = None,
+    max_new_tokens: Any = 64,
+    seed: Any = None,
+    adaptive: Any = False,
+    threshold: Any = 0.0,
+) -> Request:
+    """Check every raw value against the model's limits; raise ValueError naming the bad one."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"text is {len(text):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
+    if not text.strip():
+        raise ValueError("Type some text to translate into emoji.")
+    max_loops = LOOPS_FACTOR * lm.n_loops
+    seed_value = _integer("seed", seed, 0, 2**31 - 1, default=-1) if seed not in (None, "", -1) else -1
+    return Request(
+        text=text,
+        temperature=_number("temperature", temperature, 0.0, 2.0, default=0.0),
+        top_p=_number("top_p", top_p, 0.01, 1.0, default=1.0),
+        n_loops=_integer("loops", loops, 1, max_loops, default=lm.n_loops),
+        max_new_tokens=_integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, default=64),
+        seed=seed_value if seed_value >= 0 else random.randrange(2**31),
+        adaptive_threshold=_number("threshold", threshold, 0.0, 5.0, default=0.0) if adaptive else 0.0,
+    )
+
+
+class SpaceBackend:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def model(self, source: str, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
+        return self.registry.get(source, loop_mode or None, template or None)
+
+    def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
+        return lm.stream(request.text, adaptive_threshold=request.adaptive_threshold, **request.sampling())
+
+    def trace_views(self, lm: EmojiLM, request: Request) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+        """Heatmap HTML, answer-per-loop table and convergence plot data for one request."""
+        trace = lm.trace(request.text, adaptive_threshold=request.adaptive_threshold, **request.sampling())
+        return views.heatmap_html(trace), views.per_loop_table(trace), views.convergence_frame(trace)
+
+    # The two public API endpoints (also reachable without the UI, so they validate everything).
+
+    def api_translate(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
+        lm = self.model(self.registry.default)
+        request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
+        result = lm.translate(request.text, **request.sampling())
+        return result.text, views.summary_line(result)
+
+    def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
+        lm = self.model(self.registry.default)
+        request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
+        trace = lm.trace(request.text, **request.sampling())
+        return trace.output, trace.by_loop, trace.per_loop_outputs, trace.summary

@@ -38,10 +38,7 @@ def heatmap_html(trace: Trace) -> str:
     for loop, cells in table.sort_values(["loop", "position"]).groupby("loop"):
         tds = []
         for cell in cells.itertuples():
-            tip = (
-                f"loop {loop}: P({cell.char}) = {cell.p_final_char:.2f}<br>"
-                f"top 5: {html.escape(cell.top5)}"
-            )
+            tip = f"loop {loop}: P({cell.char}) = {cell.p_final_char:.2f}<br>top 5: {html.escape(cell.top5)}"
             text_colour = "#fff" if cell.p_final_char > 0.55 else "#1f2937"
             tds.append(
                 f'<td tabindex="0" style="background:{_colour(cell.p_final_char)};color:{text_colour}" '

@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from emojilm.config import ModelArgs
-from emojilm.model import LoopedTransformer, rope_tables
+from emojilm.model import LoopedTransformer
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,25 @@ def resolve(source: str | os.PathLike, revision: str | None = None, *, timeout: 
 
 def _download(repo_id: str, revision: str | None, timeout: float) -> Resolved:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     def fetch(filename: str) -> Path:
         return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=timeout))
 
-    params = fetch(PARAMS)
-    try:  # prefer a published safetensors file; the card's checkpoint is a .pth
-        fetch(SAFETENSORS)
-    except EntryNotFoundError:
-        fetch(CONSOLIDATED)
+    where = f"{repo_id!r} (revision {revision or 'main'})"
+    try:
+        params = fetch(PARAMS)
+        try:  # prefer a published safetensors file; the card's checkpoint is a .pth
+            fetch(SAFETENSORS)
+        except EntryNotFoundError:
+            fetch(CONSOLIDATED)
+    except LocalEntryNotFoundError as err:
+        raise CheckpointError(
+            f"cannot load {where}: the Hub could not be reached (or offline mode is on) and its files "
+            "are not in the local Hugging Face cache"
+        ) from err
+    except (OSError, ValueError, EntryNotFoundError) as err:  # unknown/gated repo, missing file, HTTP trouble
+        raise CheckpointError(f"cannot download {where} from the Hub: {_first_line(err)}") from err
     commit = params.parent.name  # hub cache layout: snapshots/<commit>/<file>
     return Resolved(params.parent, repo_id, revision=commit)
 
@@ -134,16 +143,22 @@ def read_consolidated(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
+        # torch's message leads with advice to retry unsafely; keep only what it found.
+        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|$)", str(err), re.M)
         raise CheckpointError(
-            f"{path} was refused: it is not a plain tensor checkpoint (weights_only load failed: "
-            f"{str(err).splitlines()[0]})"
+            f"{path} was refused: it is not a plain tensor checkpoint; it holds Python objects that are never "
+            f"unpickled here, since that could run code ({found[1] if found else _first_line(err)})"
         ) from err
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt: {str(err).splitlines()[0]}") from err
+        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(err)}") from err
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a lingua state dict ({{'model': {{name: tensor}}}})")
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    return next(iter(str(err).splitlines()), type(err).__name__)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -154,12 +169,21 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write safetensors to a temporary file and rename it, so a crash leaves no half file."""
+    """Write safetensors to a temporary file and rename it, so a crash leaves no half file.
+
+    safetensors refuses tensors that share storage, which torch.save keeps (a tied
+    head saved as output.weight is the embedding itself): those are copied.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
+    tensors, storages = {}, set()
+    for key, tensor in state.items():
+        storage = tensor.untyped_storage().data_ptr()
+        tensors[key] = tensor.contiguous().clone() if storage in storages else tensor.contiguous()
+        storages.add(storage)
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+        save_file(tensors, tmp)
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
@@ -174,21 +198,17 @@ def canonical_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> dic
     when they are identical to the tensor they copy.
     """
     problems: list[str] = []
-    clean: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
-        for prefix in WRAPPER_PREFIXES:
-            key = key.removeprefix(prefix)
-        clean[key] = tensor
+    clean = {_strip_prefixes(key): tensor for key, tensor in state.items()}
+    expected = _expected_shapes(args)
 
     for key in list(clean):
         original = _copied_from(key, args)
-        if original is None:
-            continue
+        if original not in expected or original not in clean:
+            continue  # not a copy, or a copy of something unknown or absent: reported below
         copy = clean.pop(key)
-        if original in clean and not torch.equal(copy, clean[original]):
+        if not torch.equal(copy, clean[original]):
             problems.append(f"{key} should be an identical copy of {original} but differs")
 
-    expected = _expected_shapes(args)
     missing = sorted(set(expected) - set(clean))
     unexpected = sorted(set(clean) - set(expected))
     if missing:
@@ -206,6 +226,13 @@ def canonical_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> dic
     if problems:
         raise CheckpointError("the checkpoint does not match params.json:\n- " + "\n- ".join(problems))
     return clean
+
+
+def _strip_prefixes(key: str) -> str:
+    """Remove wrapper prefixes, also stacked ones such as "module._orig_mod."."""
+    while prefix := next((p for p in WRAPPER_PREFIXES if key.startswith(p)), None):
+        key = key.removeprefix(prefix)
+    return key
 
 
 def _copied_from(key: str, args: ModelArgs) -> str | None:
@@ -230,12 +257,12 @@ def detect_gates(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, t
     Gates of shape [n_loops] are broadcast to [n_loops, dim]. Without gate keys
     the state is returned unchanged.
     """
-    gate_keys = [k for k in state if GATE_KEY.match(k)]
+    gate_keys = [k for k in state if GATE_KEY.match(_strip_prefixes(k))]
     if len(gate_keys) != 1:
         return state
     gates = state[gate_keys[0]]
     if gates.dim() == 1:
-        gates = gates[:, None].expand(-1, args.dim)
+        gates = gates[:, None].expand(-1, args.dim).contiguous()
     return {**{k: v for k, v in state.items() if k != gate_keys[0]}, "loop_gates": gates}
 
 
@@ -244,8 +271,6 @@ def build_model(args: ModelArgs, state: dict[str, torch.Tensor]) -> LoopedTransf
     with torch.device("meta"):
         model = LoopedTransformer(args)
     model.load_state_dict(state, strict=True, assign=True)
-    # Non-persistent buffers (the RoPE tables) are not in the state dict: compute them for real.
-    model.rope_cos, model.rope_sin = rope_tables(args.head_dim, args.max_seqlen, args.rope_theta)
     return model.eval()
 
 

@@ -217,7 +217,7 @@ def _apply_probe(lm: EmojiLM, folder, fixed_mode: str | None) -> None:
     from emojilm.probe import probe_variants
 
     weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
-    cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}.json"
+    cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{fixed_mode or 'any'}.json"
     choice: dict[str, Any] | None = None
     if cached.is_file():
         try:
@@ -233,4 +233,4 @@ def _apply_probe(lm: EmojiLM, folder, fixed_mode: str | None) -> None:
             cached.write_text(json.dumps(choice))
         except OSError as err:
             log.warning("cannot cache the probe's choice at %s: %s", cached, err)
-    lm.set_variant(choice["loop_mode"], choice["template"], source="probe")
+    lm.set_variant(None if fixed_mode else choice["loop_mode"], choice["template"], source="probe")

@@ -10,7 +10,8 @@ loop's input is the *loop mode* (h0 is the token embedding, B(h) all blocks once
     add                h_t = B(h_{t-1}) + h_{t-1}
     add_skip_first     h_1 = B(h_0),  then as "add"
     inject_embeddings  h_1 = B(h_0),  h_t = B(h_{t-1} + h_0)
-    gated              h_t = B(h_{t-1}) + g_t * h_{t-1}   (learned g: loop_gates[t])
+    gated              h_t = B(h_{t-1}) + g_t * h_{t-1}   (learned g_t = loop_gates[t-1];
+                       loops beyond the trained count reuse the last gate)
 
 Logits are output(norm(h)); `loop_logits` reads them out after every loop.
 """
@@ -35,25 +36,20 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Computed in fp32 whatever the weights' dtype, as lingua does.
-        xf = x.float()
-        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).type_as(x)
+        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).type_as(x)
 
 
-def rope_tables(head_dim: int, max_seqlen: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin, [max_seqlen, head_dim // 2], of the angle pos * theta^(-2i/head_dim)."""
+def rope_table(head_dim: int, max_seqlen: int, theta: float) -> torch.Tensor:
+    """Rotations e^(i·pos·theta^(-2j/head_dim)), [max_seqlen, head_dim // 2] as float32 (re, im) pairs."""
     inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.outer(torch.arange(max_seqlen, dtype=torch.float64), inv_freq)
-    return angles.cos().float(), angles.sin().float()
+    return torch.view_as_real(torch.polar(torch.ones_like(angles), angles)).float()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2i], x[2i+1]) of x [B, T, H, D]; cos/sin are [T, D/2]."""
-    pairs = x.float().unflatten(-1, (-1, 2))
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    cos, sin = cos[:, None, :], sin[:, None, :]
-    rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-    return rotated.flatten(-2).type_as(x)
+def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope is [T, D/2]."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rope[:, None, :]).flatten(-2).type_as(x)
 
 
 class KVCache:
@@ -128,8 +124,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rope: torch.Tensor,
         cache: KVCache | None,
         loop: int,
         layer: int,
@@ -139,7 +134,7 @@ class Attention(nn.Module):
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         if cache is not None:
             k, v = cache.update(loop, layer, start, k, v)
@@ -179,14 +174,13 @@ class TransformerBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rope: torch.Tensor,
         cache: KVCache | None,
         loop: int,
         layer: int,
         start: int,
     ) -> torch.Tensor:
-        h = x + self.attention(self.attention_norm(x), cos, sin, cache, loop, layer, start)
+        h = x + self.attention(self.attention_norm(x), rope, cache, loop, layer, start)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -203,9 +197,8 @@ class LoopedTransformer(nn.Module):
             self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         if args.loop_mode == "gated":
             self.loop_gates = nn.Parameter(torch.ones(args.n_loops, args.dim))
-        cos, sin = rope_tables(args.head_dim, args.max_seqlen, args.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        # Not a buffer: casting the model to bf16 must not round the rotation angles.
+        self._rope: torch.Tensor | None = None
 
     @property
     def loop_mode(self) -> str:
@@ -225,6 +218,13 @@ class LoopedTransformer(nn.Module):
             raise ValueError(f"n_loops must be an integer from 1 to {self.args.max_loops}, got {n_loops!r}")
         return n_loops
 
+    def _rope_on(self, device: torch.device) -> torch.Tensor:
+        """The complex64 RoPE table on `device`, computed once per device (kept in fp32 whatever the weights)."""
+        if self._rope is None or self._rope.device != device:
+            args = self.args
+            self._rope = torch.view_as_complex(rope_table(args.head_dim, args.max_seqlen, args.rope_theta)).to(device)
+        return self._rope
+
     def loop_states(
         self,
         tokens: torch.Tensor,
@@ -242,13 +242,13 @@ class LoopedTransformer(nn.Module):
         T = tokens.shape[1]
         if start + T > self.args.max_seqlen:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seqlen={self.args.max_seqlen}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        rope = self._rope_on(tokens.device)[start : start + T]
         h0 = self.tok_embeddings(tokens)
         h = h0
         for loop in range(n_loops):
-            x = h0 if self.loop_mode == "inject_embeddings" and loop > 0 else h
+            x = h + h0 if self.loop_mode == "inject_embeddings" and loop > 0 else h
             for i, layer in enumerate(self.layers):
-                x = layer(x, cos, sin, cache, loop, i, start)
+                x = layer(x, rope, cache, loop, i, start)
             h = self._carry(loop, x, h)
             yield h
 

@@ -1,0 +1,216 @@
+"""The looped model against an independent straight-line computation from the raw state dict.
+
+The reference below uses only plain torch ops in float64 and follows DESIGN.md and
+the loop-mode table at the top of emojilm/model.py; it calls nothing in emojilm.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import emojilm
+from tests.conftest import lingua_sizes, random_tokens, tiny_params
+
+TRAINED = 3  # tiny_params()["n_loops"]
+LOOP_COUNTS = (1, TRAINED, TRAINED + 2)  # one loop, the trained count, extrapolation
+
+# name -> params.json model section
+VARIANTS = {
+    "mha": tiny_params(n_kv_heads=None),
+    "gqa": tiny_params(),  # 4 query heads share 2 kv heads
+    "tied": tiny_params(weight_tying=True),
+    "head_dim": tiny_params(head_dim=12),  # n_heads * head_dim = 48 != dim = 32
+}
+# name -> (params.json loop_residual, shape of the learned gates or None)
+MODES = {
+    "none": ("none", None),
+    "add": ("add", None),
+    "add_skip_first": ("add_skip_first", None),
+    "inject_embeddings": ("inject_embeddings", None),
+    "gated": (True, (TRAINED,)),  # gates in the state dict switch a `true` checkpoint to gated
+    "gated_per_channel": ("gated", (TRAINED, 32)),
+}
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def rms_norm(x, weight, eps):
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def rope(x, theta):
+    """Rotate interleaved pairs (x[2i], x[2i+1]) of x [B, T, H, D] as complex numbers."""
+    B, T, H, D = x.shape
+    freqs = theta ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)
+    angles = torch.arange(T, dtype=torch.float64)[:, None] * freqs[None, :]
+    rotation = torch.polar(torch.ones_like(angles), angles)  # e^{i·pos·freq}, [T, D/2]
+    pairs = torch.view_as_complex(x.reshape(B, T, H, D // 2, 2).contiguous())
+    return torch.view_as_real(pairs * rotation[None, :, None, :]).reshape(B, T, H, D)
+
+
+def attention(x, w, sizes, theta):
+    B, T, _ = x.shape
+    H, KV, hd = sizes["n_heads"], sizes["n_kv_heads"], sizes["head_dim"]
+    q = rope((x @ w["wq"].T).reshape(B, T, H, hd), theta)
+    k = rope((x @ w["wk"].T).reshape(B, T, KV, hd), theta)
+    v = (x @ w["wv"].T).reshape(B, T, KV, hd)
+    kv_head_of = torch.arange(H) // (H // KV)  # query head h reads kv head h // rep
+    k, v = k[:, :, kv_head_of], v[:, :, kv_head_of]
+    scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    scores = scores.masked_fill(future, -math.inf)
+    weights = (scores - scores.amax(-1, keepdim=True)).exp()
+    weights = weights / weights.sum(-1, keepdim=True)
+    out = torch.einsum("bhts,bshd->bthd", weights, v).reshape(B, T, H * hd)
+    return out @ w["wo"].T
+
+
+def feed_forward(x, w):
+    a = x @ w["w1"].T
+    return (a * torch.sigmoid(a) * (x @ w["w3"].T)) @ w["w2"].T
+
+
+def all_blocks(h, state, model):
+    sizes, eps, theta = lingua_sizes(model), model["norm_eps"], model["rope_theta"]
+    for i in range(model["n_layers"]):
+        w = {name.split(".")[-2]: t for name, t in state.items() if name.startswith(f"layers.{i}.")}
+        h = h + attention(rms_norm(h, w["attention_norm"], eps), w, sizes, theta)
+        h = h + feed_forward(rms_norm(h, w["ffn_norm"], eps), w)
+    return h
+
+
+def reference_loop_logits(state, model, mode, tokens, n_loops):
+    """Logits [n_loops, B, T, V] read out after every loop, in float64."""
+    state = {k: v.double() for k, v in state.items()}
+    head = state["tok_embeddings.weight"] if model.get("weight_tying") else state["output.weight"]
+    h0 = state["tok_embeddings.weight"][tokens]
+    h, out = h0, []
+    for t in range(n_loops):
+        if mode == "none":
+            h = all_blocks(h, state, model)
+        elif mode == "add":
+            h = all_blocks(h, state, model) + h
+        elif mode == "add_skip_first":
+            h = all_blocks(h, state, model) + (h if t > 0 else 0)
+        elif mode == "inject_embeddings":
+            h = all_blocks(h + h0 if t > 0 else h0, state, model)
+        elif mode.startswith("gated"):  # loop t (from 0) uses gate t; beyond training, the last one
+            gates = state["loop_gates"]
+            h = all_blocks(h, state, model) + gates[min(t, len(gates) - 1)] * h
+        out.append(rms_norm(h, state["norm.weight"], model["norm_eps"]) @ head.T)
+    return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_model(make_checkpoint, variant, mode, seed=0):
+    """Write a checkpoint for (variant, mode), load it; return (model, state, model section)."""
+    loop_residual, gate_shape = MODES[mode]
+    section = {**VARIANTS[variant], "loop_residual": loop_residual}
+    override = {}
+    if gate_shape:
+        override["loop_gates"] = 0.25 + torch.rand(gate_shape, generator=torch.Generator().manual_seed(seed))
+    folder, state = make_checkpoint(section, seed=seed, state_override=override)
+    lm = emojilm.load(folder, device="cpu", probe=False)
+    assert lm.model.loop_mode == mode.removesuffix("_per_channel")
+    return lm.model, state, section
+
+
+def assert_matches(actual, expected):
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", MODES)
+def test_forward_matches_reference(make_checkpoint, variant, mode):
+    model, state, section = make_model(make_checkpoint, variant, mode)
+    tokens = random_tokens(2, 13, seed=1)
+    expected = reference_loop_logits(state, section, mode, tokens, max(LOOP_COUNTS))
+    with torch.no_grad():
+        assert_matches(model.loop_logits(tokens, max(LOOP_COUNTS)), expected)
+        for n in LOOP_COUNTS:
+            assert_matches(model(tokens, n_loops=n), expected[n - 1])
+            assert_matches(model.loop_logits(tokens, n), expected[:n])
+        assert_matches(model(tokens), expected[TRAINED - 1])  # default: the trained count
+
+
+def test_loop_modes_differ(make_checkpoint):
+    """A check on the test itself: each loop mode computes something else, so mixing them up fails."""
+    tokens = random_tokens(1, 9, seed=2)
+    outputs = {}
+    for mode in MODES:
+        _, state, section = make_model(make_checkpoint, "gqa", mode)
+        outputs[mode] = reference_loop_logits(state, section, mode, tokens, TRAINED)
+    for a, b in itertools.combinations(MODES, 2):
+        assert not torch.allclose(outputs[a], outputs[b], atol=1e-3), (a, b)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_loops", [1, TRAINED + 1])
+def test_kv_cached_chunks_equal_full_forward(make_checkpoint, mode, n_loops):
+    model, _, _ = make_model(make_checkpoint, "gqa", mode)
+    tokens = random_tokens(2, 16, seed=3)
+    bounds = [0, 7, 8, 11, 12, 13, 16]  # a prefill, then chunks of 1 and 3 tokens
+    cache = model.new_cache(n_loops, batch=2, max_len=20)
+    with torch.no_grad():
+        full = model.loop_logits(tokens, n_loops)
+        chunks = [
+            model.loop_logits(tokens[:, a:b], n_loops, cache=cache, start=a) for a, b in itertools.pairwise(bounds)
+        ]
+    torch.testing.assert_close(torch.cat(chunks, dim=2), full, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_forward_uses_the_cache(make_checkpoint):
+    """Positions after the prefix must see the prefix: a fresh cache gives other logits."""
+    model, _, _ = make_model(make_checkpoint, "gqa", "add")
+    tokens = random_tokens(1, 8, seed=4)
+    with torch.no_grad():
+        cache = model.new_cache(TRAINED, 1, 8)
+        model(tokens[:, :7], cache=cache)
+        with_prefix = model(tokens[:, 7:], cache=cache, start=7)
+        empty = model(tokens[:, 7:], cache=model.new_cache(TRAINED, 1, 8), start=7)
+        torch.testing.assert_close(with_prefix, model(tokens)[:, 7:], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(with_prefix, empty, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_loops", [0, -1, 4 * TRAINED + 1, True, 2.0, "3"])
+def test_bad_loop_counts_rejected(make_checkpoint, n_loops):
+    model, _, _ = make_model(make_checkpoint, "gqa", "add")
+    tokens = random_tokens(1, 4, seed=5)
+    calls = [
+        lambda: model(tokens, n_loops=n_loops),
+        lambda: model.loop_logits(tokens, n_loops),
+        lambda: model.new_cache(n_loops, 1, 4),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="n_loops"):
+            call()
+
+
+def test_max_loops_accepted(make_checkpoint):
+    model, _, _ = make_model(make_checkpoint, "gqa", "add")
+    with torch.no_grad():
+        assert model.loop_logits(random_tokens(1, 2, seed=6), model.args.max_loops).shape[0] == 4 * TRAINED
+
+
+@pytest.mark.parametrize(("start", "length"), [(0, 49), (40, 9), (48, 1)])
+def test_longer_than_max_seqlen_rejected(make_checkpoint, start, length):
+    model, _, _ = make_model(make_checkpoint, "gqa", "add")  # max_seqlen 48
+    cache = model.new_cache(None, 1, 64)
+    with pytest.raises(ValueError, match="max_seqlen"):
+        model(random_tokens(1, length, seed=7), cache=cache, start=start)
+
+
+def test_full_max_seqlen_accepted(make_checkpoint):
+    model, _, _ = make_model(make_checkpoint, "gqa", "add")
+    with torch.no_grad():
+        assert model(random_tokens(1, 48, seed=8)).shape == (1, 48, 258)

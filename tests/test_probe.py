@@ -1,0 +1,132 @@
+"""The variant probe recovers the loop mode and prompt template a checkpoint was trained with.
+
+A tiny looped model is trained here, in a known mode and template, on a toy
+text→emoji mapping that includes the probe's KNOWN_PAIRS, then saved the way the
+published checkpoint is: `loop_residual: true` and no template on record.
+
+Why the true mode is "add_skip_first": tiny models memorize their answers so well
+that the residual carries (add, add_skip_first, inject_embeddings) give nearly the
+same function, and the gaps between them are small in absolute terms (~0.01 nats
+per answer byte). add_skip_first was the most clearly separated of them in trials
+(over seeds 0-3 the runner-up, inject_embeddings, lost ≥ 1.5× the true mode's
+log-loss), and it is not the default reading of `true` ("add"), so the probe has
+to overrule the default to pass.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import emojilm
+import emojilm.probe
+from emojilm.config import args_from_params
+from emojilm.model import LoopedTransformer
+from emojilm.prompt import KNOWN_PAIRS
+from tests.conftest import write_lingua_checkpoint
+
+TRUE_MODE, TRUE_TEMPLATE = "add_skip_first", "tab"
+MODEL = {"dim": 32, "n_layers": 2, "n_heads": 4, "multiple_of": 16, "max_seqlen": 64, "n_loops": 3}
+PAIRS = [
+    *KNOWN_PAIRS,
+    ("the sun", "☀️"),
+    ("a dog", "🐶"),
+    ("fire", "🔥"),
+    ("good night", "🌙"),
+    ("I am sad", "😢"),
+    ("music", "🎵"),
+    ("a red apple", "🍎"),
+    ("go to the beach", "🏖️"),
+    ("thank you", "🙏"),
+    ("money", "💰"),
+]
+
+
+def training_batch():
+    """BOS + text + TAB + answer + EOS per pair (laid out by hand), and a mask of the answer bytes."""
+    rows = [([256, *f"{text}\t".encode()], [*answer.encode(), 257]) for text, answer in PAIRS]
+    width = max(len(p) + len(a) for p, a in rows)
+    tokens = torch.full((len(rows), width), 257)
+    answer = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, (prompt, reply) in enumerate(rows):
+        tokens[i, : len(prompt) + len(reply)] = torch.tensor(prompt + reply)
+        answer[i, len(prompt) : len(prompt) + len(reply)] = True
+    return tokens, answer
+
+
+@pytest.fixture(scope="module")
+def trained_state():
+    """Weights of a model trained in TRUE_MODE on TRUE_TEMPLATE prompts (~3 s on one CPU thread)."""
+    torch.manual_seed(0)
+    model = LoopedTransformer(args_from_params({**MODEL, "loop_residual": TRUE_MODE}))
+    tokens, answer = training_batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        logits = model(tokens[:, :-1])
+        loss = F.cross_entropy(logits[answer[:, 1:]], tokens[:, 1:][answer[:, 1:]])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05, "the toy model did not learn its mapping"
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def write_trained(folder, state, loop_residual=True):
+    """The trained weights as a lingua checkpoint that records no template."""
+    write_lingua_checkpoint(folder, {**MODEL, "loop_residual": loop_residual}, seed=0, state_override=state)
+    return folder
+
+
+def test_probe_ranks_the_true_variant_first(trained_state, tmp_path):
+    lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), probe=False)
+    assert (lm.info.loop_mode, lm.info.mode_source, lm.info.template_source) == ("add", "default", "default")
+    table = emojilm.probe.probe_variants(lm)
+    best = table.iloc[0]
+    assert (best["loop_mode"], best["template"]) == (TRUE_MODE, TRUE_TEMPLATE), table.head(6).to_string()
+    assert best["exact"] == 1.0
+    assert len(table) == 4 * 8  # every non-gated mode × every candidate template
+    other_templates = table[table["template"] != TRUE_TEMPLATE]
+    assert other_templates["margin"].min() > 0.1  # the template is not a close call
+    assert lm.model.loop_mode == "add"  # the probe leaves the model as it found it
+
+
+def test_load_applies_the_probe_once(trained_state, tmp_path, monkeypatch):
+    folder = write_trained(tmp_path / "ckpt", trained_state)
+    first = emojilm.load(folder)
+    assert (first.info.loop_mode, first.info.mode_source) == (TRUE_MODE, "probe")
+    assert (first.info.template, first.info.template_source) == (TRUE_TEMPLATE, "probe")
+    assert first.model.loop_mode == TRUE_MODE
+
+    def probe_again(*args, **kwargs):
+        raise AssertionError("the probe ran again instead of using its cached choice")
+
+    monkeypatch.setattr(emojilm.probe, "probe_variants", probe_again)
+    second = emojilm.load(folder)
+    assert (second.model.loop_mode, second.info.mode_source, second.info.template) == (TRUE_MODE, "probe", "tab")
+
+
+@pytest.fixture
+def recorded_wrong_mode(trained_state, tmp_path):
+    """The trained weights with a wrong loop mode on record (and still no template)."""
+    return emojilm.load(write_trained(tmp_path / "ckpt", trained_state, loop_residual="none"))
+
+
+def test_recorded_mode_is_kept_and_only_the_template_probed(recorded_wrong_mode):
+    lm = recorded_wrong_mode
+    assert (lm.model.loop_mode, lm.info.loop_mode) == ("none", "none")
+    assert (lm.info.template, lm.info.template_source) == (TRUE_TEMPLATE, "probe")
+
+
+def test_recorded_mode_keeps_its_source(recorded_wrong_mode):
+    assert recorded_wrong_mode.info.mode_source == "recorded"
+
+
+def test_explicit_choice_skips_the_probe(trained_state, tmp_path, monkeypatch):
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the probe ran although the variant was given")
+
+    monkeypatch.setattr(emojilm.probe, "probe_variants", no_probe)
+    lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), loop_mode="inject_embeddings", template="colon")
+    assert (lm.model.loop_mode, lm.info.mode_source) == ("inject_embeddings", "override")
+    assert (lm.info.template, lm.info.template_source) == ("colon", "override")

@@ -9,6 +9,7 @@ say with 1, 2, ... n loops" while sharing a single prefill of the prompt.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,10 @@ class Generation:
     decode_s: float = 0.0
     done: bool = False
 
+    def snapshot(self) -> Generation:
+        """A copy that later decoding steps do not change (what stream yields)."""
+        return dataclasses.replace(self, token_ids=list(self.token_ids), loops_per_char=list(self.loops_per_char))
+
     @property
     def tokens_per_s(self) -> float:
         return len(self.token_ids) / self.decode_s if self.decode_s > 0 else 0.0
@@ -119,8 +124,8 @@ def check_int(name: str, value: int, low: int, high: int) -> int:
 def prompt_for(lm, text: str, max_new_tokens: int) -> tuple[list[int], int, bool]:
     """Prompt ids, the output budget and whether the text was cut to fit the context window.
 
-    The output budget is capped so that at least MIN_ANSWER bytes fit; the text
-    is cut (at a character boundary) so the prompt leaves room for the answer.
+    max_new_tokens may take all the context but MIN_PROMPT ids; the text is cut
+    (at a character boundary) so that the prompt leaves room for the answer.
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
@@ -129,14 +134,32 @@ def prompt_for(lm, text: str, max_new_tokens: int) -> tuple[list[int], int, bool
     ids = lm.prompt_ids(text)
     if len(ids) + max_new_tokens <= context:
         return ids, max_new_tokens, False
-    # Cut the text, not the template: drop characters from the end until it fits.
-    overflow = len(ids) + max_new_tokens - context
-    cut = text.encode("utf-8", "replace")[: max(0, len(text.encode("utf-8", "replace")) - overflow)]
-    ids = lm.prompt_ids(cut.decode("utf-8", "ignore"))
-    while len(ids) + max_new_tokens > context:  # the template or cleaning may add bytes back
-        cut = cut[:-1]
-        ids = lm.prompt_ids(cut.decode("utf-8", "ignore"))
-    return ids, max_new_tokens, True
+    return longest_start_that_fits(lm, text, context - max_new_tokens), max_new_tokens, True
+
+
+def longest_start_that_fits(lm, text: str, budget: int) -> list[int]:
+    """Prompt ids of the longest start text[:n] whose prompt has at most `budget` ids (text itself has more).
+
+    Cleaning the text and the template change lengths, so candidates are measured
+    as prompts. A galloping search keeps the cost proportional to what is kept,
+    however long the text.
+    """
+
+    def fits(n: int) -> bool:
+        return len(lm.prompt_ids(text[:n])) <= budget
+
+    if not fits(0):
+        raise ValueError(
+            f"the prompt template leaves no room for text with max_new_tokens={lm.model.args.max_seqlen - budget}"
+        )
+    good, bad = 0, 1  # fits(good); fits(bad) unknown until tested
+    while bad < len(text) and fits(bad):
+        good, bad = bad, 2 * bad
+    bad = min(bad, len(text))
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return lm.prompt_ids(text[:good])
 
 
 @torch.no_grad()
@@ -160,7 +183,6 @@ def adaptive_step(model: LoopedTransformer, token: torch.Tensor, cache: KVCache,
     return logits, n_loops
 
 
-@torch.no_grad()
 def stream(
     lm,
     text: str,
@@ -171,14 +193,22 @@ def stream(
 ) -> Iterator[Generation]:
     """Translate text, yielding the growing Generation at every complete character.
 
-    The last item has done=True and holds the whole answer (without EOS in text).
+    Each item is a snapshot; the last has done=True and holds the whole answer
+    (without EOS in text). Arguments are checked here, before the first item.
     """
-    model = lm.model
-    n_loops = model.check_loops(n_loops)
-    if not (isinstance(adaptive_threshold, (int, float)) and 0.0 <= adaptive_threshold <= MAX_THRESHOLD):
+    n_loops = lm.model.check_loops(n_loops)
+    threshold_ok = isinstance(adaptive_threshold, (int, float)) and not isinstance(adaptive_threshold, bool)
+    if not (threshold_ok and 0.0 <= adaptive_threshold <= MAX_THRESHOLD):
         raise ValueError(f"adaptive_threshold must be a number from 0 to {MAX_THRESHOLD}, got {adaptive_threshold!r}")
     ids, max_new_tokens, truncated = prompt_for(lm, text, max_new_tokens)
     result = Generation("", [], [], n_loops, ids, truncated)
+    return _decode(lm, result, params, max_new_tokens, adaptive_threshold)
+
+
+@torch.no_grad()
+def _decode(lm, result: Generation, params: SamplingParams, max_new_tokens: int,
+            adaptive_threshold: float) -> Iterator[Generation]:  # fmt: skip
+    model, ids, n_loops = lm.model, result.prompt_ids, result.n_loops
     generator = [params.generator()]
     decoder = lm.tokenizer.stream()
     pending_loops = 0  # max loops over the bytes of the character being completed
@@ -201,7 +231,7 @@ def stream(
             result.loops_per_char += [pending_loops] * len(piece)
             pending_loops = 0
             result.decode_s = time.perf_counter() - started
-            yield result
+            yield result.snapshot()
         if step + 1 < max_new_tokens:
             position = len(ids) + step
             if adaptive_threshold > 0:

@@ -58,9 +58,9 @@ def template_name(template: str) -> str:
 def clean_text(text: str) -> str:
     """Normalize user text the way training text looks: NFC, one line, no control characters."""
     text = unicodedata.normalize("NFC", text)
-    text = _SPACES.sub(" ", text)
-    # Drop control characters (NUL etc.) but keep format ones such as ZWJ, which emoji need.
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc").strip()
+    # Drop control characters (NUL etc., but not whitespace) and keep format ones such as ZWJ, which emoji need.
+    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return _SPACES.sub(" ", text).strip()
 
 
 def format_prompt(text: str, template: str) -> str:

@@ -36,7 +36,10 @@ class SamplingParams:
 
     def generator(self) -> torch.Generator:
         gen = torch.Generator(device="cpu")
-        gen.manual_seed(self.seed if self.seed is not None else torch.seed())
+        if self.seed is None:
+            gen.seed()  # fresh entropy; torch.seed() would reseed (and so disturb) the global RNG
+        else:
+            gen.manual_seed(self.seed)
         return gen
 
 
@@ -53,6 +56,7 @@ def filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor
     if params.top_k:
         kth = probs.topk(params.top_k, dim=-1).values[..., -1:]
         probs = probs.masked_fill(probs < kth, 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)  # top-p then applies to the renormalized top-k
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first byte always stays).

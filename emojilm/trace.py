@@ -17,7 +17,7 @@ Characters are what a reader sees as one emoji (tokenizer.cluster_spans).
 from __future__ import annotations
 
 import math
-import random
+import secrets
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -69,7 +69,7 @@ def run_trace(
     model = lm.model
     n_loops = model.check_loops(n_loops)
     if params.seed is None:  # one seed for the answer and every loop count's answer
-        params = replace(params, seed=random.randrange(2**31))
+        params = replace(params, seed=secrets.randbelow(2**31))  # leaves the global RNGs alone
     *_, generation = stream(lm, text, params, n_loops, max_new_tokens, adaptive_threshold)
     prompt, answer = generation.prompt_ids, generation.token_ids
     chars = cluster_spans(char_spans(answer))
@@ -129,6 +129,7 @@ def _alternatives(model, cache, logp, position: int, n_loops: int, width: int) -
     branches = [[[int(first_ids[k, j])] for j in range(width)] for k in range(n_loops)]
     branch_logp = first_logp.clone()
     need = max(utf8_length(b[0]) for row in branches for b in row) - 1
+    need = min(need, model.args.max_seqlen - position)  # at the end of the context a branch stays unfinished
     if need:
         n_rows = n_loops * width
         fork = cache.branch(position, n_rows, need)

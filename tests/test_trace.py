@@ -1,0 +1,148 @@
+"""The per-loop trace, checked against decoding and full-recompute probabilities computed here."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+
+from emojilm.tokenizer import EOS_ID, char_spans, cluster_spans
+from emojilm.trace import BY_LOOP_COLUMNS
+from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, scripted_lm, tiny_lm
+
+SUMMARY_COLUMNS = ["loop", "mean_p_final", "mean_entropy", "mean_kl", "answer", "same_as_final", "chars_exiting_here"]
+GREEDY, SAMPLED = {}, {"temperature": 0.8, "seed": 5}
+NEW = 16  # max_new_tokens: enough bytes for several characters
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_lm("add", eos_bias=1.0)
+
+
+@torch.no_grad()
+def loop_probs(lm, tokens: list[int], n_loops: int) -> torch.Tensor:
+    """Next-byte probabilities [T, V] of the model run with n_loops loops, by full recompute."""
+    return lm.model(torch.tensor([tokens]), n_loops)[0].softmax(-1)
+
+
+def parse_top5(cell: str) -> list[tuple[str, float]]:
+    entries = [re.fullmatch(r"(.*) (\d\.\d\d)", entry, re.DOTALL) for entry in cell.split(" · ")]
+    assert all(entries), cell
+    return [(m[1], float(m[2])) for m in entries]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize(("loop_mode", "n_loops"), [("add", TRAINED_LOOPS), ("none", TRAINED_LOOPS), ("add", 5)])
+def test_per_loop_outputs_equal_decoding_with_that_many_loops(loop_mode, n_loops, sampling):
+    lm = tiny_lm(loop_mode, eos_bias=1.0)
+    for text in ["I love pizza", "coffee ☕"]:
+        trace = lm.trace(text, n_loops=n_loops, max_new_tokens=NEW, **sampling)
+        table = trace.per_loop_outputs
+        assert table["loops"].tolist() == list(range(1, n_loops + 1))
+        expected = [lm.translate(text, n_loops=k, max_new_tokens=NEW, **sampling).text for k in table["loops"]]
+        assert table["output"].tolist() == expected
+        assert trace.output == expected[-1] == trace.generation.text
+        assert table["same_as_final"].tolist() == [out == trace.output for out in expected]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("text", ["I love pizza", "héllo"])
+def test_by_loop_probabilities_match_full_recompute(lm, text, sampling):
+    trace = lm.trace(text, max_new_tokens=NEW, **sampling)
+    prompt, answer = trace.generation.prompt_ids, trace.generation.token_ids
+    chars = cluster_spans(char_spans(answer))
+    table = trace.by_loop
+    assert len(table) == TRAINED_LOOPS * len(chars) > 0
+    assert table["loop"].tolist() == [k for _ in chars for k in range(1, TRAINED_LOOPS + 1)]
+    assert "".join(table[table["loop"] == 1]["char"]) == trace.output
+
+    final_probs = loop_probs(lm, prompt + answer, TRAINED_LOOPS)
+    for k in range(1, TRAINED_LOOPS + 1):
+        probs = loop_probs(lm, prompt + answer, k)  # loop k of the trace is the model run with k loops
+        rows = table[table["loop"] == k]
+        assert rows["position"].tolist() == list(range(len(chars)))
+        for (char, start, end), row in zip(chars, rows.itertuples(), strict=True):
+            at = range(len(prompt) - 1 + start, len(prompt) - 1 + end)  # outputs predicting the char's bytes
+            p = torch.stack([probs[t, answer[t - len(prompt) + 1]] for t in at]).prod()
+            entropy = sum(-(probs[t] * probs[t].log()).sum() for t in at)
+            kl = sum((final_probs[t] * (final_probs[t].log() - probs[t].log())).sum() for t in at)
+            assert row.char == char
+            assert row.p_final_char == pytest.approx(float(p), rel=1e-4, abs=1e-9)
+            assert row.entropy == pytest.approx(float(entropy), rel=1e-4, abs=1e-5)
+            assert row.kl_to_final == pytest.approx(float(kl), rel=1e-3, abs=1e-5)
+    assert table[table["loop"] == TRAINED_LOOPS]["kl_to_final"].abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("text", ["I love pizza", "héllo"])
+def test_top5_alternatives_are_ranked_and_consistent(lm, text):
+    table = lm.trace(text, max_new_tokens=NEW, **SAMPLED).by_loop
+    for row in table.itertuples():
+        top5 = parse_top5(row.top5)
+        assert len(top5) == 5
+        probs = [p for _, p in top5]
+        assert probs == sorted(probs, reverse=True) and probs[-1] >= 0 and probs[0] <= 1
+        assert top5[0] == (row.top_char, pytest.approx(row.p_top, abs=0.006))
+        assert 0 < row.p_top <= 1 and 0 < row.p_final_char <= 1
+        if row.top_char == row.char and "\ufffd" not in row.char:  # same bytes: the same probability
+            assert row.p_top == pytest.approx(row.p_final_char, rel=1e-4)
+
+
+def test_a_cluster_is_one_character():
+    answer = "❤️🍕"
+    lm = scripted_lm(answer.encode())
+    trace = lm.trace("I love pizza", n_loops=4)
+    assert trace.output == answer
+    table = trace.by_loop
+    assert len(table) == 2 * 4
+    assert table.groupby("position")["char"].agg(set).tolist() == [{"❤️"}, {"🍕"}]
+    assert table["p_final_char"].min() > 0.99
+    assert table["top_char"].tolist() == ["❤"] * 4 + ["🍕"] * 4  # alternatives are single code points
+    assert (table["p_top"] > 0.99).all()
+    assert (parse_top5(table["top5"].iloc[0])[0][0]) == "❤"
+
+
+@pytest.mark.parametrize("n_loops", [TRAINED_LOOPS, 5])
+def test_summary_has_one_row_per_loop(lm, n_loops):
+    trace = lm.trace("I love pizza", n_loops=n_loops, max_new_tokens=NEW, adaptive_threshold=1.0)
+    summary, table = trace.summary, trace.by_loop
+    assert summary.columns.tolist() == SUMMARY_COLUMNS
+    assert summary["loop"].tolist() == list(range(1, n_loops + 1))
+    means = table.groupby("loop")["p_final_char"].mean()
+    assert summary["mean_p_final"].tolist() == pytest.approx(means.tolist())
+    assert summary["answer"].tolist() == trace.per_loop_outputs["output"].tolist()
+    assert summary["chars_exiting_here"].sum() == table["position"].nunique()
+    assert table["loops_used"].between(1, n_loops).all()
+    assert list(table.columns) == BY_LOOP_COLUMNS
+
+
+def test_trace_of_an_empty_answer():
+    lm = tiny_lm("add", eos_bias=50.0)
+    assert lm.generate(lm.prompt_ids("hi")) == [EOS_ID]
+    trace = lm.trace("hi")
+    assert trace.output == ""
+    assert trace.by_loop.empty and list(trace.by_loop.columns) == BY_LOOP_COLUMNS
+    assert trace.per_loop_outputs["output"].tolist() == [""] * TRAINED_LOOPS
+    assert len(trace.summary) == TRAINED_LOOPS
+    assert trace.summary["chars_exiting_here"].tolist() == [0] * TRAINED_LOOPS
+
+
+@pytest.mark.parametrize("text", [*ODD_TEXTS, ("pizza " * 4000)[:20_000]])
+def test_trace_of_odd_and_long_inputs(text):
+    lm = tiny_lm("add")  # no EOS bias: long answers that run to the end of the context
+    trace = lm.trace(text, max_new_tokens=NEW)
+    assert trace.output == lm.translate(text, max_new_tokens=NEW).text
+    assert len(trace.by_loop) == TRAINED_LOOPS * trace.by_loop["position"].nunique()
+    assert len(trace.generation.prompt_ids) + len(trace.generation.token_ids) <= lm.model.args.max_seqlen
+
+
+def test_unseeded_trace_leaves_global_rngs_untouched(lm):
+    torch.manual_seed(0)
+    random.seed(0)
+    expected = (torch.rand(2), random.random())
+    torch.manual_seed(0)
+    random.seed(0)
+    lm.trace("pizza", temperature=1.0, max_new_tokens=8)
+    assert torch.equal(torch.rand(2), expected[0]) and random.random() == expected[1]

@@ -120,13 +120,26 @@ class EmojiLM:
         *_, result = self.stream(text, **kwargs)
         return result
 
-    def trace(self, text: str, *, adaptive_threshold: float = 0.0, alternatives: int = 5, **kwargs) -> Trace:
-        """The translation plus how every loop saw it (see emojilm.trace)."""
+    def trace(
+        self,
+        text: str,
+        *,
+        adaptive_threshold: float = 0.0,
+        alternatives: int = 5,
+        reuse: generation.Generation | None = None,
+        **kwargs,
+    ) -> Trace:
+        """The translation plus how every loop saw it (see emojilm.trace).
+
+        reuse: the finished result of `translate`/`stream` for this same request (which
+        must have been seeded), to skip translating it again.
+        """
         params, options = _split_sampling(kwargs)
         alternatives = generation.check_int("alternatives", alternatives, 1, 16)
         return run_trace(
-            self, text, params, adaptive_threshold=adaptive_threshold, alternatives=alternatives, **options
-        )
+            self, text, params, adaptive_threshold=adaptive_threshold, alternatives=alternatives, generation=reuse,
+            **options,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         i = self.info

@@ -65,12 +65,16 @@ def run_trace(
     max_new_tokens: int = 64,
     adaptive_threshold: float = 0.0,
     alternatives: int = 5,
+    generation: Generation | None = None,
 ) -> Trace:
+    """Trace one request. `generation`, if given, is the finished translation of this
+    request (same text and settings, seeded), reused instead of translating again."""
     model = lm.model
     n_loops = model.check_loops(n_loops)
     if params.seed is None:  # one seed for the answer and every loop count's answer
         params = replace(params, seed=secrets.randbelow(2**31))  # leaves the global RNGs alone
-    *_, generation = stream(lm, text, params, n_loops, max_new_tokens, adaptive_threshold)
+    if generation is None or not generation.done:
+        *_, generation = stream(lm, text, params, n_loops, max_new_tokens, adaptive_threshold)
     prompt, answer = generation.prompt_ids, generation.token_ids
     chars = cluster_spans(char_spans(answer))
     text_offsets = [0]  # where each character starts in generation.text (for its loops used)

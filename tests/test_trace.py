@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 
+import pandas as pd
 import pytest
 import torch
 
@@ -146,3 +147,13 @@ def test_unseeded_trace_leaves_global_rngs_untouched(lm):
     random.seed(0)
     lm.trace("pizza", temperature=1.0, max_new_tokens=8)
     assert torch.equal(torch.rand(2), expected[0]) and random.random() == expected[1]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_reusing_the_streamed_answer_changes_nothing(lm, sampling):
+    answer = lm.translate("I love pizza", **sampling)
+    reused = lm.trace("I love pizza", reuse=answer, **sampling)
+    fresh = lm.trace("I love pizza", **sampling)
+    assert reused.output == fresh.output == answer.text
+    pd.testing.assert_frame_equal(reused.by_loop, fresh.by_loop)
+    pd.testing.assert_frame_equal(reused.per_loop_outputs, fresh.per_loop_outputs)

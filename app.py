@@ -36,8 +36,11 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
     registry = backend.registry
     first = registry.get(first_source)
 
-    def loops_slider(lm):
-        return gr.Slider(1, LOOPS_FACTOR * lm.n_loops, value=lm.n_loops, step=1)
+    api_translate, api_trace = on_gpu(backend.api_translate), on_gpu(backend.api_trace)  # decorated once, at start
+
+    def loops_slider(lm, **kwargs):
+        info = f"trained with {lm.n_loops}; more is extrapolation"
+        return gr.Slider(1, LOOPS_FACTOR * lm.n_loops, value=lm.n_loops, step=1, info=info, **kwargs)
 
     with gr.Blocks(title="EmojiLM — text to emoji with a looped transformer") as demo:
         gr.Markdown(
@@ -52,19 +55,14 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
                 text = gr.Textbox(label="Text", placeholder="I love pizza", lines=2, max_length=20_000)
                 gr.Examples(EXAMPLES, inputs=text, label="Try")
                 translate = gr.Button("Translate ✨", variant="primary")
-                answer = gr.Textbox(
-                    label="Emoji", interactive=False, buttons=["copy"], elem_id="elm-answer", lines=1
-                )
+                answer = gr.Textbox(label="Emoji", interactive=False, buttons=["copy"], elem_id="elm-answer", lines=1)
                 summary = gr.Markdown(elem_id="elm-summary")
             with gr.Column(scale=2):
                 temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature", info="0 = greedy")
                 top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p")
-                loops = gr.Slider(
-                    1, LOOPS_FACTOR * first.n_loops, value=first.n_loops, step=1, label="Loops",
-                    info=f"trained with {first.n_loops}; more is extrapolation",
-                )  # fmt: skip
+                loops = loops_slider(first, label="Loops")
                 max_new = gr.Slider(4, MAX_NEW_TOKENS, value=64, step=4, label="Max new bytes")
-                seed = gr.Number(value=None, precision=0, label="Seed", info="empty = random")
+                seed = gr.Number(value=-1, minimum=-1, precision=0, label="Seed", info="-1 = random")
                 adaptive = gr.Checkbox(label="Adaptive loops: stop looping a byte once loops agree")
                 threshold = gr.Slider(0, 1, value=0.05, step=0.01, label="Adaptive threshold (KL, nats)")
                 with gr.Accordion("Advanced: how the checkpoint is run", open=False):
@@ -74,11 +72,17 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
                     "Each cell shows that loop's own top pick; hover or tap for its top 5.")  # fmt: skip
         heatmap = gr.HTML(elem_id="elm-heatmap-box")
         with gr.Row():
-            per_loop = gr.Dataframe(label="Answer when stopped after k loops", interactive=False, wrap=True)
-            plot = gr.LinePlot(x="loop", y="value", color="metric", label="Convergence", height=280)
+            per_loop = gr.Dataframe(
+                headers=["loops", "answer", "same as final"], label="Answer when stopped after k loops",
+                interactive=False, wrap=True, column_widths=["18%", "42%", "40%"], elem_id="elm-per-loop",
+            )  # fmt: skip
+            plot = gr.LinePlot(
+                x="loop", y="value", color="metric", y_title="P, or nats", color_title="", label="Convergence",
+                height=280, elem_id="elm-plot",
+            )  # fmt: skip
         with gr.Accordion("Model", open=False):
             info = gr.Markdown(views.model_info_markdown(first))
-        request_state = gr.State()
+        streamed_state = gr.State()  # (request, final answer) handed from translate to trace
 
         def pick(source, mode, tmpl):
             try:
@@ -92,15 +96,18 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
             try:
                 request = parse_request(lm, text, temperature, top_p, loops, max_new, seed, adaptive, threshold)
                 for partial in backend.stream(lm, request):
-                    yield partial.text, views.summary_line(partial), request
+                    yield partial.text, views.summary_line(partial), (request, partial)
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 
         @on_gpu
-        def run_trace(source, mode, tmpl, request):
-            if request is None:
+        def run_trace(source, mode, tmpl, streamed):
+            if streamed is None:
                 return gr.skip(), gr.skip(), gr.skip()
-            return backend.trace_views(pick(source, mode, tmpl), request)
+            heatmap_html, table, frame = backend.trace_views(pick(source, mode, tmpl), *streamed)
+            # Loops as ordered categories: a numeric axis would tick at 1.5, 2.5... loops.
+            loop_names = [str(k) for k in sorted(frame["loop"].unique())]
+            return heatmap_html, table, gr.LinePlot(frame.astype({"loop": str}), sort=loop_names)
 
         def switch_model(source, mode, tmpl):
             lm = pick(source, mode, tmpl)
@@ -109,9 +116,9 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
         inputs = [model, loop_mode, template, text, temperature, top_p, loops, max_new, seed, adaptive, threshold]
         for trigger in (translate.click, text.submit):
             trigger(
-                run_translate, inputs, [answer, summary, request_state], api_visibility="private"
+                run_translate, inputs, [answer, summary, streamed_state], api_visibility="private"
             ).success(
-                run_trace, [model, loop_mode, template, request_state], [heatmap, per_loop, plot],
+                run_trace, [model, loop_mode, template, streamed_state], [heatmap, per_loop, plot],
                 api_visibility="private",
             )  # fmt: skip
         gr.on(
@@ -126,7 +133,7 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
         ) -> tuple[str, str]:  # fmt: skip
             """Translate text into emoji with the default model. Returns (emoji, summary line)."""
             try:
-                return on_gpu(backend.api_translate)(text, temperature, top_p, loops, max_new_tokens, seed)
+                return api_translate(text, temperature, top_p, loops, max_new_tokens, seed)
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 
@@ -137,7 +144,7 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
         ) -> dict:  # fmt: skip
             """The translation and its per-loop trace tables (lists of row records)."""
             try:
-                output, *tables = on_gpu(backend.api_trace)(text, temperature, top_p, loops, max_new_tokens, seed)
+                output, *tables = api_trace(text, temperature, top_p, loops, max_new_tokens, seed)
             except ValueError as err:
                 raise gr.Error(str(err)) from None
             names = ("by_loop", "per_loop_outputs", "summary")

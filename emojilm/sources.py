@@ -124,8 +124,10 @@ class ModelRegistry:
         if source not in self._slots:
             raise ValueError(f"model must be one of {list(self._slots)}, got {source!r}")
         slot = self._slots[source]
-        if slot.state == "failed":
-            self._load_in_background(source)  # try again next time; tell the user now
+        if slot.state == "failed":  # tell the user why now, and try again for next time
+            reason = self.status(source)
+            self._load_in_background(source)
+            raise ValueError(f"{reason.rstrip('.')}. Trying again in the background.")
         if slot.state != "ready":
             raise ValueError(self.status(source))
         if not loop_mode and not template:

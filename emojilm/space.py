@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from emojilm import views
-from emojilm.generation import Generation
+from emojilm.generation import MIN_PROMPT, Generation
 from emojilm.lm import EmojiLM
 from emojilm.sources import ModelRegistry
 
@@ -97,13 +97,15 @@ def parse_request(
     if not text.strip():
         raise ValueError("Type some text to translate into emoji.")
     max_loops = LOOPS_FACTOR * lm.n_loops
+    # The page offers up to MAX_NEW_TOKENS; a model with a shorter context answers with what fits.
+    fits = max(1, lm.model.args.max_seqlen - MIN_PROMPT)
     seed_value = _integer("seed", seed, 0, 2**31 - 1, default=-1) if seed not in (None, "", -1) else -1
     return Request(
         text=text,
         temperature=_number("temperature", temperature, 0.0, 2.0, default=0.0),
         top_p=_number("top_p", top_p, 0.01, 1.0, default=1.0),
         n_loops=_integer("loops", loops, 1, max_loops, default=lm.n_loops),
-        max_new_tokens=_integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, default=64),
+        max_new_tokens=min(fits, _integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, default=64)),
         seed=seed_value if seed_value >= 0 else random.randrange(2**31),
         adaptive_threshold=_number("threshold", threshold, 0.0, 5.0, default=0.0) if adaptive else 0.0,
     )
@@ -119,9 +121,14 @@ class SpaceBackend:
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
         return lm.stream(request.text, adaptive_threshold=request.adaptive_threshold, **request.sampling())
 
-    def trace_views(self, lm: EmojiLM, request: Request) -> tuple[str, pd.DataFrame, pd.DataFrame]:
-        """Heatmap HTML, answer-per-loop table and convergence plot data for one request."""
-        trace = lm.trace(request.text, adaptive_threshold=request.adaptive_threshold, **request.sampling())
+    def trace_views(
+        self, lm: EmojiLM, request: Request, answer: Generation | None = None
+    ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+        """Heatmap HTML, answer-per-loop table and convergence plot data for one request
+        (reusing its streamed answer, when given, instead of translating again)."""
+        trace = lm.trace(
+            request.text, adaptive_threshold=request.adaptive_threshold, reuse=answer, **request.sampling()
+        )
         return views.heatmap_html(trace), views.per_loop_table(trace), views.convergence_frame(trace)
 
     # The two public API endpoints (also reachable without the UI, so they validate everything).

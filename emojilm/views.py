@@ -38,11 +38,12 @@ def heatmap_html(trace: Trace) -> str:
     for loop, cells in table.sort_values(["loop", "position"]).groupby("loop"):
         tds = []
         for cell in cells.itertuples():
-            tip = f"loop {loop}: P({cell.char}) = {cell.p_final_char:.2f}<br>top 5: {html.escape(cell.top5)}"
+            char = html.escape(cell.char)
+            tip = f"loop {loop}: P({char}) = {cell.p_final_char:.2f}<br>top 5: {html.escape(cell.top5)}"
             text_colour = "#fff" if cell.p_final_char > 0.55 else "#1f2937"
             tds.append(
                 f'<td tabindex="0" style="background:{_colour(cell.p_final_char)};color:{text_colour}" '
-                f'aria-label="loop {loop}, {html.escape(cell.char)}: top {html.escape(cell.top_char)}, '
+                f'aria-label="loop {loop}, {char}: top {html.escape(cell.top_char)}, '
                 f'P(final) {cell.p_final_char:.2f}">'
                 f'<span class="elm-top">{html.escape(cell.top_char)}</span>'
                 f'<span class="elm-p">{cell.p_final_char:.2f}</span>'
@@ -70,15 +71,13 @@ def per_loop_table(trace: Trace) -> pd.DataFrame:
 
 
 def convergence_frame(trace: Trace) -> pd.DataFrame:
-    """Long-format (loop, metric, value) rows for one line per metric."""
-    summary = trace.summary.rename(
-        columns={
-            "mean_p_final": "P(final answer)",
-            "mean_entropy": "entropy (nats)",
-            "mean_kl": "KL to final loop (nats)",
-        }
-    )
-    metrics = ["P(final answer)", "entropy (nats)", "KL to final loop (nats)"]
+    """Long-format (loop, metric, value) rows for one line per metric (entropy and KL in nats).
+
+    The names are short so that the plot's legend fits on one line on a phone.
+    """
+    names = {"mean_p_final": "P(final answer)", "mean_entropy": "entropy", "mean_kl": "KL to final"}
+    summary = trace.summary.rename(columns=names)
+    metrics = list(names.values())
     return summary.melt(id_vars="loop", value_vars=metrics, var_name="metric", value_name="value").dropna()
 
 

@@ -1,0 +1,301 @@
+"""The Space's logic without a browser: request checking, model sources, and what the page shows."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from emojilm import sources, views
+from emojilm.generation import Generation
+from emojilm.sources import BUNDLED, DEFAULT_REPO, ModelRegistry, SourceConfig
+from emojilm.space import MAX_NEW_TOKENS, MAX_TEXT_CHARS, parse_request
+from emojilm.trace import BY_LOOP_COLUMNS, Trace, summarize
+
+N_LOOPS = 3
+
+
+def fake_lm(n_loops: int = N_LOOPS, max_seqlen: int = 1024) -> SimpleNamespace:
+    """What parse_request reads from a model: its trained loop count and its context length."""
+    return SimpleNamespace(n_loops=n_loops, model=SimpleNamespace(args=SimpleNamespace(max_seqlen=max_seqlen)))
+
+
+# --- parse_request -------------------------------------------------------------------------------
+
+
+def test_parse_request_converts_valid_values():
+    request = parse_request(fake_lm(), "I love pizza", "0.7", 0.9, "4", 32.0, "42", True, "0.1")
+    assert request.text == "I love pizza"
+    assert (request.temperature, request.top_p, request.adaptive_threshold) == (0.7, 0.9, 0.1)
+    assert (request.n_loops, request.max_new_tokens, request.seed) == (4, 32, 42)
+    assert all(isinstance(v, int) for v in (request.n_loops, request.max_new_tokens, request.seed))
+
+
+def test_parse_request_fills_in_missing_values():
+    request = parse_request(fake_lm(), "hi", None, None, None, None, None)
+    assert (request.temperature, request.top_p, request.n_loops, request.max_new_tokens) == (0.0, 1.0, N_LOOPS, 64)
+
+
+@pytest.mark.parametrize(
+    "text, temperature, top_p, loops, max_new_tokens",
+    [
+        ("x" * MAX_TEXT_CHARS, 0.0, 1.0, 1, 1),
+        ("hi", 2.0, 0.01, 2 * N_LOOPS, MAX_NEW_TOKENS),
+    ],
+    ids=["lower-limits", "upper-limits"],
+)
+def test_parse_request_accepts_the_limits(text, temperature, top_p, loops, max_new_tokens):
+    request = parse_request(fake_lm(), text, temperature, top_p, loops, max_new_tokens)
+    assert (request.n_loops, request.max_new_tokens) == (loops, max_new_tokens)
+
+
+BAD_VALUES = [
+    ("text", ""),
+    ("text", " \n\t "),
+    ("text", 42),
+    ("text", None),
+    ("text", "x" * (MAX_TEXT_CHARS + 1)),
+    ("temperature", -1),
+    ("temperature", 2.5),
+    ("temperature", math.nan),
+    ("temperature", math.inf),
+    ("temperature", "abc"),
+    ("top_p", 0),
+    ("top_p", 1.5),
+    ("loops", 0),
+    ("loops", 2 * N_LOOPS + 1),
+    ("loops", 1.5),
+    ("max_new_tokens", 0),
+    ("max_new_tokens", MAX_NEW_TOKENS + 1),
+    ("seed", "x"),
+    ("seed", -5),
+    ("seed", 2**31),
+    ("threshold", -0.5),
+]
+
+
+@pytest.mark.parametrize("name, value", BAD_VALUES, ids=[f"{n}={str(v)[:12]!r}" for n, v in BAD_VALUES])
+def test_parse_request_names_the_bad_value(name, value):
+    values = {"text": "I love pizza", "adaptive": True} | {name: value}
+    with pytest.raises(ValueError, match=name):
+        parse_request(fake_lm(), **values)
+
+
+@pytest.mark.parametrize("seed", [None, "", -1])
+def test_a_missing_seed_becomes_a_random_valid_one(seed):
+    seeds = {parse_request(fake_lm(), "hi", seed=seed).seed for _ in range(20)}
+    assert all(isinstance(s, int) and 0 <= s < 2**31 for s in seeds)
+    assert len(seeds) > 1
+
+
+def test_adaptive_off_means_no_threshold():
+    assert parse_request(fake_lm(), "hi", adaptive=False, threshold=0.5).adaptive_threshold == 0.0
+    assert parse_request(fake_lm(), "hi", adaptive=False, threshold="not even a number").adaptive_threshold == 0.0
+
+
+def test_max_new_tokens_is_capped_by_a_short_context():
+    request = parse_request(fake_lm(max_seqlen=64), "hi", max_new_tokens=MAX_NEW_TOKENS)
+    assert 1 <= request.max_new_tokens < 64
+
+
+# --- SourceConfig and ModelRegistry --------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("EMOJILM_REPO", "EMOJILM_REVISION", "EMOJILM_EXTRA_SOURCES", "EMOJILM_HUB_WAIT"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "env, overrides, allowed",
+    [
+        ({}, {}, (DEFAULT_REPO, BUNDLED)),
+        ({"EMOJILM_REPO": "me/my-emoji-model"}, {}, ("me/my-emoji-model", BUNDLED)),
+        ({"EMOJILM_REPO": ""}, {}, (BUNDLED,)),
+        ({"EMOJILM_REPO": "me/model"}, {"hub_repo": ""}, (BUNDLED,)),
+        ({"EMOJILM_EXTRA_SOURCES": " a/b , /srv/x ,,bundled"}, {}, (DEFAULT_REPO, BUNDLED, "a/b", "/srv/x")),
+    ],
+    ids=["default", "repo-from-env", "empty-repo-disables-hub", "cli-override-disables-hub", "extra-sources"],
+)
+def test_source_config_allow_list(clean_env, env, overrides, allowed):
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    assert SourceConfig.from_env(**overrides).allowed == allowed
+
+
+@pytest.mark.parametrize("source", ["/etc", "some/otherrepo", "../assets/bundled", "", "bundled/../.."])
+def test_registry_refuses_sources_outside_the_allow_list(source):
+    registry = ModelRegistry(SourceConfig(hub_repo="", extra_sources=("a/b",)))
+    with pytest.raises(ValueError, match="must be one of"):
+        registry.get(source)
+
+
+def test_unreachable_hub_falls_back_to_the_bundled_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    registry = ModelRegistry(SourceConfig(hub_repo=DEFAULT_REPO, hub_wait_s=5.0))
+
+    started = time.monotonic()
+    first = registry.start()
+    assert first == BUNDLED
+    assert time.monotonic() - started < 15  # offline, the Hub fails at once; the rest is loading the bundled model
+    assert registry.default == BUNDLED
+
+    status = registry.status(DEFAULT_REPO)
+    assert "could not be loaded" in status
+    assert "\n" not in status and "Traceback" not in status and "Error" not in status
+    with pytest.raises(ValueError, match="could not be loaded"):
+        registry.get(DEFAULT_REPO)  # what the page shows when someone picks it
+
+    assert registry.status(BUNDLED) == "bundled is ready."
+    lm = registry.get(BUNDLED)
+    text = lm.translate("I love pizza", max_new_tokens=32).text
+    assert isinstance(text, str) and text.strip()
+
+
+def test_a_slow_hub_does_not_hold_up_the_start(monkeypatch):
+    release = threading.Event()
+
+    def load(source, **kwargs):
+        if source == "slow/hub-model":
+            release.wait(30)
+            raise ConnectionError("gave up")
+        return SimpleNamespace(source=source)
+
+    monkeypatch.setattr(sources.emojilm, "load", load)
+    registry = ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=0.3))
+    try:
+        started = time.monotonic()
+        assert registry.start() == BUNDLED
+        assert time.monotonic() - started < 5
+        assert "still loading" in registry.status("slow/hub-model")
+        with pytest.raises(ValueError, match="still loading"):
+            registry.get("slow/hub-model")
+        assert registry.get(BUNDLED).source == BUNDLED
+    finally:
+        release.set()
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+class Tags(HTMLParser):
+    """Start tags of an HTML fragment, and the rows inside each table body."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.body_rows = 0
+        self._in_body = False
+        self.feed(markup)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self._in_body |= tag == "tbody"
+        self.body_rows += tag == "tr" and self._in_body
+
+    def handle_endtag(self, tag):
+        self._in_body &= tag != "tbody"
+
+
+def generation(text: str = "🍕<b>", truncated: bool = False, loops_per_char=None) -> Generation:
+    return Generation(
+        text=text,
+        token_ids=[*text.encode(), 257],
+        loops_per_char=loops_per_char or [N_LOOPS] * len(text),
+        n_loops=N_LOOPS,
+        prompt_ids=[256, 104, 105],
+        truncated=truncated,
+        prefill_s=0.01,
+        decode_s=0.1,
+        done=True,
+    )
+
+
+def make_trace(chars=("🍕", "<b>"), same_as_final=(False, True, True), n_loops: int = N_LOOPS) -> Trace:
+    """A Trace built by hand: one row per (loop, character), probabilities rising with the loop."""
+    rows = [
+        {
+            "loop": loop,
+            "position": position,
+            "char": char,
+            "p_final_char": loop / n_loops,
+            "top_char": char if loop > 1 else "<script>",
+            "p_top": 0.9,
+            "entropy": 1.0 / loop,
+            "kl_to_final": (n_loops - loop) / n_loops,
+            "top5": f"{char} 0.90 · <i> 0.05",
+            "loops_used": n_loops,
+        }
+        for loop in range(1, n_loops + 1)
+        for position, char in enumerate(chars)
+    ]
+    by_loop = pd.DataFrame(rows, columns=BY_LOOP_COLUMNS)
+    output = "".join(chars)
+    answers = [output if same else "🍔" for same in same_as_final]
+    per_loop = pd.DataFrame({"loops": range(1, n_loops + 1), "output": answers, "same_as_final": list(same_as_final)})
+    return Trace(output, generation(output), by_loop, per_loop, summarize(by_loop, per_loop, n_loops))
+
+
+def test_heatmap_escapes_characters_from_the_model():
+    markup = views.heatmap_html(make_trace())
+    assert not {"b", "script", "i"} & set(Tags(markup).tags)
+    assert "&lt;b&gt;" in markup and "&lt;script&gt;" in markup
+
+
+@pytest.mark.parametrize("n_loops", [1, 3, 8])
+def test_heatmap_has_one_row_per_loop_and_one_column_per_character(n_loops):
+    markup = views.heatmap_html(make_trace(chars=("🍕", "❤️", "a"), same_as_final=[True] * n_loops, n_loops=n_loops))
+    tags = Tags(markup)
+    assert tags.body_rows == n_loops
+    assert tags.tags.count("td") == 3 * n_loops
+
+
+def test_heatmap_of_an_empty_answer_says_so():
+    markup = views.heatmap_html(make_trace(chars=(), same_as_final=[True] * N_LOOPS))
+    assert "empty answer" in markup and "<table" not in markup
+
+
+@pytest.mark.parametrize(
+    "same_as_final, star_at",
+    [
+        ([False, True, True], 2),
+        ([True, True, True], 1),
+        ([True, False, True], 3),  # right at k=1 by chance, then wrong again: stable only from k=3
+        ([False, False, False], None),  # sampling: no loop count gives the final answer
+    ],
+)
+def test_per_loop_table_marks_where_the_answer_settles(same_as_final, star_at):
+    table = views.per_loop_table(make_trace(same_as_final=same_as_final))
+    assert list(table.columns) == ["loops", "answer", "same as final"]
+    assert table["loops"].tolist() == [1, 2, 3]
+    starred = table.loc[table["same as final"].str.startswith("★"), "loops"].tolist()
+    assert starred == ([] if star_at is None else [star_at])
+    assert [bool(mark) for mark in table["same as final"]] == list(same_as_final)  # ✓ (or ★) where it matches
+
+
+def test_convergence_frame_is_long_format():
+    frame = views.convergence_frame(make_trace())
+    assert list(frame.columns) == ["loop", "metric", "value"]
+    assert frame["metric"].nunique() == 3
+    assert len(frame) == 3 * N_LOOPS and frame["value"].notna().all()
+    assert sorted(frame["loop"].unique()) == list(range(1, N_LOOPS + 1))
+
+
+@pytest.mark.parametrize("truncated", [False, True])
+def test_summary_line_mentions_truncation_only_when_the_text_was_cut(truncated):
+    line = views.summary_line(generation(truncated=truncated))
+    assert f"{N_LOOPS} loops" in line and "bytes" in line
+    assert ("too long" in line) == truncated
+
+
+def test_summary_line_reports_adaptive_loops():
+    line = views.summary_line(generation("ab", loops_per_char=[1, 2]))
+    assert "1.5 of 3 loops" in line and "adaptive" in line

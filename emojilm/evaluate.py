@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="table with text and emoji columns")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
     parser.add_argument("--max-loops", type=int, default=None, help="also try loop counts beyond training")
+    parser.add_argument("--json", help="also write the table to this JSON file (records)")
     args = parser.parse_args(argv)
     lm = emojilm.load(args.model)
     pairs = load_pairs(args.data)
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     table = accuracy_by_loops(lm, pairs, range(1, (args.max_loops or lm.n_loops) + 1))
     print(f"{lm!r}\n{len(pairs)} held-out phrases from {args.data}\n")
     print(table.to_string(index=False, float_format="{:.3f}".format))
+    if args.json:
+        table.to_json(args.json, orient="records", indent=1)
 
 
 if __name__ == "__main__":

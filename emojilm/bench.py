@@ -1,0 +1,396 @@
+"""Inference benchmarks: loading, prefill, decode, translation and trace, against the memory-bandwidth bound.
+
+    python -m emojilm.bench [--quick] [--model bundled] [--real-shape/--no-real-shape] [--repeats 3] [--threads N]
+
+Two models are measured: `--model` (by default the bundled demo model) and a
+model with random fp32 weights and the published checkpoint's shape (dim 1024,
+24 layers × 8 loops, 16 heads), written to a temporary folder in lingua's layout
+(params.json + consolidated.pth holding {"model": ..., "optim": ...}); nothing is
+downloaded. `--quick` shrinks that model to 6 layers.
+
+Every figure is the median of `--repeats` runs. Loading is measured in fresh
+subprocesses (peak resident memory is per process), first from consolidated.pth
+(converting it into an empty temporary EMOJILM_CACHE), then from that cache.
+Decoding is memory-bound: each new byte streams every block's weights once per
+loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
+bandwidth being measured here by a 256 MB fp32 matrix-vector product.
+Nothing is asserted: the script only prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+import emojilm
+from emojilm import checkpoint
+from emojilm.config import args_from_params
+from emojilm.generation import decode_steps
+from emojilm.model import LoopedTransformer
+from emojilm.sampling import SamplingParams
+
+TEXT = "A cup of hot coffee and a croissant on a sunny day in Paris"  # about 60 prompt bytes
+GREEDY = SamplingParams()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The published checkpoint's shape (model card / params.json).
+REAL_SHAPE = {
+    "dim": 1024,
+    "n_layers": 24,
+    "n_heads": 16,
+    "n_loops": 8,
+    "vocab_size": 258,
+    "max_seqlen": 512,
+    "loop_residual": True,
+    "multiple_of": 256,
+    "norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "weight_tying": False,
+}
+
+
+@dataclass
+class Plan:
+    """How much work to time for one model (a real-shape step takes about a second on one core)."""
+
+    decode_bytes: int  # new bytes per cached-decode run (prefill not included)
+    naive_bytes: int  # new bytes per full-recompute run
+    answer_bytes: int  # max_new_tokens for translate and trace
+    trace_repeats: int
+
+
+SMALL_PLAN = Plan(decode_bytes=32, naive_bytes=16, answer_bytes=64, trace_repeats=3)
+LARGE_PLAN = Plan(decode_bytes=6, naive_bytes=2, answer_bytes=6, trace_repeats=1)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def median_of(repeats: int, fn: Callable[[], float]) -> float:
+    """Median of `repeats` calls of fn, each returning one measurement."""
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def machine_line(threads: int) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"machine: {cpu}, {os.cpu_count()} cores ({usable} usable by this process), "
+        f"torch {torch.__version__} with {threads} thread(s), Python {platform.python_version()}"
+    )
+
+
+def weight_bytes(model: LoopedTransformer) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def streamed_bytes_per_byte(model: LoopedTransformer, n_loops: int) -> int:
+    """Weight bytes one decode step must read: every block once per loop, plus the final norm and read-out."""
+    blocks = sum(p.numel() * p.element_size() for p in model.layers.parameters())
+    head = model.tok_embeddings.weight if model.args.weight_tying else model.output.weight
+    return blocks * n_loops + (head.numel() + model.norm.weight.numel()) * head.element_size()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def write_random_checkpoint(folder: Path, model_section: dict[str, Any], seed: int = 0) -> int:
+    """params.json + consolidated.pth in lingua's layout, random fp32 weights and an Adam-like
+    optimizer state as large as the weights; returns the weights' size in bytes."""
+    args = args_from_params({"model": model_section})
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in LoopedTransformer(args).state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        tensor = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=gen) / math.sqrt(shape[-1])
+        state[key] = tensor
+    optim = {
+        "state": {i: {"step": torch.tensor(1000.0), "exp_avg": 1e-3 * t} for i, t in enumerate(state.values())},
+        "param_groups": [{"lr": 3e-4, "betas": (0.9, 0.95), "params": list(range(len(state)))}],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    params = {"name": "bench_random", "model": model_section, "optim": {"lr": 3e-4}}
+    (folder / checkpoint.PARAMS).write_text(json.dumps(params, indent=2), encoding="utf-8")
+    torch.save({"model": state, "optim": optim}, folder / checkpoint.CONSOLIDATED)
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def pth_only_copy(source: Path, folder: Path) -> Path:
+    """A folder with only params.json and consolidated.pth, so loading must convert."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (checkpoint.PARAMS, checkpoint.CONSOLIDATED):
+        shutil.copy2(source / name, folder / name)
+    return folder
+
+
+def _status_bytes(field: str) -> int:
+    """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, in bytes."""
+    with open("/proc/self/status", encoding="utf-8") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def load_in_child(folder: str) -> None:
+    """Run inside a fresh process: load once, print seconds and memory as JSON."""
+    baseline = _status_bytes("VmRSS")  # Python, torch and emojilm imported
+    seconds, lm = timed(lambda: emojilm.load(folder, device="cpu", dtype="float32", probe=False))
+    print(json.dumps({"seconds": seconds, "peak": _status_bytes("VmHWM"), "baseline": baseline,
+                      "weights": weight_bytes(lm.model), "source": lm.info.weights}))  # fmt: skip
+
+
+def load_in_subprocess(folder: Path, cache: Path, threads: int) -> dict[str, Any]:
+    env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(threads)}
+    code = f"import torch; torch.set_num_threads({threads}); from emojilm.bench import load_in_child; "
+    code += f"load_in_child({str(folder)!r})"
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def measure_loading(folder: Path, work: Path, repeats: int, threads: int) -> dict[str, float]:
+    """First load (consolidated.pth → safetensors cache) and cached load, each in a fresh process."""
+    runs = []
+    for i in range(repeats):
+        cache = work / f"cache{i}"
+        first = load_in_subprocess(folder, cache, threads)
+        second = load_in_subprocess(folder, cache, threads)
+        assert "converted to" in first["source"] and "cached" in second["source"], (first, second)
+        runs.append((first, second))
+        shutil.rmtree(cache)
+    weights = runs[0][0]["weights"]
+
+    def med(which: int, key: str) -> float:
+        return statistics.median(run[which][key] for run in runs)
+
+    return {
+        "load from consolidated.pth (convert)": med(0, "seconds"),
+        "load from safetensors cache": med(1, "seconds"),
+        "peak RSS, convert": med(0, "peak") / 1e9,
+        "peak RSS, convert / fp32 weights": med(0, "peak") / weights,
+        "peak RSS - baseline, convert / fp32 weights": (med(0, "peak") - med(0, "baseline")) / weights,
+        "peak RSS, cached": med(1, "peak") / 1e9,
+        "peak RSS - baseline, cached / fp32 weights": (med(1, "peak") - med(1, "baseline")) / weights,
+    }
+
+
+def measure_bandwidth(repeats: int, megabytes: int = 256) -> float:
+    """GB/s of an fp32 matrix-vector product whose matrix (≥ 256 MB) cannot sit in cache."""
+    side = int(math.sqrt(megabytes * 2**20 / 4))
+    matrix, vector = torch.randn(side, side), torch.randn(side)
+    torch.mv(matrix, vector)  # touch every page once
+
+    def one() -> float:
+        seconds, _ = timed(lambda: [torch.mv(matrix, vector) for _ in range(4)])
+        return 4 * matrix.numel() * matrix.element_size() / seconds / 1e9
+
+    return median_of(repeats, one)
+
+
+def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
+    """(time to first byte, seconds for the following new_bytes - 1 bytes, ids): decode_steps ignoring EOS."""
+    started = time.perf_counter()
+    prompts = torch.tensor([lm.prompt_ids(TEXT)])
+    steps = decode_steps(lm.model, prompts, [lm.n_loops], GREEDY, new_bytes)
+    ids = [int(next(steps))]
+    first = time.perf_counter()
+    ids += [int(step) for step in steps]
+    return first - started, time.perf_counter() - first, ids
+
+
+@torch.no_grad()
+def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
+    """Greedy decoding that recomputes the whole sequence at every step (no cache): (seconds, ids)."""
+    ids = lm.prompt_ids(TEXT)
+    length = len(ids)
+    started = time.perf_counter()
+    for _ in range(new_bytes):
+        logits = lm.model(torch.tensor([ids]), lm.n_loops)[0, -1]
+        ids.append(int(logits.argmax()))
+    return time.perf_counter() - started, ids[length:]
+
+
+def measure_decoding(lm, plan: Plan, repeats: int, bandwidth: float) -> dict[str, float]:
+    prompt_len = len(lm.prompt_ids(TEXT))
+    runs = [greedy_cached(lm, plan.decode_bytes) for _ in range(repeats)]
+    first_byte = statistics.median(run[0] for run in runs)
+    decode_rate = statistics.median((plan.decode_bytes - 1) / run[1] for run in runs)
+    bound_rate = bandwidth * 1e9 / streamed_bytes_per_byte(lm.model, lm.n_loops)
+    naive = [greedy_naive(lm, plan.naive_bytes) for _ in range(repeats)]
+    naive_rate = statistics.median(plan.naive_bytes / run[0] for run in naive)
+    same = naive[0][1] == runs[0][2][: plan.naive_bytes]
+    blocks_per_byte = lm.n_loops * lm.model.args.n_layers
+    return {
+        "prompt bytes": prompt_len,
+        "prefill (incl. first read-out)": prompt_len / first_byte,
+        "time to first byte": first_byte,
+        "decode (cached, greedy)": decode_rate,
+        "decode time per byte": 1e3 / decode_rate,
+        "decode time per block application": 1e6 / decode_rate / blocks_per_byte,
+        "bandwidth bound for decode": bound_rate,
+        "decode / bandwidth bound": decode_rate / bound_rate,
+        "naive decode (full recompute)": naive_rate,
+        "cached / naive": decode_rate / naive_rate,
+        "naive bytes == cached bytes": same,
+    }
+
+
+def measure_translation(lm, plan: Plan, repeats: int) -> dict[str, float]:
+    """A whole lm.translate, and the whole lm.trace of the same greedy request as a multiple of it."""
+    options = {"max_new_tokens": plan.answer_bytes, "seed": 0}
+    translations = [timed(lambda: lm.translate(TEXT, **options)) for _ in range(repeats)]
+    translate_s = statistics.median(seconds for seconds, _ in translations)
+    trace_s = median_of(plan.trace_repeats, lambda: timed(lambda: lm.trace(TEXT, **options))[0])
+    return {
+        "translation bytes (incl. EOS)": len(translations[0][1].token_ids),
+        "translation (lm.translate)": translate_s,
+        "trace (lm.trace)": trace_s,
+        "trace / translation": trace_s / translate_s,
+    }
+
+
+# ----------------------------------------------------------------------------- one model, the table
+
+UNITS = {
+    "parameters": "M",
+    "fp32 weights": "MB",
+    "load from consolidated.pth (convert)": "s",
+    "load from safetensors cache": "s",
+    "peak RSS, convert": "GB",
+    "peak RSS, cached": "GB",
+    "bandwidth (fp32 mat-vec, 256 MB)": "GB/s",
+    "prompt bytes": "bytes",
+    "prefill (incl. first read-out)": "bytes/s",
+    "time to first byte": "s",
+    "decode (cached, greedy)": "bytes/s",
+    "decode time per byte": "ms",
+    "decode time per block application": "µs",
+    "bandwidth bound for decode": "bytes/s",
+    "naive decode (full recompute)": "bytes/s",
+    "translation bytes (incl. EOS)": "bytes",
+    "translation (lm.translate)": "s",
+    "trace (lm.trace)": "s",
+}
+
+
+def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: int, bandwidth: float,
+                    work: Path) -> dict[str, float]:  # fmt: skip
+    print(f"[{name}] loading ×{repeats} in subprocesses ...", file=sys.stderr, flush=True)
+    source = pth_only_copy(folder, work / "pth") if (folder / checkpoint.SAFETENSORS).is_file() else folder
+    figures = measure_loading(source, work, repeats, threads)
+    os.environ["EMOJILM_CACHE"] = str(work / "cache-main")
+    lm = emojilm.load(source, device="cpu", dtype="float32", probe=False)
+    args = lm.model.args
+    shape = f"dim {args.dim}, {args.n_layers} layers × {args.n_loops} loops, {args.n_heads} heads, {args.loop_mode}"
+    print(f"[{name}] {shape}; decoding ...", file=sys.stderr, flush=True)
+    figures = {
+        "parameters": lm.model.num_params() / 1e6,
+        "fp32 weights": weight_bytes(lm.model) / 1e6,
+        **figures,
+        **measure_decoding(lm, plan, repeats, bandwidth),
+    }
+    print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
+    figures |= measure_translation(lm, plan, repeats)
+    print(f"[{name}] done", file=sys.stderr, flush=True)
+    return {"shape": shape, **figures}
+
+
+def as_table(results: dict[str, dict[str, Any]], bandwidth: float) -> pd.DataFrame:
+    """One row per figure, one column per model (long figures first become rows)."""
+    rows = []
+    names = list(results)
+    for figure in next(iter(results.values())):
+        row = {"figure": figure, "unit": UNITS.get(figure, "")}
+        for name in names:
+            value = results[name].get(figure, "")
+            row[name] = _fmt(value)
+        rows.append(row)
+    rows.insert(
+        1, {"figure": "bandwidth (fp32 mat-vec, 256 MB)", "unit": "GB/s"} | dict.fromkeys(names, _fmt(bandwidth))
+    )
+    return pd.DataFrame(rows).set_index("figure")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m emojilm.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 6-layer random model instead of 24 layers")
+    parser.add_argument("--model", default="bundled", help="a source for emojilm.load (default: bundled)")
+    parser.add_argument("--real-shape", action=argparse.BooleanOptionalAction, default=True,
+                        help="also benchmark a random-weight model of the published shape")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
+        work = Path(tmp)
+        bandwidth = measure_bandwidth(options.repeats)
+        folder = checkpoint.resolve(options.model).folder
+        results[options.model] = benchmark_model(
+            options.model, folder, SMALL_PLAN, options.repeats, threads, bandwidth, work / "model"
+        )
+        if options.real_shape:
+            shape = REAL_SHAPE | ({"n_layers": 6} if options.quick else {})
+            name = f"random {shape['n_layers']}×{shape['n_loops']}"
+            print(f"[{name}] writing a random lingua checkpoint ...", file=sys.stderr, flush=True)
+            write_random_checkpoint(work / "random" / "ckpt", shape)
+            results[name] = benchmark_model(
+                name, work / "random" / "ckpt", LARGE_PLAN, options.repeats, threads, bandwidth, work / "random"
+            )
+    print(machine_line(threads))
+    print(f"each figure: median of {options.repeats} runs (trace: {LARGE_PLAN.trace_repeats} for the random model)")
+    with pd.option_context("display.max_colwidth", 80):
+        print(as_table(results, bandwidth).to_string())
+
+
+if __name__ == "__main__":
+    main()

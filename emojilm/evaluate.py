@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from emojilm.generation import decode_steps, until_eos
+from emojilm.generation import answers_by_loops
 from emojilm.sampling import SamplingParams
 
 VARIATION_SELECTOR = "\ufe0f"
@@ -47,9 +47,8 @@ def greedy_by_loops(
             group = indices[chunk : chunk + batch_size]
             batch = torch.tensor([prompts[i] for i in group], device=lm.device)
             new = min(max_new_tokens, lm.model.args.max_seqlen - batch.shape[1])
-            ids = until_eos(decode_steps(lm.model, batch, loops, greedy, new), lm.tokenizer.eos_id)
-            for row, i in enumerate(group):
-                outputs[i] = [lm.tokenizer.decode(ids[row * len(loops) + j]) for j in range(len(loops))]
+            for i, answers in zip(group, answers_by_loops(lm, batch, loops, greedy, new), strict=True):
+                outputs[i] = answers
     return outputs
 
 

@@ -88,6 +88,15 @@ def until_eos(steps: Iterator[torch.Tensor], eos_id: int) -> list[list[int]]:
     return outputs or []
 
 
+def answers_by_loops(
+    lm, prompts: torch.Tensor, loops: Sequence[int], params: SamplingParams, max_new_tokens: int
+) -> list[list[str]]:
+    """Decoded answers [prompt][loop count]: each prompt continued with each loop count, in one batch."""
+    ids = until_eos(decode_steps(lm.model, prompts, loops, params, max_new_tokens), lm.tokenizer.eos_id)
+    n = len(loops)
+    return [[lm.tokenizer.decode(row) for row in ids[p * n : (p + 1) * n]] for p in range(len(prompts))]
+
+
 @dataclass
 class Generation:
     """A translation, complete or (while streaming) in progress."""

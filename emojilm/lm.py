@@ -202,6 +202,7 @@ def load(
     model = checkpoint.build_model(args, state).to(device=device, dtype=dtype)
 
     recorded = params.get("emojilm", {})
+    prompt_template = resolve_template(recorded.get("prompt_template", DEFAULT_TEMPLATE))
     mode_recorded = isinstance(params.get("model", {}).get("loop_residual"), str) or args.loop_mode == "gated"
     info = ModelInfo(
         source=resolved.source,
@@ -213,10 +214,10 @@ def load(
         dtype=str(dtype).removeprefix("torch."),
         loop_mode=args.loop_mode,
         mode_source="recorded" if mode_recorded else "default",
-        template=template_name(resolve_template(recorded.get("prompt_template", DEFAULT_TEMPLATE))),
+        template=template_name(prompt_template),
         template_source="recorded" if "prompt_template" in recorded else "default",
     )
-    lm = EmojiLM(model, recorded.get("prompt_template", DEFAULT_TEMPLATE), info)
+    lm = EmojiLM(model, prompt_template, info)
     log.info("loaded %r", lm)
 
     guessed = not mode_recorded or "prompt_template" not in recorded

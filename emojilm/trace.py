@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import torch
 
-from emojilm.generation import Generation, decode_steps, exit_states, stream, until_eos
+from emojilm.generation import Generation, answers_by_loops, exit_states, stream
 from emojilm.sampling import SamplingParams
 from emojilm.tokenizer import char_spans, cluster_spans
 
@@ -72,6 +72,8 @@ def run_trace(
     model = lm.model
     n_loops = model.check_loops(n_loops)
     if params.seed is None:  # one seed for the answer and every loop count's answer
+        if generation is not None and not params.greedy:
+            raise ValueError("reusing a sampled answer needs the seed it was sampled with")
         params = replace(params, seed=secrets.randbelow(2**31))  # leaves the global RNGs alone
     if generation is None or not generation.done:
         *_, generation = stream(lm, text, params, n_loops, max_new_tokens, adaptive_threshold)
@@ -83,7 +85,7 @@ def run_trace(
 
     # 1. Teacher forcing: every loop's log-probabilities at every answer position.
     tokens = torch.tensor([prompt + answer], device=lm.device)
-    cache = model.new_cache(n_loops, 1, tokens.shape[1] + 4)
+    cache = model.new_cache(n_loops, 1, tokens.shape[1])  # branches copy its prefix into their own
     logp = model.loop_logits(tokens, n_loops, cache=cache)[:, 0].float().log_softmax(-1)  # [loops, T, V]
     first = len(prompt) - 1  # the position whose output is answer byte 0
     answer_t = torch.tensor(answer, device=lm.device)
@@ -160,8 +162,7 @@ def per_loop_outputs(lm, prompt: list[int], params: SamplingParams, n_loops: int
                      final: str) -> pd.DataFrame:  # fmt: skip
     """What the model answers with k loops, k = 1..n, decoded in one batch."""
     prompts = torch.tensor([prompt], device=lm.device)
-    steps = decode_steps(lm.model, prompts, list(range(1, n_loops + 1)), params, max_new_tokens)
-    outputs = [lm.tokenizer.decode(ids) for ids in until_eos(steps, lm.tokenizer.eos_id)]
+    [outputs] = answers_by_loops(lm, prompts, range(1, n_loops + 1), params, max_new_tokens)
     table = pd.DataFrame({"loops": range(1, n_loops + 1), "output": outputs})
     table["same_as_final"] = table["output"] == final
     return table

@@ -157,3 +157,9 @@ def test_reusing_the_streamed_answer_changes_nothing(lm, sampling):
     assert reused.output == fresh.output == answer.text
     pd.testing.assert_frame_equal(reused.by_loop, fresh.by_loop)
     pd.testing.assert_frame_equal(reused.per_loop_outputs, fresh.per_loop_outputs)
+
+
+def test_reusing_an_unseeded_sampled_answer_is_refused(lm):
+    answer = lm.translate("I love pizza", temperature=0.8, seed=3)
+    with pytest.raises(ValueError, match="seed"):
+        lm.trace("I love pizza", temperature=0.8, reuse=answer)

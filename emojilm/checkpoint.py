@@ -10,14 +10,17 @@ safetensors file in our cache, which later starts map straight from disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import pickle
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ CONSOLIDATED = "consolidated.pth"
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_fsdp_wrapped_module.")
 GATE_KEY = re.compile(r"^(loop_?gates?|gates?)(\.weight)?$")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+# Called while a Hub file downloads: (file name, bytes written so far, file size or None).
+Progress = Callable[[str, int, int | None], None]
 
 
 class CheckpointError(ValueError):
@@ -59,7 +64,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EMOJILM_CACHE", Path.home() / ".cache" / "emojilm"))
 
 
-def resolve(source: str | os.PathLike, revision: str | None = None, *, timeout: float = 10.0) -> Resolved:
+def resolve(
+    source: str | os.PathLike, revision: str | None = None, *, timeout: float = 10.0, progress: Progress | None = None
+) -> Resolved:
     """Turn a source into a local folder, downloading from the Hub only what is needed."""
     if str(source) == "bundled":
         if not (BUNDLED_DIR / PARAMS).is_file():
@@ -72,15 +79,23 @@ def resolve(source: str | os.PathLike, revision: str | None = None, *, timeout: 
         raise CheckpointError(f"{source} is a file; give the folder that holds {PARAMS}")
     if not _HUB_ID.match(str(source)):
         raise CheckpointError(f"{source!r} is neither a folder, 'bundled', nor a Hub repo id (owner/name)")
-    return _download(str(source), revision, timeout)
+    return _download(str(source), revision, timeout, progress)
 
 
-def _download(repo_id: str, revision: str | None, timeout: float) -> Resolved:
-    from huggingface_hub import hf_hub_download
+def _download(repo_id: str, revision: str | None, timeout: float, progress: Progress | None) -> Resolved:
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    sizes: dict[str, tuple[int, int | None]] = {}  # per file: (bytes written, size), as last reported
+
     def fetch(filename: str) -> Path:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=timeout))
+        def report(done: int, total: int | None) -> None:
+            sizes[filename] = (done, total)
+            if progress is not None:
+                progress(filename, done, total)
+
+        bar = _reporting_bar(report)
+        return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=timeout, tqdm_class=bar))
 
     where = f"{repo_id!r} (revision {revision or 'main'})"
     try:
@@ -94,10 +109,55 @@ def _download(repo_id: str, revision: str | None, timeout: float) -> Resolved:
             f"cannot load {where}: the Hub could not be reached (or offline mode is on) and its files "
             "are not in the local Hugging Face cache"
         ) from err
-    except (OSError, ValueError, EntryNotFoundError) as err:  # unknown/gated repo, missing file, HTTP trouble
-        raise CheckpointError(f"cannot download {where} from the Hub: {_first_line(err)}") from err
+    except Exception as err:
+        if _disk_full(err):
+            # The file being written reported last; hf_hub_download deletes its partial copy, so all of it is needed.
+            done, size = next(reversed(sizes.values()), (0, None))
+            folder = Path(err.filename).parent if getattr(err, "filename", None) else Path(constants.HF_HUB_CACHE)
+            raise CheckpointError(f"{_disk_full_message(size or done, folder)} to download {where}") from err
+        if isinstance(err, (OSError, ValueError, EntryNotFoundError)):  # unknown/gated repo, missing file, HTTP
+            raise CheckpointError(f"cannot download {where} from the Hub: {_first_line(err)}") from err
+        raise
     commit = params.parent.name  # hub cache layout: snapshots/<commit>/<file>
     return Resolved(params.parent, repo_id, revision=commit)
+
+
+def _reporting_bar(report: Callable[[int, int | None], None]) -> type:
+    """A tqdm class for hf_hub_download that also reports the bytes written to `report`.
+
+    It subclasses huggingface_hub's own bar, so the console shows what it always did.
+    Defining update_transfer makes a Xet download drive a single bar (bytes written)
+    instead of two, one of them counting network bytes.
+    """
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class ReportingBar(hf_tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.written = kwargs.get("initial") or 0  # tqdm stops counting when the bar is disabled
+            report(self.written, self.total)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.written += n or 0
+            report(self.written, self.total)
+            return super().update(n)
+
+        def update_transfer(self, n: int) -> None:
+            pass
+
+        def set_transfer_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+            pass
+
+    return ReportingBar
+
+
+def _disk_full(err: BaseException) -> bool:
+    # safetensors and hf_xet (Rust) turn ENOSPC into their own exceptions, keeping only the message.
+    return getattr(err, "errno", None) == errno.ENOSPC or "os error 28" in str(err)
+
+
+def _disk_full_message(need_bytes: int, folder: Path) -> str:
+    return f"disk full: need {max(1, math.ceil(need_bytes / 1e6)):,} MB in {folder}"
 
 
 def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -118,7 +178,11 @@ def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
         except CheckpointError as err:
             log.warning("conversion cache %s is corrupt (%s); rebuilding it", converted, err)
     state = read_consolidated(pth)
-    _save_atomic(state, converted)
+    try:
+        _save_atomic(state, converted)
+    except CheckpointError as err:  # the cache only speeds up later starts: serve the weights read anyway
+        log.warning("%s; serving %s without caching its conversion", err, pth)
+        return state, f"{CONSOLIDATED} (not cached: {err})"
     return state, f"{CONSOLIDATED} (converted to {converted})"
 
 
@@ -174,19 +238,24 @@ def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
     safetensors refuses tensors that share storage, which torch.save keeps (a tied
     head saved as output.weight is the embedding itself): those are copied.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     tensors, storages = {}, set()
     for key, tensor in state.items():
         storage = tensor.untyped_storage().data_ptr()
         tensors[key] = tensor.contiguous().clone() if storage in storages else tensor.contiguous()
         storages.add(storage)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
         save_file(tensors, tmp)
         os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
+    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as a SafetensorError
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if _disk_full(err):
+            need = sum(t.nbytes for t in tensors.values())
+            raise CheckpointError(f"{_disk_full_message(need, path.parent)} to cache the converted weights") from err
         raise CheckpointError(f"cannot write the converted weights to {path}: {err}") from err
 
 

@@ -180,18 +180,20 @@ def load(
     loop_mode: str | None = None,
     template: str | None = None,
     probe: bool = True,
+    progress: checkpoint.Progress | None = None,
 ) -> EmojiLM:
     """Load a checkpoint from the Hub, a local folder, or "bundled".
 
     The loop mode and prompt template come, in order of preference, from the
     arguments, from params.json (our checkpoints record both), from a cached or
     fresh run of the variant probe (the published checkpoint records neither;
-    `probe=False` skips it), or from the defaults.
+    `probe=False` skips it), or from the defaults. `progress(file, done, total)` is
+    called as Hub files download.
     """
     device, dtype = _device_and_dtype(device, dtype)
     if loop_mode is not None and loop_mode not in LOOP_MODES:
         raise ValueError(f"loop_mode must be one of {LOOP_MODES}, got {loop_mode!r}")
-    resolved = checkpoint.resolve(source, revision)
+    resolved = checkpoint.resolve(source, revision, progress=progress)
     params = read_params(resolved.folder / checkpoint.PARAMS)
     args = args_from_params(params)
     state, weights = checkpoint.read_state_dict(resolved.folder)

@@ -18,6 +18,7 @@ import torch
 
 from emojilm.model import KVCache, LoopedTransformer
 from emojilm.sampling import SamplingParams, sample
+from emojilm.speculative import DraftStats, speculative_tokens
 
 MIN_PROMPT = 16  # context bytes always left for the prompt, whatever max_new_tokens asks
 MAX_THRESHOLD = 10.0  # adaptive-loop KL threshold (nats); larger would exit after one loop always
@@ -110,6 +111,7 @@ class Generation:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     done: bool = False
+    draft_stats: DraftStats | None = None  # set when decoded self-speculatively
 
     def snapshot(self) -> Generation:
         """A copy that later decoding steps do not change (what stream yields)."""
@@ -199,38 +201,60 @@ def stream(
     n_loops: int | None = None,
     max_new_tokens: int = 64,
     adaptive_threshold: float = 0.0,
+    draft_loops: int = 0,
 ) -> Iterator[Generation]:
     """Translate text, yielding the growing Generation at every complete character.
 
     Each item is a snapshot; the last has done=True and holds the whole answer
-    (without EOS in text). Arguments are checked here, before the first item.
+    (without EOS in text). draft_loops > 0 decodes self-speculatively (see
+    emojilm.speculative). Arguments are checked here, before the first item.
     """
     n_loops = lm.model.check_loops(n_loops)
     threshold_ok = isinstance(adaptive_threshold, (int, float)) and not isinstance(adaptive_threshold, bool)
     if not (threshold_ok and 0.0 <= adaptive_threshold <= MAX_THRESHOLD):
         raise ValueError(f"adaptive_threshold must be a number from 0 to {MAX_THRESHOLD}, got {adaptive_threshold!r}")
+    check_int("draft_loops", draft_loops, 0, n_loops - 1)
+    if draft_loops and adaptive_threshold > 0:
+        raise ValueError("adaptive loops and speculative drafting cannot be combined; choose one")
     ids, max_new_tokens, truncated = prompt_for(lm, text, max_new_tokens)
     result = Generation("", [], [], n_loops, ids, truncated)
-    return _decode(lm, result, params, max_new_tokens, adaptive_threshold)
+    if draft_loops:
+        result.draft_stats = DraftStats()
+        prompt = torch.tensor([ids], device=lm.device)
+        tokens = speculative_tokens(lm.model, prompt, n_loops, draft_loops, params, max_new_tokens,
+                                    params.generator(), result.draft_stats)  # fmt: skip
+        return _decode(lm, result, ((token, n_loops) for token in tokens))
+    return _decode(lm, result, _plain_tokens(lm, ids, params, n_loops, max_new_tokens, adaptive_threshold))
 
 
 @torch.no_grad()
-def _decode(lm, result: Generation, params: SamplingParams, max_new_tokens: int,
-            adaptive_threshold: float) -> Iterator[Generation]:  # fmt: skip
-    model, ids, n_loops = lm.model, result.prompt_ids, result.n_loops
-    generator = [params.generator()]
-    decoder = lm.tokenizer.stream()
-    pending_loops = 0  # max loops over the bytes of the character being completed
-
-    started = time.perf_counter()
+def _plain_tokens(lm, ids: list[int], params: SamplingParams, n_loops: int, max_new_tokens: int,
+                  adaptive_threshold: float) -> Iterator[tuple[int, int]]:  # fmt: skip
+    """Yield (id, loops it used) one at a time, up to max_new_tokens; the caller stops at EOS."""
+    model, generator = lm.model, [params.generator()]
     cache = model.new_cache(n_loops, 1, len(ids) + max_new_tokens)
     logits = model(torch.tensor([ids], device=lm.device), n_loops, cache=cache)[:, -1]
     loops = n_loops
-    result.prefill_s = time.perf_counter() - started
-    started = time.perf_counter()
     for step in range(max_new_tokens):
         token = sample(logits, params, generator)
-        token_id = int(token)
+        yield int(token), loops
+        if step + 1 < max_new_tokens:
+            position = len(ids) + step
+            if adaptive_threshold > 0:
+                logits, loops = adaptive_step(model, token[:, None], cache, position, n_loops, adaptive_threshold)
+            else:
+                logits = model(token[:, None], n_loops, cache=cache, start=position)[:, -1]
+
+
+def _decode(lm, result: Generation, tokens: Iterator[tuple[int, int]]) -> Iterator[Generation]:
+    """Turn (id, loops) pairs into text, yielding a snapshot at every complete character."""
+    decoder = lm.tokenizer.stream()
+    pending_loops = 0  # max loops over the bytes of the character being completed
+    started = time.perf_counter()
+    for token_id, loops in tokens:
+        if not result.token_ids:  # the first id comes right after the prefill
+            result.prefill_s = time.perf_counter() - started
+            started = time.perf_counter()
         result.token_ids.append(token_id)
         pending_loops = max(pending_loops, loops)
         if token_id == lm.tokenizer.eos_id:
@@ -241,12 +265,6 @@ def _decode(lm, result: Generation, params: SamplingParams, max_new_tokens: int,
             pending_loops = 0
             result.decode_s = time.perf_counter() - started
             yield result.snapshot()
-        if step + 1 < max_new_tokens:
-            position = len(ids) + step
-            if adaptive_threshold > 0:
-                logits, loops = adaptive_step(model, token[:, None], cache, position, n_loops, adaptive_threshold)
-            else:
-                logits = model(token[:, None], n_loops, cache=cache, start=position)[:, -1]
     if tail := decoder.flush():
         result.text += tail
         result.loops_per_char += [pending_loops] * len(tail)

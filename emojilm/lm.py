@@ -108,13 +108,18 @@ class EmojiLM:
         steps = generation.decode_steps(self.model, prompts, [self.model.check_loops(n_loops)], params, max_new_tokens)
         return generation.until_eos(steps, self.tokenizer.eos_id)[0]
 
-    def stream(self, text: str, *, adaptive_threshold: float = 0.0, **kwargs) -> Iterator[generation.Generation]:
+    def stream(
+        self, text: str, *, adaptive_threshold: float = 0.0, draft_loops: int = 0, **kwargs
+    ) -> Iterator[generation.Generation]:
         """Translate, yielding the growing answer at every complete character (the last has done=True).
 
-        kwargs: temperature, top_p, top_k, seed, n_loops, max_new_tokens.
+        draft_loops > 0: decode self-speculatively, drafting with that many loops
+        (emojilm.speculative). kwargs: temperature, top_p, top_k, seed, n_loops, max_new_tokens.
         """
         params, options = _split_sampling(kwargs)
-        return generation.stream(self, text, params, adaptive_threshold=adaptive_threshold, **options)
+        return generation.stream(
+            self, text, params, adaptive_threshold=adaptive_threshold, draft_loops=draft_loops, **options
+        )
 
     def translate(self, text: str, **kwargs) -> generation.Generation:
         *_, result = self.stream(text, **kwargs)

@@ -232,20 +232,25 @@ class LoopedTransformer(nn.Module):
         *,
         cache: KVCache | None = None,
         start: int = 0,
+        first_loop: int = 0,
+        state: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield the hidden state [B, T, dim] after each loop, for tokens at positions start..
 
         With a cache, keys/values of earlier positions are read from it and those
-        of these positions are written to it.
+        of these positions are written to it. To carry on a run that stopped after
+        `first_loop` loops, pass the state it reached: loops first_loop+1..n_loops follow.
         """
         n_loops = self.check_loops(n_loops)
         T = tokens.shape[1]
         if start + T > self.args.max_seqlen:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seqlen={self.args.max_seqlen}")
+        if (state is None) != (first_loop == 0):
+            raise ValueError("a state must be given exactly when starting after loop 0")
         rope = self._rope_on(tokens.device)[start : start + T]
         h0 = self.tok_embeddings(tokens)
-        h = h0
-        for loop in range(n_loops):
+        h = h0 if state is None else state
+        for loop in range(first_loop, n_loops):
             x = h + h0 if self.loop_mode == "inject_embeddings" and loop > 0 else h
             for i, layer in enumerate(self.layers):
                 x = layer(x, rope, cache, loop, i, start)
@@ -285,9 +290,11 @@ class LoopedTransformer(nn.Module):
         *,
         cache: KVCache | None = None,
         start: int = 0,
+        first_loop: int = 0,
+        state: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits read out after every loop: [n_loops, B, T, vocab]."""
-        states = self.loop_states(tokens, n_loops, cache=cache, start=start)
+        """Logits read out after every loop (after loop first_loop onwards): [n_loops - first_loop, B, T, vocab]."""
+        states = self.loop_states(tokens, n_loops, cache=cache, start=start, first_loop=first_loop, state=state)
         return torch.stack([self.readout(h) for h in states])
 
     def new_cache(self, n_loops: int | None, batch: int, max_len: int) -> KVCache:

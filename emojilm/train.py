@@ -163,7 +163,6 @@ def make_optimizer(model: LoopedTransformer, cfg: TrainConfig) -> torch.optim.Ad
 def train(cfg: TrainConfig) -> Path:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
     out = Path(cfg.out)
     pairs = load_training_pairs(cfg)
     # Sorted by length, so that a batch of neighbours wastes little on padding.
@@ -174,18 +173,19 @@ def train(cfg: TrainConfig) -> Path:
     model = LoopedTransformer(cfg.model_args()).to(device)
     _init_weights(model)
     optimizer = make_optimizer(model, cfg)
-    start = 0
+    start, seconds_before, history = 0, 0.0, []
     if cfg.resume and (out / CONSOLIDATED).is_file():
         saved = torch.load(out / CONSOLIDATED, map_location=device, weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optim"])
-        start = json.loads((out / "params.json").read_text())["emojilm"]["trained_steps"]
+        done = json.loads((out / "params.json").read_text())["emojilm"]
+        start, seconds_before, history = done["trained_steps"], done["train_seconds"], done["history"]
         print(f"resumed from {out} at step {start}")
+    rng = random.Random(cfg.seed + start)  # a resumed run must not replay the batches it has already seen
     print(f"{model.num_params() / 1e6:.2f}M parameters, {cfg.n_layers} layers × {cfg.n_loops} loops")
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     started = time.time()
-    history = []
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, mininterval=2.0)
     for step in bar:
         tokens, targets = make_batch(neighbours(train_set, cfg.batch_size, rng), device)
@@ -206,7 +206,7 @@ def train(cfg: TrainConfig) -> Path:
             report = _evaluate(model, cfg, heldout, device)
             history.append({"step": step + 1, "loss": final.item(), **report})
             tqdm.write(f"step {step + 1}: loss {final.item():.4f} held-out hit by loops {report}")
-            extra = {"train_seconds": round(time.time() - started, 1), "history": history}
+            extra = {"train_seconds": round(seconds_before + time.time() - started, 1), "history": history}
             write_checkpoint(out, model, lingua_params(cfg, step + 1, extra), optim_state=optimizer.state_dict())
         if last:
             break

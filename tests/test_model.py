@@ -169,6 +169,24 @@ def test_kv_cached_chunks_equal_full_forward(make_checkpoint, mode, n_loops):
     torch.testing.assert_close(torch.cat(chunks, dim=2), full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("first_loop", [1, TRAINED])
+def test_carrying_on_from_a_stopped_run_equals_one_run(make_checkpoint, mode, first_loop):
+    """Loops first_loop+1.. run later from the saved state (what speculative verification does)."""
+    model, _, _ = make_model(make_checkpoint, "gqa", mode)
+    tokens = random_tokens(1, 12, seed=5)
+    n_loops = TRAINED + 1
+    with torch.no_grad():
+        full = model.loop_logits(tokens, n_loops)
+        cache = model.new_cache(n_loops, 1, 12)
+        model(tokens[:, :8], n_loops, cache=cache)
+        *_, state = model.loop_states(tokens[:, 8:], first_loop, cache=cache, start=8)
+        later = model.loop_logits(tokens[:, 8:], n_loops, cache=cache, start=8, first_loop=first_loop, state=state)
+    torch.testing.assert_close(later, full[first_loop:, :, 8:], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="state"):
+        next(model.loop_states(tokens, n_loops, first_loop=first_loop))
+
+
 def test_cached_forward_uses_the_cache(make_checkpoint):
     """Positions after the prefix must see the prefix: a fresh cache gives other logits."""
     model, _, _ = make_model(make_checkpoint, "gqa", "add")

@@ -1,0 +1,119 @@
+"""Self-speculative decoding: the first loops draft, all the loops verify.
+
+Loop k of a byte never depends on the loops after it, so the first
+`draft_loops` loops of the model are a complete smaller model that shares
+everything with it, keys and values included. Each round drafts a few bytes
+one at a time with those loops only, then runs the remaining loops on all the
+drafted bytes in one pass, carrying on from the draft's own states: no loop of
+any byte is computed twice. The model keeps the longest drafted prefix it
+agrees with, plus its own next byte, so every round yields at least one byte.
+
+Greedy output is exactly plain greedy decoding. When sampling, a drafted byte
+is kept with probability min(1, p/q) and otherwise replaced by a draw from
+max(0, p - q) renormalized (p: all loops, q: the draft), the standard rule that
+leaves the output distributed exactly as the full model's (Leviathan et al.,
+2023). It draws other random numbers than plain sampling, so a seed gives
+another (equally likely) answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from emojilm.model import LoopedTransformer
+from emojilm.sampling import SamplingParams, filtered_probs, sample
+
+DRAFT_LENGTH = 6  # bytes drafted per round: an emoji is 4 bytes, often with a 3-byte variation selector
+
+
+@dataclass
+class DraftStats:
+    rounds: int = 0
+    drafted: int = 0
+    accepted: int = 0
+
+    @property
+    def acceptance(self) -> float:
+        """Share of drafted bytes the full model kept."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+
+def default_draft_loops(n_loops: int) -> int:
+    """Draft loops for a run of n_loops: a quarter of them, at least one (0 means no drafting)."""
+    return max(1, n_loops // 4) if n_loops > 1 else 0
+
+
+def judge(
+    drafted: torch.Tensor,
+    draft_logits: torch.Tensor,
+    full_logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator,
+) -> tuple[int, int | None]:
+    """How many drafted ids [G] to keep, and the id that replaces the first one rejected (None if all kept).
+
+    draft_logits and full_logits [G, V] are each model's logits for the drafted positions.
+    """
+    if params.greedy:
+        choice = full_logits.argmax(-1)
+        disagree = (choice != drafted).nonzero()
+        if len(disagree) == 0:
+            return len(drafted), None
+        first = int(disagree[0])
+        return first, int(choice[first])
+    p = filtered_probs(full_logits, params).double().cpu()
+    q = filtered_probs(draft_logits, params).double().cpu()
+    for i, a in enumerate(drafted.tolist()):
+        u = torch.rand(1, generator=generator, dtype=torch.float64).item()
+        if u * q[i, a] < p[i, a]:  # u < p/q without dividing by a zero q
+            continue
+        residual = (p[i] - q[i]).clamp_min(0.0)
+        if residual.sum() <= 0:  # p == q up to rounding: any draw from p is right
+            residual = p[i]
+        return i, int(torch.multinomial(residual, 1, generator=generator))
+    return len(drafted), None
+
+
+@torch.no_grad()
+def speculative_tokens(
+    model: LoopedTransformer,
+    prompt: torch.Tensor,
+    n_loops: int,
+    draft_loops: int,
+    params: SamplingParams,
+    max_new_tokens: int,
+    generator: torch.Generator,
+    stats: DraftStats,
+    draft_length: int = DRAFT_LENGTH,
+) -> Iterator[int]:
+    """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS."""
+    if not 1 <= draft_loops < n_loops:
+        raise ValueError(f"draft_loops must be from 1 to {n_loops - 1} for {n_loops} loops, got {draft_loops}")
+    length = prompt.shape[1]
+    cache = model.new_cache(n_loops, 1, length + max_new_tokens)
+    token = sample(model(prompt, n_loops, cache=cache)[:, -1], params, [generator])
+    yield int(token)
+    done = 1
+    while done < max_new_tokens:
+        position = length + done - 1  # where `token`, the last id yielded, goes
+        steps = min(draft_length, max_new_tokens - done)
+        fed, states, draft_logits = [token], [], []
+        for i in range(steps):
+            *_, h = model.loop_states(fed[-1][:, None], draft_loops, cache=cache, start=position + i)
+            states.append(h)
+            draft_logits.append(model.readout(h[:, -1]))
+            fed.append(sample(draft_logits[-1], params, [generator]))
+        *_, h = model.loop_states(
+            torch.cat(fed[:-1])[None], n_loops, cache=cache, start=position,
+            first_loop=draft_loops, state=torch.cat(states, dim=1),
+        )  # fmt: skip
+        drafted = torch.cat(fed[1:])
+        kept, replacement = judge(drafted, torch.cat(draft_logits), model.readout(h)[0], params, generator)
+        stats.rounds, stats.drafted, stats.accepted = stats.rounds + 1, stats.drafted + steps, stats.accepted + kept
+        new = drafted[:kept].tolist() + ([] if replacement is None else [replacement])
+        yield from new
+        done += len(new)
+        token = torch.tensor([new[-1]], device=prompt.device)

@@ -1,0 +1,107 @@
+"""Self-speculative decoding against plain decoding, and its sampling rule against the target distribution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emojilm.config import LOOP_MODES
+from emojilm.sampling import SamplingParams, filtered_probs
+from emojilm.speculative import DraftStats, default_draft_loops, judge, speculative_tokens
+from tests.tiny_lms import TRAINED_LOOPS, naive_greedy, tiny_lm
+
+TEXTS = ["I love pizza", "héllo wörld ☕"]
+
+
+@pytest.mark.parametrize("loop_mode", LOOP_MODES)
+@pytest.mark.parametrize(
+    ("n_loops", "draft_loops"), [(2, 1), (TRAINED_LOOPS, 1), (TRAINED_LOOPS, TRAINED_LOOPS - 1), (6, 2)]
+)
+def test_greedy_speculative_equals_naive_greedy(loop_mode, n_loops, draft_loops):
+    lm = tiny_lm(loop_mode, eos_bias=1.0)
+    for text in TEXTS:
+        prompt = lm.prompt_ids(text)
+        result = lm.translate(text, n_loops=n_loops, max_new_tokens=24, draft_loops=draft_loops)
+        assert result.token_ids == naive_greedy(lm, prompt, n_loops, max_new_tokens=24)
+        assert result.loops_per_char == [n_loops] * len(result.text)
+
+
+@pytest.mark.parametrize("draft_length", [1, 3, 8])
+@pytest.mark.parametrize("max_new_tokens", [1, 2, 5, 17])
+def test_draft_length_and_budget_do_not_change_greedy_output(draft_length, max_new_tokens):
+    lm = tiny_lm("add")
+    prompt = torch.tensor([lm.prompt_ids("pizza")])
+    stats = DraftStats()
+    steps = speculative_tokens(
+        lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), max_new_tokens, torch.Generator(), stats, draft_length
+    )
+    ids = list(steps)  # EOS is not special here: every budgeted id comes out
+    assert ids == naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, max_new_tokens)[:max_new_tokens]
+    assert len(ids) == max_new_tokens
+    assert 0 <= stats.accepted <= stats.drafted <= stats.rounds * draft_length
+
+
+def test_the_bundled_model_accepts_most_drafted_bytes():
+    from emojilm import load
+
+    lm = load("bundled")
+    plain = lm.translate("I love pizza")
+    fast = lm.translate("I love pizza", draft_loops=default_draft_loops(lm.n_loops))
+    assert fast.token_ids == plain.token_ids
+    assert "🍕" in fast.text
+    assert fast.draft_stats.acceptance > 0.5  # one loop already knows most bytes of an emoji
+
+
+def test_seeded_speculative_sampling_is_reproducible():
+    lm = tiny_lm("add")
+    runs = [lm.translate("pizza", temperature=1.0, seed=s, draft_loops=1, max_new_tokens=16) for s in (3, 3, 4)]
+    assert runs[0].token_ids == runs[1].token_ids
+    assert runs[0].token_ids != runs[2].token_ids
+    assert runs[0].draft_stats.drafted > 0
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=1.0), SamplingParams(temperature=0.7, top_p=0.8)])
+def test_judged_drafts_are_distributed_as_the_full_model(params):
+    """Draft a ~ q, keep or replace it by the rule: the outcome must follow p (chi-square over 8 ids)."""
+    gen = torch.Generator().manual_seed(0)
+    full, draft = torch.randn(1, 8, generator=gen) * 2, torch.randn(1, 8, generator=gen) * 2
+    p, q = filtered_probs(full, params)[0].double(), filtered_probs(draft, params)[0]
+    n = 20000
+    counts = torch.zeros(8, dtype=torch.float64)
+    for _ in range(n):
+        a = torch.multinomial(q, 1, generator=gen)
+        kept, replacement = judge(a, draft, full, params, gen)
+        counts[int(a) if kept else replacement] += 1
+    seen = p > 0
+    assert counts[~seen].sum() == 0  # nothing outside top-p ever comes out
+    chi2 = float(((counts[seen] - n * p[seen]) ** 2 / (n * p[seen])).sum())
+    assert chi2 < 30  # 99.99th percentile of chi-square with ≤ 7 degrees of freedom is ~29.9
+    # and the draft alone would have been caught: its distribution is far from p
+    chi2_draft = float(((n * q.double()[seen] - n * p[seen]) ** 2 / (n * p[seen])).sum())
+    assert chi2_draft > 100
+
+
+def test_judge_greedy_keeps_the_agreeing_prefix():
+    full = torch.nn.functional.one_hot(torch.tensor([5, 6, 7, 8]), 10).float()
+    assert judge(torch.tensor([5, 6, 7, 8]), full, full, SamplingParams(), torch.Generator()) == (4, None)
+    assert judge(torch.tensor([5, 6, 1, 8]), full, full, SamplingParams(), torch.Generator()) == (2, 7)
+    assert judge(torch.tensor([0, 6, 7, 8]), full, full, SamplingParams(), torch.Generator()) == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"draft_loops": TRAINED_LOOPS}, "draft_loops"),
+        ({"draft_loops": 1, "n_loops": 1}, "draft_loops"),
+        ({"draft_loops": -1}, "draft_loops"),
+        ({"draft_loops": 1.5}, "draft_loops"),
+        ({"draft_loops": 1, "adaptive_threshold": 0.1}, "cannot be combined"),
+    ],
+)
+def test_bad_draft_options_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_lm("add").translate("pizza", **kwargs)
+
+
+def test_default_draft_loops():
+    assert [default_draft_loops(n) for n in (1, 2, 4, 8, 16)] == [0, 1, 1, 2, 4]

@@ -32,9 +32,10 @@ except ImportError:
         return fn
 
 
-def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blocks:
+def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
     registry = backend.registry
-    first = registry.get(first_source)
+    page = registry.page_state(first_source, chosen=False)  # the Hub model may have become ready since
+    first = registry.get(page.source)
 
     api_translate, api_trace = on_gpu(backend.api_translate), on_gpu(backend.api_trace)  # decorated once, at start
 
@@ -50,8 +51,10 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
         )
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                model = gr.Dropdown(registry.sources, value=first_source, label="Model")
-                status = gr.Markdown(startup_note, elem_id="elm-status")
+                model = gr.Dropdown(registry.sources, value=page.source, label="Model")
+                status = gr.Markdown(page.note, elem_id="elm-status")
+                chosen = gr.State(False)  # the visitor picked a model: never switch it for them
+                timer = gr.Timer(1.0, active=page.polling)  # refreshes the status while a model loads
                 text = gr.Textbox(label="Text", placeholder="I love pizza", lines=2, max_length=20_000)
                 gr.Examples(EXAMPLES, inputs=text, label="Try")
                 translate = gr.Button("Translate ✨", variant="primary")
@@ -113,6 +116,14 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
             lm = pick(source, mode, tmpl)
             return loops_slider(lm), views.model_info_markdown(lm), registry.status(source)
 
+        def refresh(shown, chosen, mode, tmpl):
+            page = registry.page_state(shown, chosen)
+            ticking = gr.Timer(active=page.polling)
+            if page.source == shown:
+                return page.note, gr.skip(), gr.skip(), gr.skip(), ticking
+            lm = pick(page.source, mode, tmpl)
+            return page.note, page.source, loops_slider(lm), views.model_info_markdown(lm), ticking
+
         inputs = [model, loop_mode, template, text, temperature, top_p, loops, max_new, seed, adaptive, threshold]
         for trigger in (translate.click, text.submit):
             trigger(
@@ -121,9 +132,15 @@ def build(backend: SpaceBackend, first_source: str, startup_note: str) -> gr.Blo
                 run_trace, [model, loop_mode, template, streamed_state], [heatmap, per_loop, plot],
                 api_visibility="private",
             )  # fmt: skip
+        # model.input, not .change: a switch made by refresh must not count as the visitor's choice.
         gr.on(
-            [model.change, loop_mode.change, template.change], switch_model, [model, loop_mode, template],
+            [model.input, loop_mode.change, template.change], switch_model, [model, loop_mode, template],
             [loops, info, status], api_visibility="private",
+        )  # fmt: skip
+        model.input(lambda: True, None, chosen, api_visibility="private")
+        gr.on(
+            [demo.load, timer.tick], refresh, [model, chosen, loop_mode, template], [status, model, loops, info, timer],
+            show_progress="hidden", concurrency_limit=None, api_visibility="private",
         )  # fmt: skip
 
         @gr.api(api_name="translate")
@@ -169,10 +186,7 @@ def main() -> None:
     config = SourceConfig.from_env(hub_repo=args.repo, hub_revision=args.revision)
     registry = ModelRegistry(config)
     first = registry.start()
-    note = registry.status(first)
-    if first != config.hub_repo and config.hub_repo:
-        note = f"Using the bundled demo model: {registry.status(config.hub_repo)}"
-    demo = build(SpaceBackend(registry), first, note)
+    demo = build(SpaceBackend(registry), first)
     gpu = "cuda" in str(registry.get(first).device)
     demo.queue(default_concurrency_limit=4 if gpu else 1, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)

@@ -3,7 +3,8 @@
 The operator decides the sources (environment variables or CLI flags); a page
 visitor only picks among them, so a request can never make the server read an
 arbitrary path or repo. The Hub model loads in a background thread: if it is
-not ready within `hub_wait_s`, the app starts on the bundled model and says so.
+not ready within `hub_wait_s`, the app starts on the bundled model and says so,
+shows the download's progress, and moves to the Hub model once it is ready.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ class _Slot:
     error: str = ""
     started: float = 0.0
     variants: dict = field(default_factory=dict)
+    download: tuple[str, int, int | None] | None = None  # file, bytes written, size: the latest Hub file
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What the page's model line says, and which model the page should show."""
+
+    source: str
+    note: str
+    polling: bool  # something is still loading: look again soon
 
 
 class ModelRegistry:
@@ -89,12 +100,17 @@ class ModelRegistry:
         with self._lock:
             if slot.state in ("loading", "ready"):
                 return
-            slot.state, slot.started, slot.error = "loading", time.time(), ""
+            slot.state, slot.started, slot.error, slot.download = "loading", time.time(), "", None
         revision = self.config.hub_revision if source == self.config.hub_repo else None
+
+        def progress(filename: str, done: int, total: int | None) -> None:
+            slot.download = (filename, done, total)
 
         def work() -> None:
             try:
-                lm = emojilm.load(source, revision=revision, device=self.config.device, dtype=self.config.dtype)
+                lm = emojilm.load(
+                    source, revision=revision, device=self.config.device, dtype=self.config.dtype, progress=progress
+                )
             except Exception as err:  # any failure is reported on the page, never raised into the UI
                 log.warning("loading %s failed: %s", source, err)
                 slot.state, slot.error = "failed", _plain(err)
@@ -114,6 +130,10 @@ class ModelRegistry:
         if slot is None:
             return f"{source!r} is not one of this Space's models."
         if slot.state == "loading":
+            if slot.download and slot.download[1] != slot.download[2]:
+                filename, done, total = slot.download
+                share = f" of {_size(total)} ({100 * done / total:.0f} %)" if total else ""
+                return f"{source} is still loading: downloading {filename}, {_size(done)}{share}…"
             return f"{source} is still loading ({time.time() - slot.started:.0f} s so far)…"
         if slot.state == "failed":
             return f"{source} could not be loaded: {slot.error}"
@@ -138,6 +158,22 @@ class ModelRegistry:
                 slot.variants[key] = slot.lm.with_variant(*key)
             return slot.variants[key]
 
+    def page_state(self, shown: str, chosen: bool) -> PageState:
+        """The page's model line, polled while anything loads.
+
+        The page starts on the bundled model while the Hub model loads and moves to
+        it once it is ready, unless the visitor picked a model themself (`chosen`).
+        """
+        source = shown if chosen and shown in self._slots else self.default
+        hub = self.config.hub_repo
+        if source != shown:
+            note = f"{source} is ready: now using it."
+        elif source == BUNDLED and hub in self._slots and self._slots[hub].state != "ready":
+            note = f"Using the bundled demo model: {self.status(hub)}"
+        else:
+            note = self.status(source)
+        return PageState(source, note, polling=any(slot.state == "loading" for slot in self._slots.values()))
+
     @property
     def sources(self) -> list[str]:
         return list(self._slots)
@@ -147,6 +183,13 @@ class ModelRegistry:
         """The Hub model once it is ready, the bundled one until then."""
         hub = self.config.hub_repo
         return hub if hub in self._slots and self._slots[hub].state == "ready" else BUNDLED
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _plain(err: Exception) -> str:

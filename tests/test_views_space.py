@@ -13,7 +13,7 @@ import pytest
 
 from emojilm import sources, views
 from emojilm.generation import Generation
-from emojilm.sources import BUNDLED, DEFAULT_REPO, ModelRegistry, SourceConfig
+from emojilm.sources import BUNDLED, DEFAULT_REPO, ModelRegistry, PageState, SourceConfig
 from emojilm.space import MAX_NEW_TOKENS, MAX_TEXT_CHARS, parse_request
 from emojilm.trace import BY_LOOP_COLUMNS, Trace, summarize
 
@@ -151,6 +151,8 @@ def test_unreachable_hub_falls_back_to_the_bundled_model(monkeypatch, tmp_path):
     status = registry.status(DEFAULT_REPO)
     assert "could not be loaded" in status
     assert "\n" not in status and "Traceback" not in status and "Error" not in status
+    page = registry.page_state(BUNDLED, chosen=False)
+    assert page == PageState(BUNDLED, f"Using the bundled demo model: {status}", polling=False)  # nothing to wait for
     with pytest.raises(ValueError, match="could not be loaded"):
         registry.get(DEFAULT_REPO)  # what the page shows when someone picks it
 
@@ -181,6 +183,64 @@ def test_a_slow_hub_does_not_hold_up_the_start(monkeypatch):
         assert registry.get(BUNDLED).source == BUNDLED
     finally:
         release.set()
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_status_shows_the_download_progress(monkeypatch):
+    release, reported = threading.Event(), threading.Event()
+
+    def load(source, progress=None, **kwargs):
+        if source == "slow/hub-model":
+            progress("params.json", 1_234, 1_234)
+            progress("consolidated.pth", 412_000_000, 1_236_000_000)
+            reported.set()
+            release.wait(30)
+            raise ConnectionError("gave up")
+        return SimpleNamespace(source=source)
+
+    monkeypatch.setattr(sources.emojilm, "load", load)
+    registry = ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=0.1))
+    try:
+        assert registry.start() == BUNDLED
+        assert reported.wait(10)
+        status = registry.status("slow/hub-model")
+        assert status == "slow/hub-model is still loading: downloading consolidated.pth, 412.0 MB of 1.2 GB (33 %)…"
+        page = registry.page_state(BUNDLED, chosen=False)
+        assert page == PageState(BUNDLED, f"Using the bundled demo model: {status}", polling=True)
+    finally:
+        release.set()
+    wait_for(lambda: not registry.page_state(BUNDLED, chosen=False).polling)
+    assert registry.page_state(BUNDLED, False).note.endswith("slow/hub-model could not be loaded: gave up")
+
+
+def test_the_page_moves_to_the_hub_model_once_it_is_ready_unless_the_visitor_chose(monkeypatch):
+    release = threading.Event()
+
+    def load(source, **kwargs):
+        if source == "slow/hub-model":
+            release.wait(30)
+        return SimpleNamespace(source=source)
+
+    monkeypatch.setattr(sources.emojilm, "load", load)
+    registry = ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=0.1))
+    assert registry.start() == BUNDLED
+    page = registry.page_state(BUNDLED, chosen=False)
+    assert page.source == BUNDLED and page.polling and "still loading" in page.note
+
+    release.set()
+    wait_for(lambda: registry.default == "slow/hub-model")
+    assert registry.page_state(BUNDLED, chosen=False) == PageState(
+        "slow/hub-model", "slow/hub-model is ready: now using it.", polling=False
+    )
+    assert registry.page_state("slow/hub-model", chosen=False).note == "slow/hub-model is ready."
+    assert registry.page_state(BUNDLED, chosen=True) == PageState(BUNDLED, "bundled is ready.", polling=False)
+    assert registry.get("slow/hub-model").source == "slow/hub-model"
 
 
 # --- views ---------------------------------------------------------------------------------------

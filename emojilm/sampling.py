@@ -27,8 +27,9 @@ class SamplingParams:
         _check_number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or not 0 <= self.top_k <= 258:
             raise ValueError(f"top_k must be an integer from 0 (off) to 258, got {self.top_k!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        seed_ok = isinstance(self.seed, int) and not isinstance(self.seed, bool) and -(2**63) <= self.seed < 2**64
+        if self.seed is not None and not seed_ok:  # torch.Generator takes 64-bit seeds only
+            raise ValueError(f"seed must be None or an integer from -2**63 to 2**64 - 1, got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:
@@ -44,7 +45,8 @@ class SamplingParams:
 
 
 def _check_number(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # Not math.isfinite: it raises OverflowError on an int too large for a float (then refused by range).
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < math.inf
     if not ok or value > high or value < low or (low_open and value == low):
         bound = "(" if low_open else "["
         raise ValueError(f"{name} must be a number in {bound}{low}, {high}], got {value!r}")

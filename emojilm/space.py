@@ -62,20 +62,29 @@ def _number(name: str, value: Any, low: float, high: float, default: float | Non
         if default is None:
             raise ValueError(f"{name} is required")
         return default
+    message = f"{name} must be a number from {low} to {high}, got {_short(value)}"
+    if isinstance(value, bool):  # a JSON true/false, which float() would take as 1/0
+        raise ValueError(message)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number from {low} to {high}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
+        raise ValueError(message) from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be a number from {low} to {high}, got {value!r}")
+        raise ValueError(message)
     return number
 
 
 def _integer(name: str, value: Any, low: int, high: int, default: int | None = None) -> int:
     number = _number(name, value, low, high, default)
     if number != int(number):
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {_short(value)}")
     return int(number)
+
+
+def _short(value: Any) -> str:
+    """repr for an error message, cut so that a huge value cannot flood the page."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def parse_request(

@@ -41,9 +41,10 @@ import torch
 import emojilm
 from emojilm import checkpoint
 from emojilm.config import args_from_params
-from emojilm.generation import decode_steps
+from emojilm.generation import Generation, decode_steps
 from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams
+from emojilm.speculative import default_draft_loops
 
 TEXT = "A cup of hot coffee and a croissant on a sunny day in Paris"  # about 60 prompt bytes
 GREEDY = SamplingParams()
@@ -277,6 +278,63 @@ def measure_translation(lm, plan: Plan, repeats: int) -> dict[str, float]:
     }
 
 
+SPECULATIVE_TEXTS = (TEXT, "I love pizza", "my dog is happy in the snow", "a rainy day with tea and a good book")
+
+
+def measure_speculative(lm, plan: Plan, repeats: int) -> dict[str, Any]:
+    """Greedy lm.translate with and without self-speculative drafting: speed, acceptance, same bytes."""
+    draft_loops = default_draft_loops(lm.n_loops)
+    texts = SPECULATIVE_TEXTS if plan is SMALL_PLAN else SPECULATIVE_TEXTS[:1]
+
+    def rate(**options) -> tuple[float, list[Generation]]:
+        results = [lm.translate(t, max_new_tokens=plan.answer_bytes, **options) for t in texts]
+        return sum(len(r.token_ids) - 1 for r in results) / sum(r.decode_s for r in results), results
+
+    plain = [rate() for _ in range(repeats)]
+    fast = [rate(draft_loops=draft_loops) for _ in range(repeats)]
+    stats = [r.draft_stats for r in fast[0][1]]
+    plain_rate, fast_rate = statistics.median(r for r, _ in plain), statistics.median(r for r, _ in fast)
+    return {
+        "speculative: draft loops": draft_loops,
+        "speculative decode (greedy)": fast_rate,
+        "speculative / plain decode": fast_rate / plain_rate,
+        "drafted bytes kept": sum(s.accepted for s in stats) / sum(s.drafted for s in stats),
+        "speculative bytes == plain bytes": [r.token_ids for r in fast[0][1]] == [r.token_ids for r in plain[0][1]],
+    }
+
+
+def measure_weight_formats(lm, repeats: int) -> dict[str, float]:
+    """Speed of one pass of mat-vecs over every block matrix, bf16 and int8 weight-only against fp32.
+
+    Decode is this pass n_loops times per byte, so a format that is not faster
+    here cannot make decoding faster on this CPU.
+    """
+    matrices = [m.weight.detach() for m in lm.model.layers.modules() if isinstance(m, torch.nn.Linear)]
+    formats = {
+        "fp32": [(w.float(), None) for w in matrices],
+        "bf16": [(w.bfloat16(), None) for w in matrices],
+        "int8": [_int8_rows(w) for w in matrices],
+    }
+
+    def one_pass(weights) -> float:
+        def run() -> None:
+            for w, scale in weights:
+                x = torch.randn(1, w.shape[1], dtype=torch.bfloat16 if w.dtype == torch.bfloat16 else torch.float32)
+                torch.nn.functional.linear(x, w) if scale is None else torch._weight_int8pack_mm(x, w, scale)
+
+        run()
+        return median_of(repeats, lambda: timed(run)[0])
+
+    seconds = {name: one_pass(weights) for name, weights in formats.items()}
+    return {f"mat-vec pass, {name} / fp32 speed": seconds["fp32"] / seconds[name] for name in ("bf16", "int8")}
+
+
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8 weights and their scales, the layout torch._weight_int8pack_mm takes."""
+    scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+    return (weight / scale[:, None]).round().to(torch.int8), scale.float()
+
+
 # ----------------------------------------------------------------------------- one model, the table
 
 UNITS = {
@@ -298,6 +356,8 @@ UNITS = {
     "translation bytes (incl. EOS)": "bytes",
     "translation (lm.translate)": "s",
     "trace (lm.trace)": "s",
+    "speculative decode (greedy)": "bytes/s",
+    "drafted bytes kept": "share",
 }
 
 
@@ -319,6 +379,9 @@ def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: 
     }
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats)
+    print(f"[{name}] speculative decoding and weight formats ...", file=sys.stderr, flush=True)
+    figures |= measure_speculative(lm, plan, repeats)
+    figures |= measure_weight_formats(lm, repeats)
     print(f"[{name}] done", file=sys.stderr, flush=True)
     return {"shape": shape, **figures}
 

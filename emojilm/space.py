@@ -20,6 +20,7 @@ from emojilm import views
 from emojilm.generation import MIN_PROMPT, Generation
 from emojilm.lm import EmojiLM
 from emojilm.sources import ModelRegistry
+from emojilm.speculative import default_draft_loops
 
 MAX_TEXT_CHARS = 20_000  # longer input is refused outright; shorter input is cut to the context
 MAX_NEW_TOKENS = 256  # bytes per answer: with the loop cap, this bounds one request's compute
@@ -46,6 +47,12 @@ class Request:
     max_new_tokens: int
     seed: int
     adaptive_threshold: float
+
+    def decoding(self) -> dict[str, Any]:
+        """How the answer is decoded: a greedy one is drafted self-speculatively (the same bytes, sooner)."""
+        drafted = self.temperature == 0 and self.adaptive_threshold == 0
+        draft_loops = default_draft_loops(self.n_loops) if drafted else 0
+        return {"adaptive_threshold": self.adaptive_threshold, "draft_loops": draft_loops}
 
     def sampling(self) -> dict[str, Any]:
         return {
@@ -128,7 +135,7 @@ class SpaceBackend:
         return self.registry.get(source, loop_mode or None, template or None)
 
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
-        return lm.stream(request.text, adaptive_threshold=request.adaptive_threshold, **request.sampling())
+        return lm.stream(request.text, **request.decoding(), **request.sampling())
 
     def trace_views(
         self, lm: EmojiLM, request: Request, answer: Generation | None = None
@@ -145,7 +152,7 @@ class SpaceBackend:
     def api_translate(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
         lm = self.model(self.registry.default)
         request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
-        result = lm.translate(request.text, **request.sampling())
+        result = lm.translate(request.text, **request.decoding(), **request.sampling())
         return result.text, views.summary_line(result)
 
     def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):

@@ -89,6 +89,8 @@ def summary_line(result: Generation) -> str:
         loops = f"{result.mean_loops:.1f} of {result.n_loops} loops on average (adaptive)"
     seconds = result.prefill_s + result.decode_s
     line = f"{n_bytes} bytes · {loops} · {seconds:.2f} s · {result.tokens_per_s:.0f} bytes/s"
+    if result.draft_stats and result.draft_stats.drafted:
+        line += f" · {result.draft_stats.acceptance:.0%} of bytes drafted by the first loops kept"
     if result.truncated:
         line += " · ⚠️ the text was too long and was cut to fit the model's context"
     return line

@@ -15,6 +15,7 @@ from emojilm import sources, views
 from emojilm.generation import Generation
 from emojilm.sources import BUNDLED, DEFAULT_REPO, ModelRegistry, PageState, SourceConfig
 from emojilm.space import MAX_NEW_TOKENS, MAX_TEXT_CHARS, parse_request
+from emojilm.speculative import DraftStats
 from emojilm.trace import BY_LOOP_COLUMNS, Trace, summarize
 
 N_LOOPS = 3
@@ -359,3 +360,20 @@ def test_summary_line_mentions_truncation_only_when_the_text_was_cut(truncated):
 def test_summary_line_reports_adaptive_loops():
     line = views.summary_line(generation("ab", loops_per_char=[1, 2]))
     assert "1.5 of 3 loops" in line and "adaptive" in line
+
+
+def test_summary_line_reports_the_share_of_drafted_bytes_kept():
+    result = generation()
+    assert "drafted" not in views.summary_line(result)
+    result.draft_stats = DraftStats(rounds=2, drafted=8, accepted=6)
+    assert "75% of bytes drafted by the first loops kept" in views.summary_line(result)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "adaptive", "loops", "draft_loops"),
+    [(0, False, 4, 1), (0, False, 8, 2), (0, False, 1, 0), (0.7, False, 4, 0), (0, True, 4, 0)],
+)
+def test_only_greedy_fixed_loop_requests_are_drafted(temperature, adaptive, loops, draft_loops):
+    """Drafting keeps greedy answers byte for byte; sampled ones would change for the same seed."""
+    request = parse_request(fake_lm(n_loops=8), "hi", temperature, 1.0, loops, 16, 1, adaptive, 0.5)
+    assert request.decoding()["draft_loops"] == draft_loops

@@ -6,6 +6,8 @@ the tests check shapes and behaviour, never particular emoji.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -55,10 +57,9 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"app.py did not answer at {url} within {START_TIMEOUT_S} s; its log:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The URL of `python app.py` running on the bundled model (the Hub is offline)."""
-    tmp = tmp_path_factory.mktemp("app")
+@contextlib.contextmanager
+def running_app(tmp: Path, **env_changes: str):
+    """`python app.py` on a free port with the Hub offline; yields its URL."""
     env = os.environ | {
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(tmp / "hf-home"),
@@ -66,6 +67,7 @@ def server(tmp_path_factory):
         "EMOJILM_CACHE": str(tmp / "emojilm-cache"),
         "OMP_NUM_THREADS": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
+        **env_changes,
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -84,6 +86,13 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The URL of `python app.py` running on the bundled model (the Hub is offline)."""
+    with running_app(tmp_path_factory.mktemp("app")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +220,30 @@ def test_page_shows_an_error_for_empty_text(page):
     page.get_by_role("button", name="Translate ✨").click()
     expect(page.get_by_text("Type some text to translate into emoji.")).to_be_visible(timeout=30_000)
     expect(page.locator("#elm-answer textarea")).to_have_value("")
+
+
+def test_page_moves_to_the_default_model_once_it_is_ready(browser, tmp_path):
+    """The default model (here a server folder standing in for the Hub model) is still loading when
+    the page opens: the page starts on the bundled model, then moves to it by itself."""
+    from playwright.sync_api import expect
+
+    late = tmp_path / "late-model"  # the bundled weights without their recorded template: the probe makes it slow
+    late.mkdir()
+    shutil.copy(ROOT / "assets" / "bundled" / "consolidated.pth", late)
+    params = json.loads((ROOT / "assets" / "bundled" / "params.json").read_text())
+    params.pop("emojilm")
+    (late / "params.json").write_text(json.dumps(params))
+
+    with running_app(tmp_path, EMOJILM_REPO=str(late), EMOJILM_HUB_WAIT="0") as url:
+        page = browser.new_page()
+        page.goto(url)
+        model = page.get_by_label("Model")
+        expect(model).to_have_value(str(late), timeout=90_000)
+        expect(page.locator("#elm-status")).to_contain_text(f"{late} is ready", timeout=30_000)
+
+        model.click()  # the visitor can still pick a model (it is then never switched for them)
+        page.get_by_role("option", name="bundled").click()
+        expect(page.locator("#elm-status")).to_have_text("bundled is ready.", timeout=30_000)
+        page.wait_for_timeout(2_000)
+        expect(model).to_have_value("bundled")
+        page.close()

@@ -53,7 +53,9 @@ def utf8_length(lead: int) -> int:
 def _show(ids: list[int]) -> str:
     if ids and ids[0] >= 256:
         return END
-    return bytes(ids).decode("utf-8", "replace")
+    # A branch completed greedily may pick EOS mid-character: show what it wrote before that.
+    end = next((n for n, i in enumerate(ids) if i >= 256), len(ids))
+    return bytes(ids[:end]).decode("utf-8", "replace")
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from emojilm.generation import MAX_THRESHOLD, MIN_PROMPT, Generation
 from emojilm.space import LOOPS_FACTOR, MAX_NEW_TOKENS, MAX_TEXT_CHARS, SpaceBackend, parse_request
-from emojilm.trace import Trace
+from emojilm.trace import Trace, _show
 from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, tiny_lm
 
 # A tiny model whose answers end (eos_bias) keeps each example to milliseconds; the bounds below
@@ -210,3 +210,10 @@ def test_parse_request_refuses_huge_ints_and_booleans_in_a_short_message(name, v
 def test_library_refuses_numbers_past_a_float_or_a_torch_seed_before_streaming(name, value):
     with pytest.raises(ValueError, match=name):
         LM.stream("hi", **{"temperature": 1.0, name: value})  # refused on the call, not at the first item
+
+
+@pytest.mark.parametrize("ids, shown", [([0xF0, 257], "\ufffd"), ([0xC3, 256, 0xA9], "\ufffd"), ([257], "⏹")])
+def test_trace_shows_a_branch_that_hits_a_special_id_mid_character(ids, shown):
+    # Seen on the bundled model ("J'adore le chocolat 375441", temperature 0.8, seed 938204377):
+    # a loop's top branch completed with EOS, and the whole trace failed.
+    assert _show(ids) == shown

@@ -7,7 +7,7 @@ afterwards. Every request is sampled (temperature 0.8) with one fixed seed, so i
 equal the same request made alone before the load: sharing the server must not change answers.
 
 Outcomes: "ok"; "busy" when the app's queue is full (users past its bound get gradio_client's
-QueueError, "Queue is full! Please try again.", at once); "error" for anything else, a
+QueueError, "Queue is full! Please try again.", without waiting for a turn); "error" for anything else, a
 request that hangs past --timeout included. Prints a table; exits with 1 on any error or
 changed answer.
 """
@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pandas as pd
 from gradio_client import Client
-from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 
 from emojilm.space import EXAMPLES
@@ -58,6 +57,10 @@ class Settings:
     max_new_tokens: int = 64
     seed: int = 1234
     timeout: float = 300.0  # a request slower than this counts as an error (a hang), not a result
+
+    def client(self, url: str) -> Client:
+        # httpx's 5 s default would fail a user whom a saturated server answers slowly: wait as for a result.
+        return Client(url, verbose=False, httpx_kwargs={"timeout": self.timeout})
 
     def ask(self, client: Client, text: str) -> str:
         args = (text, self.temperature, self.top_p, self.loops, self.max_new_tokens, self.seed)
@@ -114,20 +117,24 @@ def rss_mb(pid: int) -> float | None:
 
 
 def one_user(user: int, url: str, texts: list[str], settings: Settings, start: threading.Barrier) -> list[Outcome]:
-    client = Client(url, verbose=False)
-    outcomes = []
     try:
-        start.wait()  # every user starts together, so the queue really fills
-        for text in texts:
-            began = time.perf_counter()
+        client, failure = settings.client(url), ""
+    except Exception as err:  # an overloaded server may not even hand out its config
+        client, failure = None, f"connecting: {type(err).__name__}: {err}"
+    start.wait()  # every user starts together, so the queue really fills
+    outcomes = []
+    for text in texts:
+        began = time.perf_counter()
+        answer, status, message = None, "error", failure
+        if client is not None:
             try:
                 answer, status, message = settings.ask(client, text), "ok", ""
             except QueueError as err:
-                answer, status, message = None, BUSY, str(err)
-            except (AppError, TimeoutError, OSError) as err:
-                answer, status, message = None, "error", f"{type(err).__name__}: {err}"
-            outcomes.append(Outcome(user, text, status, time.perf_counter() - began, answer, message))
-    finally:
+                status, message = BUSY, str(err)
+            except Exception as err:  # counted, not raised: a hang (TimeoutError), an HTTP timeout, an app error
+                message = f"{type(err).__name__}: {err}"
+        outcomes.append(Outcome(user, text, status, time.perf_counter() - began, answer, message))
+    if client is not None:
         client.close()
     return outcomes
 
@@ -139,7 +146,7 @@ def plan(users: int, requests: int) -> list[list[str]]:
 
 def answers_alone(url: str, texts: list[list[str]], settings: Settings) -> dict[str, str]:
     """Each distinct text asked once, with nobody else on the server (this also warms it up)."""
-    client = Client(url, verbose=False)
+    client = settings.client(url)
     try:
         return {text: settings.ask(client, text) for text in sorted({t for ts in texts for t in ts})}
     finally:

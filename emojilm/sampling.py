@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import torch
 
 MAX_TEMPERATURE = 2.0
+GREEDY_BELOW = 1e-3  # smaller temperatures are greedy: dividing logits by them overflows to inf - inf = NaN
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 0.0  # 0 means greedy
+    temperature: float = 0.0  # 0 (or anything below GREEDY_BELOW) means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
     seed: int | None = None
@@ -33,7 +34,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        return self.temperature < GREEDY_BELOW
 
     def generator(self) -> torch.Generator:
         gen = torch.Generator(device="cpu")

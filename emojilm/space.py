@@ -19,6 +19,7 @@ import pandas as pd
 from emojilm import views
 from emojilm.generation import MIN_PROMPT, Generation
 from emojilm.lm import EmojiLM
+from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
 from emojilm.speculative import default_draft_loops
 
@@ -50,7 +51,7 @@ class Request:
 
     def decoding(self) -> dict[str, Any]:
         """How the answer is decoded: a greedy one is drafted self-speculatively (the same bytes, sooner)."""
-        drafted = self.temperature == 0 and self.adaptive_threshold == 0
+        drafted = self.temperature < GREEDY_BELOW and self.adaptive_threshold == 0
         draft_loops = default_draft_loops(self.n_loops) if drafted else 0
         return {"adaptive_threshold": self.adaptive_threshold, "draft_loops": draft_loops}
 

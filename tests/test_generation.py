@@ -346,3 +346,10 @@ def test_adaptive_loops_exit_early_with_a_large_threshold(loop_mode, n_loops):
     assert min(result.loops_per_char) < n_loops
     assert result.mean_loops < n_loops
     assert result.mean_loops == sum(result.loops_per_char) / len(result.text)
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-300, 5e-4])
+def test_temperatures_too_small_to_divide_by_are_greedy(lm, temperature):
+    """logits / 1e-39 overflow to inf, and softmax of inf - inf is NaN: such temperatures decode greedily."""
+    greedy = sampled_ids(lm, "I love pizza")
+    assert sampled_ids(lm, "I love pizza", temperature=temperature, seed=1) == greedy

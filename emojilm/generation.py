@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -54,22 +54,58 @@ def decode_steps(
     cache = cache.repeat_rows(n_exits)
     rows = torch.arange(n_prompts * n_exits, device=prompts.device)
     hidden = last.repeat_interleave(n_exits, dim=1)[exit_index, rows]
+    yield from continue_steps(model, hidden, exit_index, cache, length, params, max_new_tokens, generators)
 
+
+def continue_steps(
+    model: LoopedTransformer,
+    hidden: torch.Tensor,
+    exit_index: torch.Tensor,
+    cache: KVCache,
+    start: int,
+    params: SamplingParams,
+    max_new_tokens: int,
+    generators: list[torch.Generator],
+) -> Iterator[torch.Tensor]:
+    """decode_steps after its prefill: hidden [R, dim] is each row's state at position start - 1
+    after its exit loop, and the cache holds every row's keys/values before `start`."""
     for step in range(max_new_tokens):
         ids = sample(model.readout(hidden), params, generators)
         yield ids
         if step + 1 == max_new_tokens:
             return
-        hidden = exit_states(model, ids, exit_index, cache, length + step)
+        hidden = exit_states(model, ids, exit_index, cache, start + step)
 
 
 def exit_states(
     model: LoopedTransformer, ids: torch.Tensor, exit_index: torch.Tensor, cache: KVCache, start: int
 ) -> torch.Tensor:
     """Feed one id per row at position `start`; row r's state after loop exit_index[r] + 1: [R, dim]."""
-    states = model.loop_states(ids[:, None], cache.n_loops, cache=cache, start=start)
-    last = torch.stack([h[:, -1] for h in states])
-    return last[exit_index, torch.arange(len(ids), device=ids.device)]
+    exits = exit_index.tolist()
+    states = states_by_loop(model, ids, [k + 1 for k in exits], cache, start)
+    return torch.stack([states[k][r] for r, k in enumerate(exits)])
+
+
+def states_by_loop(
+    model: LoopedTransformer, ids: torch.Tensor, last_loops: list[int], cache: KVCache, start: int
+) -> list[torch.Tensor]:
+    """Feed one id per row at position `start`, row r needing loops 1..last_loops[r] only.
+
+    Returns each loop's states [rows, dim], loop j run on the rows up to the last
+    one that needs it: rows ordered by last loop, latest first, compute no loop
+    they do not need (with 8 loops, rows exiting at 1..8 do 36 row-loops, not 64).
+    """
+    n_loops = max(last_loops)
+    rows_at = [1 + max(r for r, last in enumerate(last_loops) if last > loop) for loop in range(n_loops)]
+    states, h, loop = [], None, 0
+    while loop < n_loops:  # one pass per run of loops over the same rows
+        rows, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
+        state = None if h is None else h[:rows]
+        for h in model.loop_states(ids[:rows, None], end, cache=cache.first_rows(rows), start=start,
+                                   first_loop=loop, state=state):  # fmt: skip
+            states.append(h[:, -1])
+        loop = end
+    return states
 
 
 def until_eos(steps: Iterator[torch.Tensor], eos_id: int) -> list[list[int]]:
@@ -112,6 +148,9 @@ class Generation:
     decode_s: float = 0.0
     done: bool = False
     draft_stats: DraftStats | None = None  # set when decoded self-speculatively
+    # Keys/values of the prompt and every answer id but the last, at every loop (None
+    # with adaptive loops, which skip some): the trace takes it instead of a prefill.
+    kv_cache: KVCache | None = field(default=None, repr=False, compare=False)
 
     def snapshot(self) -> Generation:
         """A copy that later decoding steps do not change (what stream yields)."""
@@ -218,21 +257,23 @@ def stream(
         raise ValueError("adaptive loops and speculative drafting cannot be combined; choose one")
     ids, max_new_tokens, truncated = prompt_for(lm, text, max_new_tokens)
     result = Generation("", [], [], n_loops, ids, truncated)
+    cache = lm.model.new_cache(n_loops, 1, len(ids) + max_new_tokens)
+    if adaptive_threshold == 0:
+        result.kv_cache = cache
     if draft_loops:
         result.draft_stats = DraftStats()
         prompt = torch.tensor([ids], device=lm.device)
         tokens = speculative_tokens(lm.model, prompt, n_loops, draft_loops, params, max_new_tokens,
-                                    params.generator(), result.draft_stats)  # fmt: skip
+                                    params.generator(), result.draft_stats, cache=cache)  # fmt: skip
         return _decode(lm, result, ((token, n_loops) for token in tokens))
-    return _decode(lm, result, _plain_tokens(lm, ids, params, n_loops, max_new_tokens, adaptive_threshold))
+    return _decode(lm, result, _plain_tokens(lm, ids, params, n_loops, max_new_tokens, adaptive_threshold, cache))
 
 
 @torch.no_grad()
 def _plain_tokens(lm, ids: list[int], params: SamplingParams, n_loops: int, max_new_tokens: int,
-                  adaptive_threshold: float) -> Iterator[tuple[int, int]]:  # fmt: skip
+                  adaptive_threshold: float, cache: KVCache) -> Iterator[tuple[int, int]]:  # fmt: skip
     """Yield (id, loops it used) one at a time, up to max_new_tokens; the caller stops at EOS."""
     model, generator = lm.model, [params.generator()]
-    cache = model.new_cache(n_loops, 1, len(ids) + max_new_tokens)
     logits = model(torch.tensor([ids], device=lm.device), n_loops, cache=cache)[:, -1]
     loops = n_loops
     for step in range(max_new_tokens):

@@ -103,6 +103,23 @@ class KVCache:
         new.v[:, :, :, :, :length] = self.v[:, :, :1, :, :length]
         return new
 
+    def first_rows(self, rows: int) -> KVCache:
+        """A view of the first `rows` batch rows (writes go to this cache)."""
+        if rows == self.k.shape[2]:
+            return self
+        new = KVCache.__new__(KVCache)
+        new.n_loops, new.max_len = self.n_loops, self.max_len
+        new.k, new.v = self.k[:, :, :rows], self.v[:, :, :rows]
+        return new
+
+    def select_rows(self, rows: list[int]) -> KVCache:
+        """A copy holding the given batch rows, in that order (a row may come more than once)."""
+        new = KVCache.__new__(KVCache)
+        new.n_loops, new.max_len = self.n_loops, self.max_len
+        index = torch.tensor(rows, device=self.k.device)
+        new.k, new.v = self.k.index_select(2, index), self.v.index_select(2, index)
+        return new
+
     def repeat_rows(self, times: int) -> KVCache:
         """A copy with each batch row repeated `times` times in a row (one prefill, many continuations)."""
         new = KVCache.__new__(KVCache)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emojilm.model import LoopedTransformer
+from emojilm.model import KVCache, LoopedTransformer
 from emojilm.sampling import SamplingParams, filtered_probs, sample
 
 DRAFT_LENGTH = 6  # bytes drafted per round: an emoji is 4 bytes, often with a 3-byte variation selector
@@ -88,12 +88,19 @@ def speculative_tokens(
     generator: torch.Generator,
     stats: DraftStats,
     draft_length: int = DRAFT_LENGTH,
+    cache: KVCache | None = None,
 ) -> Iterator[int]:
-    """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS."""
+    """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS.
+
+    The cache (if given, room for T + max_new_tokens) ends up holding the prompt and
+    every yielded id but the last at every loop: a rejected draft's keys/values lie
+    only at positions that the next round writes again.
+    """
     if not 1 <= draft_loops < n_loops:
         raise ValueError(f"draft_loops must be from 1 to {n_loops - 1} for {n_loops} loops, got {draft_loops}")
     length = prompt.shape[1]
-    cache = model.new_cache(n_loops, 1, length + max_new_tokens)
+    if cache is None:
+        cache = model.new_cache(n_loops, 1, length + max_new_tokens)
     token = sample(model(prompt, n_loops, cache=cache)[:, -1], params, [generator])
     yield int(token)
     done = 1

@@ -3,13 +3,15 @@
 For one request we translate once, then:
 
 1. run the answer through the model once more with every loop read out
-   (teacher forcing), giving each loop's probability of every answer byte;
+   (teacher forcing), giving each loop's probability of every answer byte; the
+   translation's KV cache already holds the prompt, so only the answer is run;
 2. for each answer character, branch from its position: every loop's top
    first bytes, each completed greedily by that loop, give the loop's own top
-   characters and their probabilities (rows = loops × alternatives, one batch,
-   reusing the teacher-forced KV cache for the shared prefix);
-3. decode the whole answer with 1, 2, ... n loops in one batch sharing one
-   prompt prefill (generation.decode_steps).
+   characters and their probabilities (one batch, reusing the teacher-forced KV
+   cache for the shared prefix; branches with the same bytes share a row);
+3. the answer with 1, 2, ... n loops: teacher forcing shows which loops surely
+   repeat the answer; the others are decoded in one batch from the first byte
+   where any of them may part from it, from the same cache.
 
 Characters are what a reader sees as one emoji (tokenizer.cluster_spans).
 """
@@ -23,8 +25,8 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import torch
 
-from emojilm.generation import Generation, answers_by_loops, exit_states, stream
-from emojilm.sampling import SamplingParams
+from emojilm.generation import Generation, continue_steps, states_by_loop, stream, until_eos
+from emojilm.sampling import SamplingParams, filtered_probs
 from emojilm.tokenizer import char_spans, cluster_spans
 
 END = "⏹"  # how the end of the answer (EOS) is shown among alternatives
@@ -85,21 +87,27 @@ def run_trace(
     for char, _, _ in chars:
         text_offsets.append(text_offsets[-1] + len(char))
 
-    # 1. Teacher forcing: every loop's log-probabilities at every answer position.
-    tokens = torch.tensor([prompt + answer], device=lm.device)
-    cache = model.new_cache(n_loops, 1, tokens.shape[1])  # branches copy its prefix into their own
-    logp = model.loop_logits(tokens, n_loops, cache=cache)[:, 0].float().log_softmax(-1)  # [loops, T, V]
+    # 1. Teacher forcing: every loop's state at every answer position. The translation's
+    #    cache holds the prompt at every loop, so then only the answer positions are run.
+    cache, generation.kv_cache = generation.kv_cache, None  # taken: the passes below write into it
     first = len(prompt) - 1  # the position whose output is answer byte 0
+    if cache is None or cache.n_loops != n_loops or cache.max_len < len(prompt) + max_new_tokens:
+        cache, first = model.new_cache(n_loops, 1, len(prompt) + max_new_tokens), 0
+    tokens = torch.tensor([(prompt + answer)[first:]], device=lm.device)  # the last state: a char flushed at the end
+    states = model.loop_states(tokens, n_loops, cache=cache, start=first)
+    states = torch.stack([h[0, len(prompt) - 1 - first :] for h in states])  # [loops, A + 1, dim]: predicts answer[i]
+    logits = model.readout(states).float()
+    logp = logits.log_softmax(-1)
     answer_t = torch.tensor(answer, device=lm.device)
-    byte_logp = logp[:, first : first + len(answer)].gather(-1, answer_t[None, :, None].expand(n_loops, -1, 1))[..., 0]
+    byte_logp = logp[:, :-1].gather(-1, answer_t[None, :, None].expand(n_loops, -1, 1))[..., 0]
     probs = logp.exp()
-    entropy = -(probs * logp).sum(-1)  # [loops, T]
+    entropy = -(probs * logp).sum(-1)  # [loops, A + 1]
     kl_to_final = (probs[-1:] * (logp[-1:] - logp)).sum(-1)
 
     rows = []
     for c, (char, start, end) in enumerate(chars):
-        span = slice(first + start, first + end)
-        alts = _alternatives(model, cache, logp, first + start + 1, n_loops, alternatives)
+        span = slice(start, end)
+        alts = _alternatives(model, cache, logp[:, start], len(prompt) + start, alternatives)
         for k in range(n_loops):
             top_char, p_top = alts[k][0]
             rows.append(
@@ -117,7 +125,7 @@ def run_trace(
                 }
             )
     by_loop = pd.DataFrame(rows, columns=BY_LOOP_COLUMNS)
-    per_loop = per_loop_outputs(lm, prompt, params, n_loops, max_new_tokens, generation.text)
+    per_loop = per_loop_outputs(lm, cache, states, logits, generation, params, max_new_tokens)
     return Trace(generation.text, generation, by_loop, per_loop, summarize(by_loop, per_loop, n_loops))
 
 
@@ -126,47 +134,114 @@ BY_LOOP_COLUMNS = [
 ]  # fmt: skip
 
 
-def _alternatives(model, cache, logp, position: int, n_loops: int, width: int) -> list[list[tuple[str, float]]]:
+def _alternatives(model, cache, logp, position: int, width: int) -> list[list[tuple[str, float]]]:
     """Each loop's top characters at `position` (the first byte of an answer character).
 
-    Branch on each loop's `width` most likely first bytes and complete each
-    branch greedily with that same loop; a character's probability is the
-    product of its bytes' probabilities. Returns, per loop, (char, p) best first.
+    Branch on each loop's `width` most likely first bytes (logp [loops, V]) and
+    complete each branch greedily with that same loop; a character's probability
+    is the product of its bytes' probabilities. Returns, per loop, (char, p) best first.
     """
-    first_logp, first_ids = logp[:, position - 1].topk(width, dim=-1)  # [loops, width]
-    branches = [[[int(first_ids[k, j])] for j in range(width)] for k in range(n_loops)]
-    branch_logp = first_logp.clone()
-    need = max(utf8_length(b[0]) for row in branches for b in row) - 1
+    n_loops = logp.shape[0]
+    first_logp, first_ids = logp.topk(width, dim=-1)  # [loops, width]
+    branches = [[b] for b in first_ids.flatten().tolist()]  # branch r belongs to loop r // width + 1
+    branch_logp = first_logp.flatten().tolist()
+    need = max(utf8_length(b[0]) for b in branches) - 1
     need = min(need, model.args.max_seqlen - position)  # at the end of the context a branch stays unfinished
-    if need:
-        n_rows = n_loops * width
-        fork = cache.branch(position, n_rows, need)
-        exit_index = torch.arange(n_loops, device=logp.device).repeat_interleave(width)
-        ids = first_ids.flatten()
-        for step in range(need):
-            hidden = exit_states(model, ids, exit_index, fork, position + step)
-            step_logp = model.readout(hidden).float().log_softmax(-1)
-            best_logp, ids = step_logp.max(-1)
-            for r in range(n_rows):
-                k, j = divmod(r, width)
-                branch = branches[k][j]
-                if len(branch) < utf8_length(branch[0]):
-                    branch.append(int(ids[r]))
-                    branch_logp[k, j] += best_logp[r]
+    fork, index = None, {}
+    for step in range(need):
+        open_rows = [r for r, b in enumerate(branches) if len(b) < utf8_length(b[0])]
+        # Branches with the same bytes so far (often: loops agree) share one batch row,
+        # run only up to the latest loop among them; rows latest first (states_by_loop).
+        last_loop: dict[tuple[int, ...], int] = {}
+        for r in open_rows:
+            key = tuple(branches[r])
+            last_loop[key] = max(last_loop.get(key, 0), r // width + 1)
+        keys = sorted(last_loop, key=lambda key: -last_loop[key])
+        if fork is None:
+            fork = cache.branch(position, len(keys), need)
+        else:  # each branch carries on from the row that fed its previous byte
+            fork = fork.select_rows([index[key[:-1]] for key in keys])
+        index = {key: i for i, key in enumerate(keys)}
+        ids = torch.tensor([key[-1] for key in keys], device=logp.device)
+        states = states_by_loop(model, ids, [last_loop[key] for key in keys], fork, position + step)
+        hidden = torch.stack([states[r // width][index[tuple(branches[r])]] for r in open_rows])
+        best_logp, best = model.readout(hidden).float().log_softmax(-1).max(-1)
+        for r, lp, b in zip(open_rows, best_logp.tolist(), best.tolist(), strict=True):
+            branches[r].append(b)
+            branch_logp[r] += lp
     result = []
     for k in range(n_loops):
-        ranked = sorted(zip(branches[k], branch_logp[k].tolist(), strict=True), key=lambda bp: -bp[1])
+        ranked = sorted(zip(branches[k * width : (k + 1) * width], branch_logp[k * width : (k + 1) * width],
+                            strict=True), key=lambda bp: -bp[1])  # fmt: skip
         result.append([(_show(b), math.exp(lp)) for b, lp in ranked])
     return result
 
 
-def per_loop_outputs(lm, prompt: list[int], params: SamplingParams, n_loops: int, max_new_tokens: int,
-                     final: str) -> pd.DataFrame:  # fmt: skip
-    """What the model answers with k loops, k = 1..n, decoded in one batch."""
-    prompts = torch.tensor([prompt], device=lm.device)
-    [outputs] = answers_by_loops(lm, prompts, range(1, n_loops + 1), params, max_new_tokens)
-    table = pd.DataFrame({"loops": range(1, n_loops + 1), "output": outputs})
-    table["same_as_final"] = table["output"] == final
+# Logit gap within which a decoding step could choose otherwise than teacher forcing
+# (the same positions computed one at a time round differently); bf16/fp16 weights: 0.25.
+SURE_MARGIN = {torch.float32: 1e-3}
+
+
+def following_steps(logits: torch.Tensor, answer: list[int], params: SamplingParams, dtype: torch.dtype) -> list[int]:
+    """Per loop, how many leading answer ids decoding with that loop would surely choose.
+
+    logits [loops, A, V] are the teacher-forced read-outs (position i predicts
+    answer[i]). Greedy: the answer id leads by more than the rounding margin.
+    Sampling: replay the seeded generator's uniform draw of each step (one per
+    step, as sampling.sample) and require it to fall clearly inside the answer
+    id's slice of the CDF. Under a top-k/top-p cut nothing is sure (the cut itself
+    could move); those loops are decoded from the start.
+    """
+    margin = SURE_MARGIN.get(dtype, 0.25)
+    ids = torch.tensor(answer, device=logits.device)[None, :, None].expand(logits.shape[0], -1, 1)
+    if params.greedy:
+        top = logits.topk(2, dim=-1)
+        sure = (top.indices[..., 0] == ids[..., 0]) & (top.values[..., 0] - top.values[..., 1] > margin)
+    elif params.top_p == 1.0 and params.top_k == 0:
+        generator = params.generator()
+        uniform = torch.cat([torch.rand(1, generator=generator, dtype=torch.float64) for _ in answer])
+        probs = filtered_probs(logits, params).double().cpu()
+        cdf = probs.cumsum(-1)
+        target = uniform * cdf[..., -1]  # [loops, A]: what sample() searches for
+        high = cdf.gather(-1, ids.cpu())[..., 0]
+        low = high - probs.gather(-1, ids.cpu())[..., 0]
+        slack = 2 * margin / params.temperature  # how far rounding can move the CDF
+        sure = (target - low > slack) & (high - target > slack)
+    else:
+        sure = torch.zeros(ids.shape[:2], dtype=torch.bool)
+    return sure.long().cumprod(-1).sum(-1).tolist()
+
+
+def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, generation: Generation,
+                     params: SamplingParams, max_new_tokens: int) -> pd.DataFrame:  # fmt: skip
+    """What the model answers with k loops, k = 1..n, decoded in one batch.
+
+    Teacher forcing already shows how far each loop surely repeats the answer
+    (`following_steps`): a loop that repeats all of it answers the same, and the
+    others are decoded together from the first answer byte where any of them may
+    part from it (states [loops, A, dim] and the cache of the teacher-forced pass).
+    """
+    prompt, answer, n_loops = generation.prompt_ids, generation.token_ids, len(states)
+    follows = following_steps(logits[:, : len(answer)], answer, params, lm.model.tok_embeddings.weight.dtype)
+    if answer[-1] != lm.tokenizer.eos_id and len(answer) < max_new_tokens:
+        follows = [min(f, len(answer) - 1) for f in follows]  # cut short: a loop could go on
+    outputs = [answer] * n_loops
+    todo = [k for k in reversed(range(n_loops)) if follows[k] < len(answer)]  # latest loop first
+    if todo:
+        same = min(follows[k] for k in todo)  # answer bytes every decoded loop repeats
+        generators = [params.generator() for _ in todo]
+        for generator in generators:  # the draws of those bytes (sampling.sample)
+            for _ in range(same):
+                torch.rand(1, generator=generator, dtype=torch.float64)
+        fork = cache.branch(len(prompt) + same, len(todo), max_new_tokens - same)
+        exit_index = torch.tensor(todo, device=states.device)
+        steps = continue_steps(lm.model, states[todo, same], exit_index, fork, len(prompt) + same, params,
+                               max_new_tokens - same, generators)  # fmt: skip
+        for k, tail in zip(todo, until_eos(steps, lm.tokenizer.eos_id), strict=True):
+            outputs[k] = answer[:same] + tail
+    texts = [lm.tokenizer.decode(ids) for ids in outputs]
+    table = pd.DataFrame({"loops": range(1, n_loops + 1), "output": texts})
+    table["same_as_final"] = table["output"] == generation.text
     return table
 
 

@@ -15,6 +15,7 @@ from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, scripted_lm, tiny_lm
 
 SUMMARY_COLUMNS = ["loop", "mean_p_final", "mean_entropy", "mean_kl", "answer", "same_as_final", "chars_exiting_here"]
 GREEDY, SAMPLED = {}, {"temperature": 0.8, "seed": 5}
+NUCLEUS = {"temperature": 0.8, "top_p": 0.9, "seed": 5}  # a cut: loops are decoded, not read off teacher forcing
 NEW = 16  # max_new_tokens: enough bytes for several characters
 
 
@@ -35,7 +36,7 @@ def parse_top5(cell: str) -> list[tuple[str, float]]:
     return [(m[1], float(m[2])) for m in entries]
 
 
-@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED, NUCLEUS], ids=["greedy", "sampled", "nucleus"])
 @pytest.mark.parametrize(("loop_mode", "n_loops"), [("add", TRAINED_LOOPS), ("none", TRAINED_LOOPS), ("add", 5)])
 def test_per_loop_outputs_equal_decoding_with_that_many_loops(loop_mode, n_loops, sampling):
     lm = tiny_lm(loop_mode, eos_bias=1.0)
@@ -163,3 +164,29 @@ def test_reusing_an_unseeded_sampled_answer_is_refused(lm):
     answer = lm.translate("I love pizza", temperature=0.8, seed=3)
     with pytest.raises(ValueError, match="seed"):
         lm.trace("I love pizza", temperature=0.8, reuse=answer)
+
+
+@pytest.mark.parametrize("draft_loops", [0, 1, 2])
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_a_translation_leaves_a_cache_of_its_prompt_and_answer(lm, sampling, draft_loops):
+    answer = lm.translate("I love pizza", max_new_tokens=NEW, draft_loops=draft_loops, **sampling)
+    fed = answer.prompt_ids + answer.token_ids[:-1]  # the last id is never fed
+    fresh = lm.model.new_cache(TRAINED_LOOPS, 1, len(fed))
+    lm.model(torch.tensor([fed]), TRAINED_LOOPS, cache=fresh)
+    torch.testing.assert_close(answer.kv_cache.k[..., : len(fed), :], fresh.k, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(answer.kv_cache.v[..., : len(fed), :], fresh.v, rtol=1e-4, atol=1e-5)
+    assert "kv_cache" not in repr(answer)
+    assert lm.translate("I love pizza", adaptive_threshold=1.0).kv_cache is None  # skipped loops hold copies
+
+
+@pytest.mark.parametrize("draft_loops", [0, 2])
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_a_trace_from_the_translations_cache_equals_one_without(lm, sampling, draft_loops):
+    answer = lm.translate("I love pizza", max_new_tokens=NEW, draft_loops=draft_loops, **sampling)
+    with_cache = lm.trace("I love pizza", reuse=answer, max_new_tokens=NEW, **sampling)
+    assert answer.kv_cache is None  # the trace took it
+    without = lm.trace("I love pizza", reuse=answer, max_new_tokens=NEW, **sampling)  # prefills again
+    pd.testing.assert_frame_equal(with_cache.by_loop, without.by_loop, check_exact=False, rtol=1e-4, atol=1e-6)
+    pd.testing.assert_frame_equal(with_cache.per_loop_outputs, without.per_loop_outputs)
+    expected = [lm.translate("I love pizza", n_loops=k, max_new_tokens=NEW, **sampling).text for k in range(1, 4)]
+    assert with_cache.per_loop_outputs["output"].tolist() == expected

@@ -74,14 +74,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free loopback port, serving the bundled model; returns (process, url)."""
+def start_app(
+    log: Path, env: dict[str, str] | None = None, app_args: tuple[str, ...] = ("--repo", "")
+) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free loopback port (by default serving only the bundled model); returns (process, url)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"} | (env or {})
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, str(APP), "--repo", "", "--port", str(port)],
+            [sys.executable, str(APP), *app_args, "--port", str(port)],
             cwd=APP.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT_S

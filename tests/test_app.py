@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from emojilm.loadtest import start_app, stop_app
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-START_TIMEOUT_S = 90
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -36,31 +31,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"app.py exited with code {process.returncode} before serving; its log:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"app.py did not answer at {url} within {START_TIMEOUT_S} s; its log:\n{log.read_text()}")
-
-
 @contextlib.contextmanager
 def running_app(tmp: Path, **env_changes: str):
     """`python app.py` on a free port with the Hub offline; yields its URL."""
-    env = os.environ | {
+    env = {
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(tmp / "hf-home"),
         "EMOJILM_HUB_WAIT": "1",
@@ -69,23 +43,11 @@ def running_app(tmp: Path, **env_changes: str):
         "GRADIO_ANALYTICS_ENABLED": "False",
         **env_changes,
     }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log = tmp / "app.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    process, url = start_app(tmp / "app.log", env, app_args=())
     try:
-        wait_until_up(url, process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_app(process)
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def speculative_tokens(
     max_new_tokens: int,
     generator: torch.Generator,
     stats: DraftStats,
-    draft_length: int = DRAFT_LENGTH,
+    draft_length: int = DRAFT_LENGTH,  # the most bytes drafted in one round
     cache: KVCache | None = None,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS.
@@ -103,10 +103,10 @@ def speculative_tokens(
         cache = model.new_cache(n_loops, 1, length + max_new_tokens)
     token = sample(model(prompt, n_loops, cache=cache)[:, -1], params, [generator])
     yield int(token)
-    done = 1
+    done, drafting = 1, draft_length
     while done < max_new_tokens:
         position = length + done - 1  # where `token`, the last id yielded, goes
-        steps = min(draft_length, max_new_tokens - done)
+        steps = min(drafting, max_new_tokens - done)
         fed, states, draft_logits = [token], [], []
         for i in range(steps):
             *_, h = model.loop_states(fed[-1][:, None], draft_loops, cache=cache, start=position + i)
@@ -120,6 +120,9 @@ def speculative_tokens(
         drafted = torch.cat(fed[1:])
         kept, replacement = judge(drafted, torch.cat(draft_logits), model.readout(h)[0], params, generator)
         stats.rounds, stats.drafted, stats.accepted = stats.rounds + 1, stats.drafted + steps, stats.accepted + kept
+        # Draft one byte more than the last round kept (up to draft_length): long drafts
+        # while the draft agrees, and little wasted work where it does not.
+        drafting = min(draft_length, kept + 1)
         new = drafted[:kept].tolist() + ([] if replacement is None else [replacement])
         yield from new
         done += len(new)

@@ -44,6 +44,7 @@ from emojilm.config import args_from_params
 from emojilm.generation import Generation, decode_steps
 from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams
+from emojilm.space import EXAMPLES
 from emojilm.speculative import default_draft_loops
 
 TEXT = "A cup of hot coffee and a croissant on a sunny day in Paris"  # about 60 prompt bytes
@@ -287,13 +288,10 @@ def measure_translation(lm, plan: Plan, repeats: int) -> dict[str, float]:
     }
 
 
-SPECULATIVE_TEXTS = (TEXT, "I love pizza", "my dog is happy in the snow", "a rainy day with tea and a good book")
-
-
 def measure_speculative(lm, plan: Plan, repeats: int) -> dict[str, Any]:
     """Greedy lm.translate with and without self-speculative drafting: speed, acceptance, same bytes."""
     draft_loops = default_draft_loops(lm.n_loops)
-    texts = SPECULATIVE_TEXTS if plan is SMALL_PLAN else SPECULATIVE_TEXTS[:1]
+    texts = EXAMPLES if plan is SMALL_PLAN else [TEXT]  # the page's examples: what visitors try first
 
     def rate(**options) -> tuple[float, list[Generation]]:
         results = [lm.translate(t, max_new_tokens=plan.answer_bytes, **options) for t in texts]

@@ -59,19 +59,21 @@ class KVCache:
     loop, so each loop needs its own keys and values.
     """
 
-    def __init__(
-        self,
-        args: ModelArgs,
-        n_loops: int,
-        batch: int,
-        max_len: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v  # [loops, layers, batch, kv heads, positions, head dim]
+
+    @classmethod
+    def empty(cls, args: ModelArgs, n_loops: int, batch: int, max_len: int, device=None, dtype=torch.float32):
         shape = (n_loops, args.n_layers, batch, args.n_kv_heads, max_len, args.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.n_loops, self.max_len = n_loops, max_len
+        return cls(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+
+    @property
+    def n_loops(self) -> int:
+        return self.k.shape[0]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[4]
 
     def update(
         self, loop: int, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
@@ -94,39 +96,27 @@ class KVCache:
 
     def branch(self, length: int, rows: int, extra: int) -> KVCache:
         """A new cache for `rows` continuations of row 0's first `length` positions, with room for `extra` more."""
-        new = KVCache.__new__(KVCache)
-        new.n_loops, new.max_len = self.n_loops, length + extra
         shape = list(self.k.shape)
         shape[2], shape[4] = rows, length + extra
-        new.k, new.v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        new = KVCache(self.k.new_zeros(shape), self.v.new_zeros(shape))
         new.k[:, :, :, :, :length] = self.k[:, :, :1, :, :length]
         new.v[:, :, :, :, :length] = self.v[:, :, :1, :, :length]
         return new
 
     def first_rows(self, rows: int) -> KVCache:
         """A view of the first `rows` batch rows (writes go to this cache)."""
-        if rows == self.k.shape[2]:
-            return self
-        new = KVCache.__new__(KVCache)
-        new.n_loops, new.max_len = self.n_loops, self.max_len
-        new.k, new.v = self.k[:, :, :rows], self.v[:, :, :rows]
-        return new
+        return self if rows == self.k.shape[2] else KVCache(self.k[:, :, :rows], self.v[:, :, :rows])
 
     def select_rows(self, rows: list[int]) -> KVCache:
         """A copy holding the given batch rows, in that order (a row may come more than once)."""
-        new = KVCache.__new__(KVCache)
-        new.n_loops, new.max_len = self.n_loops, self.max_len
         index = torch.tensor(rows, device=self.k.device)
-        new.k, new.v = self.k.index_select(2, index), self.v.index_select(2, index)
-        return new
+        return KVCache(self.k.index_select(2, index), self.v.index_select(2, index))
 
     def repeat_rows(self, times: int) -> KVCache:
         """A copy with each batch row repeated `times` times in a row (one prefill, many continuations)."""
-        new = KVCache.__new__(KVCache)
-        new.n_loops, new.max_len = self.n_loops, self.max_len
-        new.k = self.k.repeat_interleave(times, dim=2) if times > 1 else self.k
-        new.v = self.v.repeat_interleave(times, dim=2) if times > 1 else self.v
-        return new
+        if times == 1:
+            return KVCache(self.k, self.v)
+        return KVCache(self.k.repeat_interleave(times, dim=2), self.v.repeat_interleave(times, dim=2))
 
 
 class Attention(nn.Module):
@@ -316,7 +306,7 @@ class LoopedTransformer(nn.Module):
 
     def new_cache(self, n_loops: int | None, batch: int, max_len: int) -> KVCache:
         weight = self.tok_embeddings.weight
-        return KVCache(self.args, self.check_loops(n_loops), batch, max_len, weight.device, weight.dtype)
+        return KVCache.empty(self.args, self.check_loops(n_loops), batch, max_len, weight.device, weight.dtype)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -69,12 +69,20 @@ def filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor
     return probs / probs.sum(-1, keepdim=True)
 
 
+def step_uniform(generator: torch.Generator) -> torch.Tensor:
+    """The one uniform number [1] a sampling step draws from its request's generator.
+
+    The trace replays a seeded request's steps by drawing these in the same order.
+    """
+    return torch.rand(1, generator=generator, dtype=torch.float64)
+
+
 def sample(logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]) -> torch.Tensor:
     """Next ids [B] from logits [B, V]; row b draws from generators[b]."""
     if params.greedy:
         return logits.argmax(-1)
     probs = filtered_probs(logits, params).cpu()
-    uniform = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
+    uniform = torch.cat([step_uniform(g) for g in generators])
     # Inverse CDF: the first id whose cumulative mass exceeds the row's uniform draw.
     cdf = probs.double().cumsum(-1)
     ids = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_max(probs.shape[-1] - 1)

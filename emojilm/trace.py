@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from emojilm.generation import Generation, continue_steps, states_by_loop, stream, until_eos
-from emojilm.sampling import SamplingParams, filtered_probs
+from emojilm.sampling import SamplingParams, filtered_probs, step_uniform
 from emojilm.tokenizer import char_spans, cluster_spans
 
 END = "⏹"  # how the end of the answer (EOS) is shown among alternatives
@@ -188,7 +188,7 @@ def following_steps(logits: torch.Tensor, answer: list[int], params: SamplingPar
     logits [loops, A, V] are the teacher-forced read-outs (position i predicts
     answer[i]). Greedy: the answer id leads by more than the rounding margin.
     Sampling: replay the seeded generator's uniform draw of each step (one per
-    step, as sampling.sample) and require it to fall clearly inside the answer
+    step, sampling.step_uniform) and require it to fall clearly inside the answer
     id's slice of the CDF. Under a top-k/top-p cut nothing is sure (the cut itself
     could move); those loops are decoded from the start.
     """
@@ -199,7 +199,7 @@ def following_steps(logits: torch.Tensor, answer: list[int], params: SamplingPar
         sure = (top.indices[..., 0] == ids[..., 0]) & (top.values[..., 0] - top.values[..., 1] > margin)
     elif params.top_p == 1.0 and params.top_k == 0:
         generator = params.generator()
-        uniform = torch.cat([torch.rand(1, generator=generator, dtype=torch.float64) for _ in answer])
+        uniform = torch.cat([step_uniform(generator) for _ in answer])
         probs = filtered_probs(logits, params).double().cpu()
         cdf = probs.cumsum(-1)
         target = uniform * cdf[..., -1]  # [loops, A]: what sample() searches for
@@ -230,9 +230,9 @@ def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, gene
     if todo:
         same = min(follows[k] for k in todo)  # answer bytes every decoded loop repeats
         generators = [params.generator() for _ in todo]
-        for generator in generators:  # the draws of those bytes (sampling.sample)
+        for generator in generators:  # the draws of those bytes (sampling.step_uniform)
             for _ in range(same):
-                torch.rand(1, generator=generator, dtype=torch.float64)
+                step_uniform(generator)
         fork = cache.branch(len(prompt) + same, len(todo), max_new_tokens - same)
         exit_index = torch.tensor(todo, device=states.device)
         steps = continue_steps(lm.model, states[todo, same], exit_index, fork, len(prompt) + same, params,

@@ -324,10 +324,15 @@ def measure_weight_formats(lm, repeats: int) -> dict[str, float]:
     }
 
     def one_pass(weights) -> float:
+        # Inputs made before timing; int8 weight-only matmuls take fp32 ones.
+        inputs = [torch.randn(1, w.shape[1], dtype=w.dtype if scale is None else torch.float32) for w, scale in weights]
+
         def run() -> None:
-            for w, scale in weights:
-                x = torch.randn(1, w.shape[1], dtype=torch.bfloat16 if w.dtype == torch.bfloat16 else torch.float32)
-                torch.nn.functional.linear(x, w) if scale is None else torch._weight_int8pack_mm(x, w, scale)
+            for (w, scale), x in zip(weights, inputs, strict=True):
+                if scale is None:
+                    torch.nn.functional.linear(x, w)
+                else:
+                    torch._weight_int8pack_mm(x, w, scale)
 
         run()
         return median_of(repeats, lambda: timed(run)[0])

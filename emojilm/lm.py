@@ -207,6 +207,8 @@ def load(
         args = dataclasses.replace(args, loop_mode="gated")
     state = checkpoint.canonical_state_dict(state, args)
     model = checkpoint.build_model(args, state).to(device=device, dtype=dtype)
+    del state  # so that fusing frees each original weight as it goes: the peak grows by one block
+    model.fuse_weights()
 
     recorded = params.get("emojilm", {})
     prompt_template = resolve_template(recorded.get("prompt_template", DEFAULT_TEMPLATE))

@@ -14,6 +14,7 @@ loop's input is the *loop mode* (h0 is the token embedding, B(h) all blocks once
                        loops beyond the trained count reuse the last gate)
 
 Logits are output(norm(h)); `loop_logits` reads them out after every loop.
+For inference, `fuse_weights` lays the weights out for fast one-byte steps.
 """
 
 from __future__ import annotations
@@ -119,6 +120,23 @@ class KVCache:
         return KVCache(self.k.repeat_interleave(times, dim=2), self.v.repeat_interleave(times, dim=2))
 
 
+def fuse_linears(*linears: nn.Linear) -> torch.Tensor:
+    """Move the linears' weights into one [in, sum of outs] matrix, each weight becoming a view of it.
+
+    A decode step multiplies a single vector by every weight, so it runs at the
+    speed memory streams the matrix; on CPU that is fastest along long contiguous
+    rows, i.e. over the transposed, concatenated matrix (README, Benchmarks).
+    The parameters keep their names, shapes and values.
+    """
+    fused = torch.cat([linear.weight.detach().t() for linear in linears], dim=1)
+    start = 0
+    for linear in linears:
+        end = start + linear.weight.shape[0]
+        linear.weight.data = fused[:, start:end].t()
+        start = end
+    return fused
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
@@ -127,6 +145,16 @@ class Attention(nn.Module):
         self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.register_buffer("wqkv", None, persistent=False)  # [dim, q+k+v] once fused
+
+    def fuse(self) -> None:
+        self.wqkv = fuse_linears(self.wq, self.wk, self.wv)
+        fuse_linears(self.wo)  # alone, for the transposed layout only
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.wqkv is None:
+            return self.wq(x), self.wk(x), self.wv(x)
+        return (x @ self.wqkv).split([self.wq.out_features, self.wk.out_features, self.wv.out_features], dim=-1)
 
     def forward(
         self,
@@ -138,9 +166,10 @@ class Attention(nn.Module):
         start: int,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k, v = self.project(x)
+        q = q.view(B, T, self.n_heads, self.head_dim)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         if cache is not None:
@@ -165,9 +194,17 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
         self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+        self.register_buffer("w13", None, persistent=False)  # [dim, 2 * hidden] once fused
+
+    def fuse(self) -> None:
+        self.w13 = fuse_linears(self.w1, self.w3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        if self.w13 is None:
+            gate, up = self.w1(x), self.w3(x)
+        else:
+            gate, up = (x @ self.w13).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
 
 class TransformerBlock(nn.Module):
@@ -303,6 +340,21 @@ class LoopedTransformer(nn.Module):
         """Logits read out after every loop (after loop first_loop onwards): [n_loops - first_loop, B, T, vocab]."""
         states = self.loop_states(tokens, n_loops, cache=cache, start=start, first_loop=first_loop, state=state)
         return torch.stack([self.readout(h) for h in states])
+
+    def fuse_weights(self) -> LoopedTransformer:
+        """Lay the weights out for inference: wq|wk|wv and w1|w3 each become one matrix.
+
+        Every block then does one mat-vec per fused matrix instead of one per
+        weight, over transposed rows that stream faster (`fuse_linears`).
+        Outputs match the unfused model up to float rounding. Call it last: the
+        weights are views of the fused matrices, which `.to()` would split into
+        copies, and the fused path is for inference only (no gradients reach
+        the parameters through it).
+        """
+        for block in self.layers:
+            block.attention.fuse()
+            block.feed_forward.fuse()
+        return self
 
     def new_cache(self, n_loops: int | None, batch: int, max_len: int) -> KVCache:
         weight = self.tok_embeddings.weight

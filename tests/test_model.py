@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import emojilm
+from emojilm.checkpoint import read_state_dict, write_checkpoint
+from emojilm.model import LoopedTransformer
 from tests.conftest import lingua_sizes, random_tokens, tiny_params
 
 TRAINED = 3  # tiny_params()["n_loops"]
@@ -109,8 +111,11 @@ def reference_loop_logits(state, model, mode, tokens, n_loops):
 # ----------------------------------------------------------------------------- helpers
 
 
-def make_model(make_checkpoint, variant, mode, seed=0):
-    """Write a checkpoint for (variant, mode), load it; return (model, state, model section)."""
+def make_model(make_checkpoint, variant, mode, seed=0, fused=True):
+    """Write a checkpoint for (variant, mode), load it; return (model, state, model section).
+
+    `emojilm.load` fuses the weights for inference; fused=False gives the layout training uses.
+    """
     loop_residual, gate_shape = MODES[mode]
     section = {**VARIANTS[variant], "loop_residual": loop_residual}
     override = {}
@@ -119,7 +124,13 @@ def make_model(make_checkpoint, variant, mode, seed=0):
     folder, state = make_checkpoint(section, seed=seed, state_override=override)
     lm = emojilm.load(folder, device="cpu", probe=False)
     assert lm.model.loop_mode == mode.removesuffix("_per_channel")
-    return lm.model, state, section
+    return (lm.model if fused else unfused_copy(lm.model)), state, section
+
+
+def unfused_copy(model):
+    copy = LoopedTransformer(model.args)
+    copy.load_state_dict(model.state_dict())
+    return copy.eval()
 
 
 def assert_matches(actual, expected):
@@ -129,10 +140,11 @@ def assert_matches(actual, expected):
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", MODES)
-def test_forward_matches_reference(make_checkpoint, variant, mode):
-    model, state, section = make_model(make_checkpoint, variant, mode)
+def test_forward_matches_reference(make_checkpoint, variant, mode, fused):
+    model, state, section = make_model(make_checkpoint, variant, mode, fused=fused)
     tokens = random_tokens(2, 13, seed=1)
     expected = reference_loop_logits(state, section, mode, tokens, max(LOOP_COUNTS))
     with torch.no_grad():
@@ -141,6 +153,36 @@ def test_forward_matches_reference(make_checkpoint, variant, mode):
             assert_matches(model(tokens, n_loops=n), expected[n - 1])
             assert_matches(model.loop_logits(tokens, n), expected[:n])
         assert_matches(model(tokens), expected[TRAINED - 1])  # default: the trained count
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_weights_are_views_of_the_fused_matrices(make_checkpoint, variant):
+    """Fusing moves the weights instead of copying them, and the state dict still reads as lingua's."""
+    model, state, _ = make_model(make_checkpoint, variant, "add")
+    for block in model.layers:
+        for fused, linears in [
+            (block.attention.wqkv, [block.attention.wq, block.attention.wk, block.attention.wv]),
+            (block.feed_forward.w13, [block.feed_forward.w1, block.feed_forward.w3]),
+        ]:
+            assert fused.is_contiguous()
+            assert fused.shape == (linears[0].in_features, sum(x.out_features for x in linears))
+            for linear in linears:
+                assert linear.weight.untyped_storage().data_ptr() == fused.untyped_storage().data_ptr()
+    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
+    storages |= {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in model.buffers()}
+    assert sum(storages.values()) == sum(p.numel() * p.element_size() for p in model.parameters())
+    loaded = model.state_dict()
+    assert loaded.keys() == state.keys()
+    for key, value in state.items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+
+
+def test_a_fused_model_writes_the_same_checkpoint(make_checkpoint, tmp_path):
+    model, state, section = make_model(make_checkpoint, "gqa", "add")
+    write_checkpoint(tmp_path, model, {"model": section})
+    again, _ = read_state_dict(tmp_path)
+    for key, value in state.items():
+        torch.testing.assert_close(again[key], value, rtol=0, atol=0)
 
 
 def test_loop_modes_differ(make_checkpoint):

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from emojilm.config import ModelArgs
 from emojilm.model import LoopedTransformer
@@ -183,7 +183,8 @@ def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
     except CheckpointError as err:  # the cache only speeds up later starts: serve the weights read anyway
         log.warning("%s; serving %s without caching its conversion", err, pth)
         return state, f"{CONSOLIDATED} (not cached: {err})"
-    return state, f"{CONSOLIDATED} (converted to {converted})"
+    # Read back from the cache rather than keep the .pth in one mapping (see _load_safetensors).
+    return _load_safetensors(converted), f"{CONSOLIDATED} (converted to {converted})"
 
 
 def converted_path(pth: Path) -> Path:
@@ -226,10 +227,20 @@ def _first_line(err: BaseException) -> str:
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Memory-map each tensor on its own: one that is dropped (the model fuses its weights
+    into new matrices, `LoopedTransformer.fuse_weights`) then leaves memory at once,
+    where with one shared mapping every page read would stay until the last tensor goes."""
     try:
-        return load_file(path)
+        with safe_open(path, "pt") as file:
+            keys = list(file.keys())
+        return {key: _read_tensor(path, key) for key in keys}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def _read_tensor(path: Path, key: str) -> torch.Tensor:
+    with safe_open(path, "pt") as file:
+        return file.get_tensor(key)
 
 
 def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:

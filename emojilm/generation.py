@@ -264,7 +264,8 @@ def stream(
         result.draft_stats = DraftStats()
         prompt = torch.tensor([ids], device=lm.device)
         tokens = speculative_tokens(lm.model, prompt, n_loops, draft_loops, params, max_new_tokens,
-                                    params.generator(), result.draft_stats, cache=cache)  # fmt: skip
+                                    params.generator(), result.draft_stats, cache=cache,
+                                    stop_id=lm.tokenizer.eos_id)  # fmt: skip
         return _decode(lm, result, ((token, n_loops) for token in tokens))
     return _decode(lm, result, _plain_tokens(lm, ids, params, n_loops, max_new_tokens, adaptive_threshold, cache))
 

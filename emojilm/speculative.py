@@ -89,8 +89,11 @@ def speculative_tokens(
     stats: DraftStats,
     draft_length: int = DRAFT_LENGTH,  # the most bytes drafted in one round
     cache: KVCache | None = None,
+    stop_id: int | None = None,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS.
+
+    A drafted `stop_id` (EOS) ends its round's draft: nothing after it would be used.
 
     The cache (if given, room for T + max_new_tokens) ends up holding the prompt and
     every yielded id but the last at every loop: a rejected draft's keys/values lie
@@ -113,6 +116,9 @@ def speculative_tokens(
             states.append(h)
             draft_logits.append(model.readout(h[:, -1]))
             fed.append(sample(draft_logits[-1], params, [generator]))
+            if int(fed[-1]) == stop_id:
+                break
+        steps = len(states)
         *_, h = model.loop_states(
             torch.cat(fed[:-1])[None], n_loops, cache=cache, start=position,
             first_loop=draft_loops, state=torch.cat(states, dim=1),

@@ -41,6 +41,21 @@ def test_draft_length_and_budget_do_not_change_greedy_output(draft_length, max_n
     assert 0 <= stats.accepted <= stats.drafted <= stats.rounds * draft_length
 
 
+@pytest.mark.parametrize("stop_id", [None, "first answer id"])
+def test_a_drafted_stop_id_ends_the_draft(stop_id):
+    """Drafting stops at a drafted stop id (EOS): the output up to it is unchanged, and no byte is drafted past it."""
+    lm = tiny_lm("add")
+    prompt = torch.tensor([lm.prompt_ids("pizza")])
+    expected = naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, 12)
+    stop = expected[1] if stop_id else None  # the first byte a round drafts
+    stats = DraftStats()
+    steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), 12, torch.Generator(), stats,
+                               draft_length=6, stop_id=stop)  # fmt: skip
+    ids = [next(steps) for _ in range(2)]
+    assert ids == expected[:2]
+    assert stats.drafted == (1 if stop_id else 6)
+
+
 def test_the_bundled_model_accepts_most_drafted_bytes():
     from emojilm import load
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emojilm.tokenizer import EOS_ID, char_spans, cluster_spans
-from emojilm.trace import BY_LOOP_COLUMNS
+from emojilm.trace import BY_LOOP_COLUMNS, _show, utf8_length
 from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, scripted_lm, tiny_lm
 
 SUMMARY_COLUMNS = ["loop", "mean_p_final", "mean_entropy", "mean_kl", "answer", "same_as_final", "chars_exiting_here"]
@@ -90,6 +90,33 @@ def test_top5_alternatives_are_ranked_and_consistent(lm, text):
         assert 0 < row.p_top <= 1 and 0 < row.p_final_char <= 1
         if row.top_char == row.char and "\ufffd" not in row.char:  # same bytes: the same probability
             assert row.p_top == pytest.approx(row.p_final_char, rel=1e-4)
+
+
+def naive_alternatives(lm, prefix: list[int], n_loops: int, width: int = 5) -> list[tuple[str, float]]:
+    """The model's top first bytes after prefix, each completed greedily by full recompute: (char, p) best first."""
+    first = loop_probs(lm, prefix, n_loops)[-1].topk(width)
+    found = []
+    for p, lead in zip(first.values.tolist(), first.indices.tolist(), strict=True):
+        ids = [lead]
+        while len(ids) < utf8_length(lead):
+            probs = loop_probs(lm, prefix + ids, n_loops)[-1]
+            ids.append(int(probs.argmax()))
+            p *= float(probs.max())
+        found.append((_show(ids), p))
+    return sorted(found, key=lambda cp: -cp[1])
+
+
+@pytest.mark.parametrize("text", ["I love pizza", "héllo wörld ☕"])
+def test_top5_alternatives_match_full_recompute(lm, text):
+    trace = lm.trace(text, max_new_tokens=NEW, **SAMPLED)
+    prompt, answer = trace.generation.prompt_ids, trace.generation.token_ids
+    chars = cluster_spans(char_spans(answer))
+    for row in trace.by_loop.itertuples():
+        start = chars[row.position][1]
+        expected = naive_alternatives(lm, prompt + answer[:start], row.loop)
+        shown = parse_top5(row.top5)
+        assert [c for c, _ in shown] == [c for c, _ in expected], (row.position, row.loop)
+        assert [p for _, p in shown] == pytest.approx([p for _, p in expected], abs=0.006)
 
 
 def test_a_cluster_is_one_character():

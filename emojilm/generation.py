@@ -87,9 +87,9 @@ def exit_states(
 
 
 def states_by_loop(
-    model: LoopedTransformer, ids: torch.Tensor, last_loops: list[int], cache: KVCache, start: int
+    model: LoopedTransformer, ids: torch.Tensor, last_loops: list[int], cache: KVCache, start: int | torch.Tensor
 ) -> list[torch.Tensor]:
-    """Feed one id per row at position `start`, row r needing loops 1..last_loops[r] only.
+    """Feed one id per row at position `start` (or start[r]), row r needing loops 1..last_loops[r] only.
 
     Returns each loop's states [rows, dim], loop j run on the rows up to the last
     one that needs it: rows ordered by last loop, latest first, compute no loop
@@ -101,7 +101,8 @@ def states_by_loop(
     while loop < n_loops:  # one pass per run of loops over the same rows
         rows, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
         state = None if h is None else h[:rows]
-        for h in model.loop_states(ids[:rows, None], end, cache=cache.first_rows(rows), start=start,
+        row_start = start if isinstance(start, int) else start[:rows]
+        for h in model.loop_states(ids[:rows, None], end, cache=cache.first_rows(rows), start=row_start,
                                    first_loop=loop, state=state):  # fmt: skip
             states.append(h[:, -1])
         loop = end

@@ -48,9 +48,15 @@ def rope_table(head_dim: int, max_seqlen: int, theta: float) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope is [T, D/2]."""
+    """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope: [T or B, T, D/2]."""
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rope[:, None, :]).flatten(-2).type_as(x)
+    return torch.view_as_real(pairs * rope.unsqueeze(-2)).flatten(-2).type_as(x)
+
+
+def positions_of(start: int | torch.Tensor, length: int, device=None) -> torch.Tensor:
+    """Positions of `length` new tokens: [T] after one start, or [B, T] after a start per batch row."""
+    steps = torch.arange(length, device=device)
+    return steps + start if isinstance(start, int) else start[:, None] + steps
 
 
 class KVCache:
@@ -77,12 +83,20 @@ class KVCache:
         return self.k.shape[4]
 
     def update(
-        self, loop: int, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
+        self, loop: int, layer: int, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k/v [B, H, T, D] at positions start.., return all keys/values up to start+T."""
-        end = start + k.shape[2]
-        self.k[loop, layer, :, :, start:end] = k
-        self.v[loop, layer, :, :, start:end] = v
+        """Store k/v [B, H, T, D] at positions start.. (a start per row if a tensor [B]);
+        return all keys/values up to the last position written."""
+        if isinstance(start, int):
+            end = start + k.shape[2]
+            self.k[loop, layer, :, :, start:end] = k
+            self.v[loop, layer, :, :, start:end] = v
+        else:
+            positions = positions_of(start, k.shape[2])
+            rows = torch.arange(len(start), device=start.device)[:, None]
+            self.k[loop, layer][rows, :, positions] = k.transpose(1, 2)  # indexed as [B, T, H, D]
+            self.v[loop, layer][rows, :, positions] = v.transpose(1, 2)
+            end = int(positions.max()) + 1
         return self.k[loop, layer, :, :, :end], self.v[loop, layer, :, :, :end]
 
     def copy_to_later_loops(self, loop: int, start: int, end: int) -> None:
@@ -163,7 +177,7 @@ class Attention(nn.Module):
         cache: KVCache | None,
         loop: int,
         layer: int,
-        start: int,
+        start: int | torch.Tensor,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.project(x)
@@ -178,7 +192,10 @@ class Attention(nn.Module):
         rep = self.n_heads // self.n_kv_heads
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        if start == 0:
+        if isinstance(start, torch.Tensor):  # a start per row: each query sees the keys up to its own position
+            mask = torch.arange(k.shape[2], device=x.device) <= positions_of(start, T)[..., None]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
+        elif start == 0:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif T == 1:
             out = F.scaled_dot_product_attention(q, k, v)
@@ -222,7 +239,7 @@ class TransformerBlock(nn.Module):
         cache: KVCache | None,
         loop: int,
         layer: int,
-        start: int,
+        start: int | torch.Tensor,
     ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), rope, cache, loop, layer, start)
         return h + self.feed_forward(self.ffn_norm(h))
@@ -275,23 +292,29 @@ class LoopedTransformer(nn.Module):
         n_loops: int | None = None,
         *,
         cache: KVCache | None = None,
-        start: int = 0,
+        start: int | torch.Tensor = 0,
         first_loop: int = 0,
         state: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield the hidden state [B, T, dim] after each loop, for tokens at positions start..
 
         With a cache, keys/values of earlier positions are read from it and those
-        of these positions are written to it. To carry on a run that stopped after
-        `first_loop` loops, pass the state it reached: loops first_loop+1..n_loops follow.
+        of these positions are written to it; `start` may then be a tensor [B], a
+        start per row (row b sees cached positions before start[b] only). To carry
+        on a run that stopped after `first_loop` loops, pass the state it reached:
+        loops first_loop+1..n_loops follow.
         """
         n_loops = self.check_loops(n_loops)
         T = tokens.shape[1]
-        if start + T > self.args.max_seqlen:
-            raise ValueError(f"sequence of {start + T} tokens exceeds max_seqlen={self.args.max_seqlen}")
+        if not isinstance(start, int) and cache is None:
+            raise ValueError("a start per row needs a cache to hold each row's earlier positions")
+        positions = slice(start, start + T) if isinstance(start, int) else positions_of(start, T)
+        end = start + T if isinstance(start, int) else int(positions.max()) + 1
+        if end > self.args.max_seqlen:
+            raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
+        rope = self._rope_on(tokens.device)[positions]
         if (state is None) != (first_loop == 0):
             raise ValueError("a state must be given exactly when starting after loop 0")
-        rope = self._rope_on(tokens.device)[start : start + T]
         h0 = self.tok_embeddings(tokens)
         h = h0 if state is None else state
         for loop in range(first_loop, n_loops):

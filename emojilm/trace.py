@@ -7,8 +7,9 @@ For one request we translate once, then:
    translation's KV cache already holds the prompt, so only the answer is run;
 2. for each answer character, branch from its position: every loop's top
    first bytes, each completed greedily by that loop, give the loop's own top
-   characters and their probabilities (one batch, reusing the teacher-forced KV
-   cache for the shared prefix; branches with the same bytes share a row);
+   characters and their probabilities (one batch for all characters, each row at
+   its own position, reusing the teacher-forced KV cache; branches with the same
+   bytes share a row);
 3. the answer with 1, 2, ... n loops: teacher forcing shows which loops surely
    repeat the answer; the others are decoded in one batch from the first byte
    where any of them may part from it, from the same cache.
@@ -105,11 +106,12 @@ def run_trace(
     kl_to_final = (probs[-1:] * (logp[-1:] - logp)).sum(-1)
 
     rows = []
+    starts = [start for _, start, _ in chars]
+    alts = _alternatives(model, cache, logp[:, starts], [len(prompt) + start for start in starts], alternatives)
     for c, (char, start, end) in enumerate(chars):
         span = slice(start, end)
-        alts = _alternatives(model, cache, logp[:, start], len(prompt) + start, alternatives)
         for k in range(n_loops):
-            top_char, p_top = alts[k][0]
+            top_char, p_top = alts[c][k][0]
             rows.append(
                 {
                     "loop": k + 1,
@@ -120,7 +122,7 @@ def run_trace(
                     "p_top": p_top,
                     "entropy": float(entropy[k, span].sum()),
                     "kl_to_final": float(kl_to_final[k, span].sum()),
-                    "top5": " · ".join(f"{ch} {p:.2f}" for ch, p in alts[k]),
+                    "top5": " · ".join(f"{ch} {p:.2f}" for ch, p in alts[c][k]),
                     "loops_used": max(generation.loops_per_char[text_offsets[c] : text_offsets[c + 1]]),
                 }
             )
@@ -134,46 +136,58 @@ BY_LOOP_COLUMNS = [
 ]  # fmt: skip
 
 
-def _alternatives(model, cache, logp, position: int, width: int) -> list[list[tuple[str, float]]]:
-    """Each loop's top characters at `position` (the first byte of an answer character).
+def _alternatives(model, cache, logp, positions: list[int], width: int) -> list[list[list[tuple[str, float]]]]:
+    """Each loop's top characters at each of `positions` (where the answer's characters start).
 
-    Branch on each loop's `width` most likely first bytes (logp [loops, V]) and
-    complete each branch greedily with that same loop; a character's probability
-    is the product of its bytes' probabilities. Returns, per loop, (char, p) best first.
+    Branch on each loop's `width` most likely first bytes (logp [loops, C, V] at
+    the C positions) and complete each branch greedily with that same loop; a
+    character's probability is the product of its bytes' probabilities. All the
+    characters' branches run in one batch, each row at its own position and
+    reading the teacher-forced cache only before it. Returns [character][loop]:
+    (char, p) best first.
     """
-    n_loops = logp.shape[0]
-    first_logp, first_ids = logp.topk(width, dim=-1)  # [loops, width]
-    branches = [[b] for b in first_ids.flatten().tolist()]  # branch r belongs to loop r // width + 1
-    branch_logp = first_logp.flatten().tolist()
-    need = max(utf8_length(b[0]) for b in branches) - 1
-    need = min(need, model.args.max_seqlen - position)  # at the end of the context a branch stays unfinished
+    n_loops, n_chars = logp.shape[:2]
+    first_logp, first_ids = logp.topk(width, dim=-1)  # [loops, C, width]
+    # Branch r is character r // (n_loops * width)'s, for loop (r // width) % n_loops + 1.
+    branches = [[b] for b in first_ids.transpose(0, 1).flatten().tolist()]
+    branch_logp = first_logp.transpose(0, 1).flatten().tolist()
+    char_of = [r // (n_loops * width) for r in range(len(branches))]
+    loop_of = [(r // width) % n_loops + 1 for r in range(len(branches))]
+    # How long each branch grows (at the end of the context it stays unfinished).
+    room = [model.args.max_seqlen - positions[c] + 1 for c in char_of]
+    length = [min(utf8_length(b[0]), limit) for b, limit in zip(branches, room, strict=True)]
+    need = max(length, default=1) - 1
     fork, index = None, {}
     for step in range(need):
-        open_rows = [r for r, b in enumerate(branches) if len(b) < utf8_length(b[0])]
-        # Branches with the same bytes so far (often: loops agree) share one batch row,
-        # run only up to the latest loop among them; rows latest first (states_by_loop).
+        open_rows = [r for r, b in enumerate(branches) if len(b) < length[r]]
+        # Branches of one character with the same bytes so far (often: loops agree) share
+        # one batch row, run only up to the latest loop among them; rows latest first (states_by_loop).
         last_loop: dict[tuple[int, ...], int] = {}
         for r in open_rows:
-            key = tuple(branches[r])
-            last_loop[key] = max(last_loop.get(key, 0), r // width + 1)
+            key = (char_of[r], *branches[r])
+            last_loop[key] = max(last_loop.get(key, 0), loop_of[r])
         keys = sorted(last_loop, key=lambda key: -last_loop[key])
         if fork is None:
-            fork = cache.branch(position, len(keys), need)
+            fork = cache.branch(max(positions), len(keys), need)
         else:  # each branch carries on from the row that fed its previous byte
             fork = fork.select_rows([index[key[:-1]] for key in keys])
         index = {key: i for i, key in enumerate(keys)}
         ids = torch.tensor([key[-1] for key in keys], device=logp.device)
-        states = states_by_loop(model, ids, [last_loop[key] for key in keys], fork, position + step)
-        hidden = torch.stack([states[r // width][index[tuple(branches[r])]] for r in open_rows])
+        starts = torch.tensor([positions[key[0]] + step for key in keys], device=logp.device)
+        states = states_by_loop(model, ids, [last_loop[key] for key in keys], fork, starts)
+        hidden = torch.stack([states[loop_of[r] - 1][index[(char_of[r], *branches[r])]] for r in open_rows])
         best_logp, best = model.readout(hidden).float().log_softmax(-1).max(-1)
         for r, lp, b in zip(open_rows, best_logp.tolist(), best.tolist(), strict=True):
             branches[r].append(b)
             branch_logp[r] += lp
     result = []
-    for k in range(n_loops):
-        ranked = sorted(zip(branches[k * width : (k + 1) * width], branch_logp[k * width : (k + 1) * width],
-                            strict=True), key=lambda bp: -bp[1])  # fmt: skip
-        result.append([(_show(b), math.exp(lp)) for b, lp in ranked])
+    for c in range(n_chars):
+        per_loop = []
+        for k in range(n_loops):
+            block = range((c * n_loops + k) * width, (c * n_loops + k + 1) * width)
+            ranked = sorted(((branches[r], branch_logp[r]) for r in block), key=lambda bp: -bp[1])
+            per_loop.append([(_show(b), math.exp(lp)) for b, lp in ranked])
+        result.append(per_loop)
     return result
 
 

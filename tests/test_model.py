@@ -229,6 +229,26 @@ def test_carrying_on_from_a_stopped_run_equals_one_run(make_checkpoint, mode, fi
         next(model.loop_states(tokens, n_loops, first_loop=first_loop))
 
 
+@pytest.mark.parametrize("mode", ["add", "inject_embeddings"])
+def test_a_start_per_row_equals_running_each_row_alone(make_checkpoint, mode):
+    """Rows at different positions in one batch (the trace's alternatives) compute what each would alone."""
+    model, _, _ = make_model(make_checkpoint, "gqa", mode)
+    tokens = random_tokens(3, 12, seed=6)
+    starts, new = [5, 9, 7], 2
+    with torch.no_grad():
+        cache = model.new_cache(TRAINED, 3, 16)
+        model(tokens[:, :10], cache=cache)  # each row's positions past its start are overwritten or ignored
+        fed = torch.stack([tokens[r, s : s + new] for r, s in enumerate(starts)])
+        batched = model.loop_logits(fed, cache=cache, start=torch.tensor(starts))
+        for r, s in enumerate(starts):
+            alone = model.loop_logits(tokens[r : r + 1, : s + new])[:, :, s:]
+            torch.testing.assert_close(batched[:, r : r + 1], alone, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cache"):
+        next(model.loop_states(fed, start=torch.tensor(starts)))
+    with pytest.raises(ValueError, match="max_seqlen"):
+        next(model.loop_states(fed, cache=model.new_cache(TRAINED, 3, 60), start=torch.tensor([0, 47, 3])))
+
+
 def test_cached_forward_uses_the_cache(make_checkpoint):
     """Positions after the prefix must see the prefix: a fresh cache gives other logits."""
     model, _, _ = make_model(make_checkpoint, "gqa", "add")

@@ -53,10 +53,9 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * rope.unsqueeze(-2)).flatten(-2).type_as(x)
 
 
-def positions_of(start: int | torch.Tensor, length: int, device=None) -> torch.Tensor:
-    """Positions of `length` new tokens: [T] after one start, or [B, T] after a start per batch row."""
-    steps = torch.arange(length, device=device)
-    return steps + start if isinstance(start, int) else start[:, None] + steps
+def row_positions(start: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions [B, T] of `length` new tokens in each batch row, row b starting at start[b]."""
+    return start[:, None] + torch.arange(length, device=start.device)
 
 
 class KVCache:
@@ -92,7 +91,7 @@ class KVCache:
             self.k[loop, layer, :, :, start:end] = k
             self.v[loop, layer, :, :, start:end] = v
         else:
-            positions = positions_of(start, k.shape[2])
+            positions = row_positions(start, k.shape[2])
             rows = torch.arange(len(start), device=start.device)[:, None]
             self.k[loop, layer][rows, :, positions] = k.transpose(1, 2)  # indexed as [B, T, H, D]
             self.v[loop, layer][rows, :, positions] = v.transpose(1, 2)
@@ -193,7 +192,7 @@ class Attention(nn.Module):
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         if isinstance(start, torch.Tensor):  # a start per row: each query sees the keys up to its own position
-            mask = torch.arange(k.shape[2], device=x.device) <= positions_of(start, T)[..., None]
+            mask = torch.arange(k.shape[2], device=x.device) <= row_positions(start, T)[..., None]
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
         elif start == 0:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -306,10 +305,13 @@ class LoopedTransformer(nn.Module):
         """
         n_loops = self.check_loops(n_loops)
         T = tokens.shape[1]
-        if not isinstance(start, int) and cache is None:
+        if isinstance(start, int):
+            positions, end = slice(start, start + T), start + T
+        elif cache is None:
             raise ValueError("a start per row needs a cache to hold each row's earlier positions")
-        positions = slice(start, start + T) if isinstance(start, int) else positions_of(start, T)
-        end = start + T if isinstance(start, int) else int(positions.max()) + 1
+        else:
+            positions = row_positions(start, T)
+            end = int(positions.max()) + 1
         if end > self.args.max_seqlen:
             raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
         rope = self._rope_on(tokens.device)[positions]

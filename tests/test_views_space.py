@@ -163,17 +163,27 @@ def test_unreachable_hub_falls_back_to_the_bundled_model(monkeypatch, tmp_path):
     assert isinstance(text, str) and text.strip()
 
 
-def test_a_slow_hub_does_not_hold_up_the_start(monkeypatch):
-    release = threading.Event()
+def slow_hub_registry(monkeypatch, release: threading.Event, *, fails: bool = True, hub_wait_s: float = 0.1,
+                      on_start=None) -> ModelRegistry:  # fmt: skip
+    """A registry whose Hub model "slow/hub-model" finishes loading once `release` is set (then
+    raising ConnectionError("gave up") if `fails`); on_start(progress) runs as its load begins."""
 
-    def load(source, **kwargs):
+    def load(source, progress=None, **kwargs):
         if source == "slow/hub-model":
+            if on_start:
+                on_start(progress)
             release.wait(30)
-            raise ConnectionError("gave up")
+            if fails:
+                raise ConnectionError("gave up")
         return SimpleNamespace(source=source)
 
     monkeypatch.setattr(sources.emojilm, "load", load)
-    registry = ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=0.3))
+    return ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=hub_wait_s))
+
+
+def test_a_slow_hub_does_not_hold_up_the_start(monkeypatch):
+    release = threading.Event()
+    registry = slow_hub_registry(monkeypatch, release, hub_wait_s=0.3)
     try:
         started = time.monotonic()
         assert registry.start() == BUNDLED
@@ -196,17 +206,12 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 def test_status_shows_the_download_progress(monkeypatch):
     release, reported = threading.Event(), threading.Event()
 
-    def load(source, progress=None, **kwargs):
-        if source == "slow/hub-model":
-            progress("params.json", 1_234, 1_234)
-            progress("consolidated.pth", 412_000_000, 1_236_000_000)
-            reported.set()
-            release.wait(30)
-            raise ConnectionError("gave up")
-        return SimpleNamespace(source=source)
+    def report(progress):
+        progress("params.json", 1_234, 1_234)
+        progress("consolidated.pth", 412_000_000, 1_236_000_000)
+        reported.set()
 
-    monkeypatch.setattr(sources.emojilm, "load", load)
-    registry = ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=0.1))
+    registry = slow_hub_registry(monkeypatch, release, on_start=report)
     try:
         assert registry.start() == BUNDLED
         assert reported.wait(10)
@@ -222,14 +227,7 @@ def test_status_shows_the_download_progress(monkeypatch):
 
 def test_the_page_moves_to_the_hub_model_once_it_is_ready_unless_the_visitor_chose(monkeypatch):
     release = threading.Event()
-
-    def load(source, **kwargs):
-        if source == "slow/hub-model":
-            release.wait(30)
-        return SimpleNamespace(source=source)
-
-    monkeypatch.setattr(sources.emojilm, "load", load)
-    registry = ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=0.1))
+    registry = slow_hub_registry(monkeypatch, release, fails=False)
     assert registry.start() == BUNDLED
     page = registry.page_state(BUNDLED, chosen=False)
     assert page.source == BUNDLED and page.polling and "still loading" in page.note

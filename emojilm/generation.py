@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from emojilm.model import KVCache, LoopedTransformer
+from emojilm.kvcache import BranchCache, KVCache
+from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams, sample
 from emojilm.speculative import DraftStats, speculative_tokens
 
@@ -61,14 +62,14 @@ def continue_steps(
     model: LoopedTransformer,
     hidden: torch.Tensor,
     exit_index: torch.Tensor,
-    cache: KVCache,
+    cache: KVCache | BranchCache,
     start: int,
     params: SamplingParams,
     max_new_tokens: int,
     generators: list[torch.Generator],
 ) -> Iterator[torch.Tensor]:
-    """decode_steps after its prefill: hidden [R, dim] is each row's state at position start - 1
-    after its exit loop, and the cache holds every row's keys/values before `start`."""
+    """decode_steps after its prefill: hidden [R, dim] is each row's state just before position
+    (or branch step) `start` after its exit loop, and the cache holds every row's keys/values before it."""
     for step in range(max_new_tokens):
         ids = sample(model.readout(hidden), params, generators)
         yield ids
@@ -78,18 +79,18 @@ def continue_steps(
 
 
 def exit_states(
-    model: LoopedTransformer, ids: torch.Tensor, exit_index: torch.Tensor, cache: KVCache, start: int
+    model: LoopedTransformer, ids: torch.Tensor, exit_index: torch.Tensor, cache: KVCache | BranchCache, start: int
 ) -> torch.Tensor:
-    """Feed one id per row at position `start`; row r's state after loop exit_index[r] + 1: [R, dim]."""
+    """Feed one id per row at position (or branch step) `start`; states [R, dim], row r after loop exit_index[r] + 1."""
     exits = exit_index.tolist()
     states = states_by_loop(model, ids, [k + 1 for k in exits], cache, start)
     return torch.stack([states[k][r] for r, k in enumerate(exits)])
 
 
 def states_by_loop(
-    model: LoopedTransformer, ids: torch.Tensor, last_loops: list[int], cache: KVCache, start: int | torch.Tensor
+    model: LoopedTransformer, ids: torch.Tensor, last_loops: list[int], cache: KVCache | BranchCache, start: int
 ) -> list[torch.Tensor]:
-    """Feed one id per row at position `start` (or start[r]), row r needing loops 1..last_loops[r] only.
+    """Feed one id per row at position (or branch step) `start`, row r needing loops 1..last_loops[r] only.
 
     Returns each loop's states [rows, dim], loop j run on the rows up to the last
     one that needs it: rows ordered by last loop, latest first, compute no loop
@@ -101,8 +102,7 @@ def states_by_loop(
     while loop < n_loops:  # one pass per run of loops over the same rows
         rows, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
         state = None if h is None else h[:rows]
-        row_start = start if isinstance(start, int) else start[:rows]
-        for h in model.loop_states(ids[:rows, None], end, cache=cache.first_rows(rows), start=row_start,
+        for h in model.loop_states(ids[:rows, None], end, cache=cache.first_rows(rows), start=start,
                                    first_loop=loop, state=state):  # fmt: skip
             states.append(h[:, -1])
         loop = end

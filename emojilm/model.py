@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emojilm.config import LOOP_MODES, ModelArgs
+from emojilm.kvcache import BranchCache, KVCache, repeat_kv
 
 
 class RMSNorm(nn.Module):
@@ -51,86 +52,6 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope: [T or B, T, D/2]."""
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rope.unsqueeze(-2)).flatten(-2).type_as(x)
-
-
-def row_positions(start: torch.Tensor, length: int) -> torch.Tensor:
-    """Positions [B, T] of `length` new tokens in each batch row, row b starting at start[b]."""
-    return start[:, None] + torch.arange(length, device=start.device)
-
-
-class KVCache:
-    """Keys and values for incremental decoding, one slot per (loop, layer).
-
-    The layers are shared across loops but their inputs differ from loop to
-    loop, so each loop needs its own keys and values.
-    """
-
-    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        self.k, self.v = k, v  # [loops, layers, batch, kv heads, positions, head dim]
-
-    @classmethod
-    def empty(cls, args: ModelArgs, n_loops: int, batch: int, max_len: int, device=None, dtype=torch.float32):
-        shape = (n_loops, args.n_layers, batch, args.n_kv_heads, max_len, args.head_dim)
-        return cls(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
-
-    @property
-    def n_loops(self) -> int:
-        return self.k.shape[0]
-
-    @property
-    def max_len(self) -> int:
-        return self.k.shape[4]
-
-    def update(
-        self, loop: int, layer: int, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k/v [B, H, T, D] at positions start.. (a start per row if a tensor [B]);
-        return all keys/values up to the last position written."""
-        if isinstance(start, int):
-            end = start + k.shape[2]
-            self.k[loop, layer, :, :, start:end] = k
-            self.v[loop, layer, :, :, start:end] = v
-        else:
-            positions = row_positions(start, k.shape[2])
-            rows = torch.arange(len(start), device=start.device)[:, None]
-            self.k[loop, layer][rows, :, positions] = k.transpose(1, 2)  # indexed as [B, T, H, D]
-            self.v[loop, layer][rows, :, positions] = v.transpose(1, 2)
-            end = int(positions.max()) + 1
-        return self.k[loop, layer, :, :, :end], self.v[loop, layer, :, :, :end]
-
-    def copy_to_later_loops(self, loop: int, start: int, end: int) -> None:
-        """Reuse loop `loop`'s keys/values at positions start..end for every later loop.
-
-        Used when a token exits early: the loops it skipped must still hold
-        something for later tokens to attend to, and the last state it reached
-        is the best estimate of what they would have held.
-        """
-        self.k[loop + 1 :, :, :, :, start:end] = self.k[loop, :, :, :, start:end]
-        self.v[loop + 1 :, :, :, :, start:end] = self.v[loop, :, :, :, start:end]
-
-    def branch(self, length: int, rows: int, extra: int) -> KVCache:
-        """A new cache for `rows` continuations of row 0's first `length` positions, with room for `extra` more."""
-        shape = list(self.k.shape)
-        shape[2], shape[4] = rows, length + extra
-        new = KVCache(self.k.new_zeros(shape), self.v.new_zeros(shape))
-        new.k[:, :, :, :, :length] = self.k[:, :, :1, :, :length]
-        new.v[:, :, :, :, :length] = self.v[:, :, :1, :, :length]
-        return new
-
-    def first_rows(self, rows: int) -> KVCache:
-        """A view of the first `rows` batch rows (writes go to this cache)."""
-        return self if rows == self.k.shape[2] else KVCache(self.k[:, :, :rows], self.v[:, :, :rows])
-
-    def select_rows(self, rows: list[int]) -> KVCache:
-        """A copy holding the given batch rows, in that order (a row may come more than once)."""
-        index = torch.tensor(rows, device=self.k.device)
-        return KVCache(self.k.index_select(2, index), self.v.index_select(2, index))
-
-    def repeat_rows(self, times: int) -> KVCache:
-        """A copy with each batch row repeated `times` times in a row (one prefill, many continuations)."""
-        if times == 1:
-            return KVCache(self.k, self.v)
-        return KVCache(self.k.repeat_interleave(times, dim=2), self.v.repeat_interleave(times, dim=2))
 
 
 def fuse_linears(*linears: nn.Linear) -> torch.Tensor:
@@ -173,10 +94,10 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         rope: torch.Tensor,
-        cache: KVCache | None,
+        cache: KVCache | BranchCache | None,
         loop: int,
         layer: int,
-        start: int | torch.Tensor,
+        start: int,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.project(x)
@@ -185,22 +106,11 @@ class Attention(nn.Module):
         v = v.view(B, T, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
-        if cache is not None:
-            k, v = cache.update(loop, layer, start, k, v)
-        # GQA: kv head j serves query heads j*rep .. j*rep+rep-1, as lingua's repeat_kv.
-        rep = self.n_heads // self.n_kv_heads
-        if rep > 1:
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        if isinstance(start, torch.Tensor):  # a start per row: each query sees the keys up to its own position
-            mask = torch.arange(k.shape[2], device=x.device) <= row_positions(start, T)[..., None]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
-        elif start == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif T == 1:
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:  # several new positions after a cached prefix: causal with an offset
-            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(start)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if cache is None:  # the tokens alone, from the start of a sequence
+            rep = self.n_heads // self.n_kv_heads
+            out = F.scaled_dot_product_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), is_causal=True)
+        else:
+            out = cache.attend(loop, layer, start, q, k, v)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -235,10 +145,10 @@ class TransformerBlock(nn.Module):
         self,
         x: torch.Tensor,
         rope: torch.Tensor,
-        cache: KVCache | None,
+        cache: KVCache | BranchCache | None,
         loop: int,
         layer: int,
-        start: int | torch.Tensor,
+        start: int,
     ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), rope, cache, loop, layer, start)
         return h + self.feed_forward(self.ffn_norm(h))
@@ -290,28 +200,23 @@ class LoopedTransformer(nn.Module):
         tokens: torch.Tensor,
         n_loops: int | None = None,
         *,
-        cache: KVCache | None = None,
-        start: int | torch.Tensor = 0,
+        cache: KVCache | BranchCache | None = None,
+        start: int = 0,
         first_loop: int = 0,
         state: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield the hidden state [B, T, dim] after each loop, for tokens at positions start..
 
         With a cache, keys/values of earlier positions are read from it and those
-        of these positions are written to it; `start` may then be a tensor [B], a
-        start per row (row b sees cached positions before start[b] only). To carry
-        on a run that stopped after `first_loop` loops, pass the state it reached:
-        loops first_loop+1..n_loops follow.
+        of these positions are written to it; with a BranchCache, `start` counts
+        each row's steps from its own branch position. To carry on a run that
+        stopped after `first_loop` loops, pass the state it reached: loops
+        first_loop+1..n_loops follow.
         """
         n_loops = self.check_loops(n_loops)
         T = tokens.shape[1]
-        if isinstance(start, int):
-            positions, end = slice(start, start + T), start + T
-        elif cache is None:
-            raise ValueError("a start per row needs a cache to hold each row's earlier positions")
-        else:
-            positions = row_positions(start, T)
-            end = int(positions.max()) + 1
+        positions = slice(start, start + T) if cache is None else cache.positions(start, T)
+        end = positions.stop if isinstance(positions, slice) else int(positions.max()) + 1
         if end > self.args.max_seqlen:
             raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
         rope = self._rope_on(tokens.device)[positions]
@@ -345,7 +250,7 @@ class LoopedTransformer(nn.Module):
         tokens: torch.Tensor,
         n_loops: int | None = None,
         *,
-        cache: KVCache | None = None,
+        cache: KVCache | BranchCache | None = None,
         start: int = 0,
     ) -> torch.Tensor:
         """Logits [B, T, vocab] after the last loop."""
@@ -357,7 +262,7 @@ class LoopedTransformer(nn.Module):
         tokens: torch.Tensor,
         n_loops: int | None = None,
         *,
-        cache: KVCache | None = None,
+        cache: KVCache | BranchCache | None = None,
         start: int = 0,
         first_loop: int = 0,
         state: torch.Tensor | None = None,

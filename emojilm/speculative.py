@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from emojilm.model import KVCache, LoopedTransformer
+from emojilm.kvcache import KVCache
+from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams, filtered_probs, sample
 
 DRAFT_LENGTH = 6  # bytes drafted per round: an emoji is 4 bytes, often with a 3-byte variation selector

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from emojilm.generation import Generation, continue_steps, states_by_loop, stream, until_eos
+from emojilm.kvcache import BranchCache
 from emojilm.sampling import SamplingParams, filtered_probs, step_uniform
 from emojilm.tokenizer import char_spans, cluster_spans
 
@@ -167,14 +168,13 @@ def _alternatives(model, cache, logp, positions: list[int], width: int) -> list[
             key = (char_of[r], *branches[r])
             last_loop[key] = max(last_loop.get(key, 0), loop_of[r])
         keys = sorted(last_loop, key=lambda key: -last_loop[key])
-        if fork is None:
-            fork = cache.branch(max(positions), len(keys), need)
+        if fork is None:  # each row continues the teacher-forced sequence from its character's position
+            fork = BranchCache.grow(cache, torch.tensor([positions[key[0]] for key in keys], device=logp.device), need)
         else:  # each branch carries on from the row that fed its previous byte
             fork = fork.select_rows([index[key[:-1]] for key in keys])
         index = {key: i for i, key in enumerate(keys)}
         ids = torch.tensor([key[-1] for key in keys], device=logp.device)
-        starts = torch.tensor([positions[key[0]] + step for key in keys], device=logp.device)
-        states = states_by_loop(model, ids, [last_loop[key] for key in keys], fork, starts)
+        states = states_by_loop(model, ids, [last_loop[key] for key in keys], fork, step)
         hidden = torch.stack([states[loop_of[r] - 1][index[(char_of[r], *branches[r])]] for r in open_rows])
         best_logp, best = model.readout(hidden).float().log_softmax(-1).max(-1)
         for r, lp, b in zip(open_rows, best_logp.tolist(), best.tolist(), strict=True):
@@ -247,10 +247,11 @@ def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, gene
         for generator in generators:  # the draws of those bytes (sampling.step_uniform)
             for _ in range(same):
                 step_uniform(generator)
-        fork = cache.branch(len(prompt) + same, len(todo), max_new_tokens - same)
+        branch_at = torch.full((len(todo),), len(prompt) + same, device=states.device)
+        fork = BranchCache.grow(cache, branch_at, max_new_tokens - same)
         exit_index = torch.tensor(todo, device=states.device)
-        steps = continue_steps(lm.model, states[todo, same], exit_index, fork, len(prompt) + same, params,
-                               max_new_tokens - same, generators)  # fmt: skip
+        steps = continue_steps(lm.model, states[todo, same], exit_index, fork, 0, params, max_new_tokens - same,
+                               generators)  # fmt: skip
         for k, tail in zip(todo, until_eos(steps, lm.tokenizer.eos_id), strict=True):
             outputs[k] = answer[:same] + tail
     texts = [lm.tokenizer.decode(ids) for ids in outputs]

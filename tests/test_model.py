@@ -14,6 +14,7 @@ import torch
 
 import emojilm
 from emojilm.checkpoint import read_state_dict, write_checkpoint
+from emojilm.kvcache import BranchCache
 from emojilm.model import LoopedTransformer
 from tests.conftest import lingua_sizes, random_tokens, tiny_params
 
@@ -230,23 +231,26 @@ def test_carrying_on_from_a_stopped_run_equals_one_run(make_checkpoint, mode, fi
 
 
 @pytest.mark.parametrize("mode", ["add", "inject_embeddings"])
-def test_a_start_per_row_equals_running_each_row_alone(make_checkpoint, mode):
-    """Rows at different positions in one batch (the trace's alternatives) compute what each would alone."""
+def test_branches_equal_running_each_continuation_alone(make_checkpoint, mode):
+    """Rows continuing one trunk from their own positions (the trace's branches) compute what each would alone."""
     model, _, _ = make_model(make_checkpoint, "gqa", mode)
-    tokens = random_tokens(3, 12, seed=6)
-    starts, new = [5, 9, 7], 2
+    trunk_tokens, tails = random_tokens(1, 10, seed=6), random_tokens(3, 3, seed=7)
+    branch_at = [5, 9, 7]
     with torch.no_grad():
-        cache = model.new_cache(TRAINED, 3, 16)
-        model(tokens[:, :10], cache=cache)  # each row's positions past its start are overwritten or ignored
-        fed = torch.stack([tokens[r, s : s + new] for r, s in enumerate(starts)])
-        batched = model.loop_logits(fed, cache=cache, start=torch.tensor(starts))
-        for r, s in enumerate(starts):
-            alone = model.loop_logits(tokens[r : r + 1, : s + new])[:, :, s:]
+        trunk = model.new_cache(TRAINED, 1, 10)
+        model(trunk_tokens, cache=trunk)
+        branches = BranchCache.grow(trunk, torch.tensor(branch_at), 3)
+        two_steps = model.loop_logits(tails[:, :2], cache=branches)
+        one_more = model.loop_logits(tails[:, 2:], cache=branches, start=2)
+        batched = torch.cat([two_steps, one_more], dim=2)
+        for r, at in enumerate(branch_at):
+            alone = model.loop_logits(torch.cat([trunk_tokens[:, :at], tails[r : r + 1]], dim=1))[:, :, at:]
             torch.testing.assert_close(batched[:, r : r + 1], alone, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="cache"):
-        next(model.loop_states(fed, start=torch.tensor(starts)))
-    with pytest.raises(ValueError, match="max_seqlen"):
-        next(model.loop_states(fed, cache=model.new_cache(TRAINED, 3, 60), start=torch.tensor([0, 47, 3])))
+        with pytest.raises(ValueError, match="past the trunk"):
+            BranchCache.grow(trunk, torch.tensor([3, 11]), 2)
+        trunk = model.new_cache(TRAINED, 1, 48)
+        with pytest.raises(ValueError, match="max_seqlen"):
+            next(model.loop_states(tails[:, :2], cache=BranchCache.grow(trunk, torch.tensor([0, 47, 3]), 2)))
 
 
 def test_cached_forward_uses_the_cache(make_checkpoint):

@@ -13,7 +13,8 @@ subprocesses (peak resident memory is per process), first from consolidated.pth
 (converting it into an empty temporary EMOJILM_CACHE), then from that cache.
 Decoding is memory-bound: each new byte streams every block's weights once per
 loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
-bandwidth being measured here by a 256 MB fp32 matrix-vector product.
+bandwidth being measured by a 256 MB fp32 matrix-vector product just before and
+just after each decode run; the ratio shown is the median of the runs' ratios.
 Nothing is asserted: the script only prints.
 """
 
@@ -204,17 +205,21 @@ def measure_loading(folder: Path, work: Path, repeats: int, threads: int) -> dic
     }
 
 
-def measure_bandwidth(repeats: int, megabytes: int = 256) -> float:
-    """GB/s of an fp32 matrix-vector product whose matrix (≥ 256 MB) cannot sit in cache."""
-    side = int(math.sqrt(megabytes * 2**20 / 4))
-    matrix, vector = torch.randn(side, side), torch.randn(side)
-    torch.mv(matrix, vector)  # touch every page once
+class BandwidthProbe:
+    """GB/s of an fp32 matrix-vector product whose matrix (256 MB) cannot sit in cache.
 
-    def one() -> float:
-        seconds, _ = timed(lambda: [torch.mv(matrix, vector) for _ in range(4)])
-        return 4 * matrix.numel() * matrix.element_size() / seconds / 1e9
+    Sampled beside every decode run: on a shared VM the bandwidth drifts by a
+    fifth from minute to minute, so a ratio to one early figure would drift too.
+    """
 
-    return median_of(repeats, one)
+    def __init__(self, megabytes: int = 256) -> None:
+        side = int(math.sqrt(megabytes * 2**20 / 4))
+        self.matrix, self.vector = torch.randn(side, side), torch.randn(side)
+        torch.mv(self.matrix, self.vector)  # touch every page once
+
+    def sample(self) -> float:
+        seconds, _ = timed(lambda: [torch.mv(self.matrix, self.vector) for _ in range(4)])
+        return 4 * self.matrix.numel() * self.matrix.element_size() / seconds / 1e9
 
 
 def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
@@ -240,12 +245,18 @@ def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
     return time.perf_counter() - started, ids[length:]
 
 
-def measure_decoding(lm, plan: Plan, repeats: int, bandwidth: float) -> dict[str, float]:
+def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dict[str, float]:
     prompt_len = len(lm.prompt_ids(TEXT))
-    runs = [greedy_cached(lm, plan.decode_bytes) for _ in range(repeats)]
+    streamed = streamed_bytes_per_byte(lm.model, lm.n_loops)
+    runs, bandwidths, ratios = [], [], []
+    for _ in range(repeats):  # the bound of each run: bandwidth sampled just before and just after it
+        before = probe.sample()
+        runs.append(greedy_cached(lm, plan.decode_bytes))
+        bandwidths.append((before + probe.sample()) / 2)
+        ratios.append((plan.decode_bytes - 1) / runs[-1][1] / (bandwidths[-1] * 1e9 / streamed))
     first_byte = statistics.median(run[0] for run in runs)
     decode_rate = statistics.median((plan.decode_bytes - 1) / run[1] for run in runs)
-    bound_rate = bandwidth * 1e9 / streamed_bytes_per_byte(lm.model, lm.n_loops)
+    bandwidth = statistics.median(bandwidths)
     naive = [greedy_naive(lm, plan.naive_bytes) for _ in range(repeats)]
     naive_rate = statistics.median(plan.naive_bytes / run[0] for run in naive)
     same = naive[0][1] == runs[0][2][: plan.naive_bytes]
@@ -257,8 +268,9 @@ def measure_decoding(lm, plan: Plan, repeats: int, bandwidth: float) -> dict[str
         "decode (cached, greedy)": decode_rate,
         "decode time per byte": 1e3 / decode_rate,
         "decode time per block application": 1e6 / decode_rate / blocks_per_byte,
-        "bandwidth bound for decode": bound_rate,
-        "decode / bandwidth bound": decode_rate / bound_rate,
+        "bandwidth beside the decode runs": bandwidth,
+        "bandwidth bound for decode": bandwidth * 1e9 / streamed,
+        "decode / bandwidth bound": statistics.median(ratios),
         "naive decode (full recompute)": naive_rate,
         "cached / naive": decode_rate / naive_rate,
         "naive bytes == cached bytes": same,
@@ -363,7 +375,7 @@ UNITS = {
     "load from safetensors cache": "s",
     "peak RSS, convert": "GB",
     "peak RSS, cached": "GB",
-    "bandwidth (fp32 mat-vec, 256 MB)": "GB/s",
+    "bandwidth beside the decode runs": "GB/s",
     "prompt bytes": "bytes",
     "prefill (incl. first read-out)": "bytes/s",
     "time to first byte": "s",
@@ -381,7 +393,7 @@ UNITS = {
 }
 
 
-def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: int, bandwidth: float,
+def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: int, probe: BandwidthProbe,
                     work: Path) -> dict[str, float]:  # fmt: skip
     print(f"[{name}] loading ×{repeats} in subprocesses ...", file=sys.stderr, flush=True)
     source = pth_only_copy(folder, work / "pth") if (folder / checkpoint.SAFETENSORS).is_file() else folder
@@ -395,7 +407,7 @@ def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: 
         "parameters": lm.model.num_params() / 1e6,
         "fp32 weights": weight_bytes(lm.model) / 1e6,
         **figures,
-        **measure_decoding(lm, plan, repeats, bandwidth),
+        **measure_decoding(lm, plan, repeats, probe),
     }
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats)
@@ -406,7 +418,7 @@ def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: 
     return {"shape": shape, **figures}
 
 
-def as_table(results: dict[str, dict[str, Any]], bandwidth: float) -> pd.DataFrame:
+def as_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per figure, one column per model (long figures first become rows)."""
     rows = []
     names = list(results)
@@ -416,9 +428,6 @@ def as_table(results: dict[str, dict[str, Any]], bandwidth: float) -> pd.DataFra
             value = results[name].get(figure, "")
             row[name] = _fmt(value)
         rows.append(row)
-    rows.insert(
-        1, {"figure": "bandwidth (fp32 mat-vec, 256 MB)", "unit": "GB/s"} | dict.fromkeys(names, _fmt(bandwidth))
-    )
     return pd.DataFrame(rows).set_index("figure")
 
 
@@ -456,10 +465,10 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
         work = Path(tmp)
-        bandwidth = measure_bandwidth(options.repeats)
+        probe = BandwidthProbe()
         folder = checkpoint.resolve(options.model).folder
         results[options.model] = benchmark_model(
-            options.model, folder, SMALL_PLAN, options.repeats, threads, bandwidth, work / "model"
+            options.model, folder, SMALL_PLAN, options.repeats, threads, probe, work / "model"
         )
         if options.real_shape:
             shape = REAL_SHAPE | ({"n_layers": 6} if options.quick else {})
@@ -467,12 +476,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{name}] writing a random lingua checkpoint ...", file=sys.stderr, flush=True)
             write_random_checkpoint(work / "random" / "ckpt", shape)
             results[name] = benchmark_model(
-                name, work / "random" / "ckpt", LARGE_PLAN, options.repeats, threads, bandwidth, work / "random"
+                name, work / "random" / "ckpt", LARGE_PLAN, options.repeats, threads, probe, work / "random"
             )
     print(machine_line(threads))
     print(f"each figure: median of {options.repeats} runs (trace: {LARGE_PLAN.trace_repeats} for the random model)")
     with pd.option_context("display.max_colwidth", 80):
-        print(as_table(results, bandwidth).to_string())
+        print(as_table(results).to_string())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,6 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys):
     lines = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert lines["naive bytes == cached bytes"][-1] == "yes"
     assert lines["speculative bytes == plain bytes"][-1] == "yes"
-    for figure in ["decode / bandwidth bound", "speculative / plain decode", "trace / translation",
+    for figure in ["bandwidth beside the decode runs", "decode / bandwidth bound", "speculative / plain decode", "trace / translation",
                    "mat-vec pass, bf16 / fp32 speed", "mat-vec pass, int8 / fp32 speed"]:  # fmt: skip
         assert float(lines[figure][-1]) > 0, figure

@@ -100,23 +100,22 @@ class BranchCache:
     """
 
     def __init__(self, trunk: KVCache, branch_at: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 trunk_bias: torch.Tensor) -> None:  # fmt: skip
+                 whole: BranchCache | None = None) -> None:  # fmt: skip
         self.trunk, self.branch_at = trunk, branch_at
         self.k, self.v = k, v  # [loops, layers, rows, kv heads, steps, head dim]
-        self.trunk_bias = trunk_bias  # [rows, 1, 1, shared]: 0 where a row sees a trunk position, else -inf
+        self.whole = whole or self  # the cache this one is a view of (first_rows): it holds the masks
+        self.shared = int(branch_at.max()) if whole is None else whole.shared  # trunk positions any row sees
+        self._mask: tuple[int, int, torch.Tensor] | None = None  # (start, T, mask) of the step being run
 
     @classmethod
     def grow(cls, trunk: KVCache, branch_at: torch.Tensor, length: int) -> BranchCache:
         """Branches at positions branch_at [R] of the trunk, with room for `length` steps each."""
-        shared = int(branch_at.max())  # trunk positions any row sees
-        if shared > trunk.max_len:
-            raise ValueError(f"a branch at position {shared} is past the trunk's {trunk.max_len} positions")
-        hidden = torch.arange(shared, device=branch_at.device) >= branch_at[:, None]
-        bias = torch.zeros(hidden.shape, device=branch_at.device).masked_fill(hidden, -math.inf)
+        if int(branch_at.max()) > trunk.max_len:
+            raise ValueError(f"a branch at position {int(branch_at.max())} is past the trunk's {trunk.max_len}")
         shape = list(trunk.k.shape)
         shape[2], shape[4] = len(branch_at), length
         # Not zeroed: a row reads only the steps it has written, at the loops it runs.
-        return cls(trunk, branch_at, trunk.k.new_empty(shape), trunk.v.new_empty(shape), bias[:, None, None])
+        return cls(trunk, branch_at, trunk.k.new_empty(shape), trunk.v.new_empty(shape))
 
     @property
     def n_loops(self) -> int:
@@ -129,38 +128,58 @@ class BranchCache:
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Store k/v [R, H_kv, T, D] as steps start.. and attend q [R, H, T, D] to the trunk and own steps so far.
 
-        One softmax over both parts. The trunk's keys are shared by all rows, so
-        its part is one batched product per kv head, rows and their query heads
-        side by side: nothing is copied per row.
+        All rows' queries attend in one call to one key sequence: the shared
+        trunk positions, then every row's own steps. The mask keeps each row to
+        the trunk before its branch and to its own steps, so the trunk is read
+        once for all rows instead of being copied into each.
         """
         R, H, T, D = q.shape
-        G, end, shared = k.shape[1], start + T, self.trunk_bias.shape[-1]
+        end = start + T
         self.k[loop, layer, :, :, start:end] = k
         self.v[loop, layer, :, :, start:end] = v
-        query = q.float().reshape(R, G, H // G * T, D) / math.sqrt(D)  # per kv head: (query head, step)
-        by_head = query.transpose(0, 1).reshape(G, -1, D)  # [G, R * H/G * T, D]
-        trunk_k, trunk_v = self.trunk.k[loop, layer, 0, :, :shared], self.trunk.v[loop, layer, 0, :, :shared]
-        own_k, own_v = self.k[loop, layer, :, :, :end], self.v[loop, layer, :, :, :end]
-        trunk_scores = torch.bmm(by_head, trunk_k.float().transpose(1, 2)).view(G, R, -1, shared).transpose(0, 1)
-        own_scores = query @ own_k.float().transpose(2, 3)  # [R, G, H/G * T, end]
-        if T > 1:  # step t sees own steps up to start + t
-            step = (start + torch.arange(T, device=q.device)).repeat(H // G)
-            own_scores = own_scores.masked_fill(torch.arange(end, device=q.device) > step[:, None], -math.inf)
-        weights = torch.cat([trunk_scores + self.trunk_bias, own_scores], dim=-1).softmax(-1)
-        trunk_weights = weights[..., :shared].transpose(0, 1).reshape(G, -1, shared)
-        out = torch.bmm(trunk_weights, trunk_v.float()).view(G, R, -1, D).transpose(0, 1)
-        out = out + weights[..., shared:] @ own_v.float()
-        return out.reshape(R, H, T, D).type_as(q)
+        rep = H // k.shape[1]
+        keys = repeat_kv(self._sequence(self.trunk.k, self.k, loop, layer, end), rep)
+        values = repeat_kv(self._sequence(self.trunk.v, self.v, loop, layer, end), rep)
+        queries = q.transpose(0, 1).reshape(1, H, R * T, D)
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=self._step_mask(start, T))
+        return out.view(H, R, T, D).transpose(0, 1)
+
+    def _sequence(self, trunk: torch.Tensor, own: torch.Tensor, loop: int, layer: int, end: int) -> torch.Tensor:
+        """[1, H_kv, shared + R * end, D]: the shared trunk positions, then each row's steps up to `end`."""
+        rows = own[loop, layer, :, :, :end].transpose(0, 1).flatten(1, 2)
+        return torch.cat([trunk[loop, layer, 0, :, : self.shared], rows], dim=1)[None]
+
+    def _step_mask(self, start: int, T: int) -> torch.Tensor:
+        """[R * T, shared + R * end]: 0 where a (row, new token) query sees a key, else -inf.
+
+        Built once per step by the whole cache; a view of its first rows takes
+        the top-left corner (its queries and keys come first).
+        """
+        whole, rows = self.whole, len(self.branch_at)
+        if whole._mask is None or whole._mask[:2] != (start, T):
+            whole._mask = (start, T, whole._build_mask(start, T))
+        return whole._mask[2][: rows * T, : self.shared + rows * (start + T)]
+
+    def _build_mask(self, start: int, T: int) -> torch.Tensor:
+        R, device = len(self.branch_at), self.branch_at.device
+        rows, end = torch.arange(R, device=device), start + T
+        sees_trunk = torch.arange(self.shared, device=device) < self.branch_at[:, None]  # [R, shared]
+        same_row = rows[:, None, None, None] == rows[None, None, :, None]  # [R, 1, R, 1]
+        step_seen = torch.arange(end, device=device) <= start + torch.arange(T, device=device)[:, None]  # [T, end]
+        sees_own = (same_row & step_seen[None, :, None]).reshape(R, T, R * end)
+        sees = torch.cat([sees_trunk[:, None].expand(R, T, self.shared), sees_own], dim=-1).reshape(R * T, -1)
+        # Additive, in the cache's dtype: a boolean mask would be converted in every layer.
+        return torch.zeros(sees.shape, dtype=self.k.dtype, device=device).masked_fill(~sees, -math.inf)
 
     def first_rows(self, rows: int) -> BranchCache:
         """A view of the first `rows` rows (writes go to this cache)."""
         if rows == len(self.branch_at):
             return self
-        return BranchCache(self.trunk, self.branch_at[:rows], self.k[:, :, :rows], self.v[:, :, :rows],
-                           self.trunk_bias[:rows])  # fmt: skip
+        return BranchCache(self.trunk, self.branch_at[:rows], self.k[:, :, :rows], self.v[:, :, :rows], self.whole)
 
     def select_rows(self, rows: list[int]) -> BranchCache:
         """A copy holding the given rows' own steps, in that order (a row may come more than once)."""
         index = torch.tensor(rows, device=self.k.device)
-        return BranchCache(self.trunk, self.branch_at[index], self.k.index_select(2, index),
-                           self.v.index_select(2, index), self.trunk_bias[index])  # fmt: skip
+        return BranchCache(
+            self.trunk, self.branch_at[index], self.k.index_select(2, index), self.v.index_select(2, index)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 
@@ -217,3 +218,19 @@ def test_a_trace_from_the_translations_cache_equals_one_without(lm, sampling, dr
     pd.testing.assert_frame_equal(with_cache.per_loop_outputs, without.per_loop_outputs)
     expected = [lm.translate("I love pizza", n_loops=k, max_new_tokens=NEW, **sampling).text for k in range(1, 4)]
     assert with_cache.per_loop_outputs["output"].tolist() == expected
+
+
+def test_a_bfloat16_trace_agrees_with_full_recompute():
+    """bf16 (the GPU default) through the trace's branch caches and their masks, against a bf16 full recompute."""
+    lm = tiny_lm("add", eos_bias=1.0)
+    lm.model.to(torch.bfloat16)
+    trace = lm.trace("I love pizza", max_new_tokens=NEW)
+    assert trace.per_loop_outputs["output"].iloc[-1] == trace.output == lm.translate("I love pizza", max_new_tokens=NEW).text
+    prompt, answer = trace.generation.prompt_ids, trace.generation.token_ids
+    chars = cluster_spans(char_spans(answer))
+    for k in range(1, TRAINED_LOOPS + 1):
+        probs = loop_probs(lm, prompt + answer, k).float()
+        rows = trace.by_loop[trace.by_loop["loop"] == k]
+        for (_, start, end), row in zip(chars, rows.itertuples(), strict=True):
+            p = math.prod(float(probs[len(prompt) - 1 + i, answer[i]]) for i in range(start, end))
+            assert row.p_final_char == pytest.approx(p, rel=0.1, abs=0.01)

@@ -225,7 +225,8 @@ def test_a_bfloat16_trace_agrees_with_full_recompute():
     lm = tiny_lm("add", eos_bias=1.0)
     lm.model.to(torch.bfloat16)
     trace = lm.trace("I love pizza", max_new_tokens=NEW)
-    assert trace.per_loop_outputs["output"].iloc[-1] == trace.output == lm.translate("I love pizza", max_new_tokens=NEW).text
+    answer = lm.translate("I love pizza", max_new_tokens=NEW).text
+    assert trace.per_loop_outputs["output"].iloc[-1] == trace.output == answer
     prompt, answer = trace.generation.prompt_ids, trace.generation.token_ids
     chars = cluster_spans(char_spans(answer))
     for k in range(1, TRAINED_LOOPS + 1):

@@ -110,16 +110,13 @@ class BranchCache:
     @classmethod
     def grow(cls, trunk: KVCache, branch_at: torch.Tensor, length: int) -> BranchCache:
         """Branches at positions branch_at [R] of the trunk, with room for `length` steps each."""
-        if int(branch_at.max()) > trunk.max_len:
-            raise ValueError(f"a branch at position {int(branch_at.max())} is past the trunk's {trunk.max_len}")
+        last = int(branch_at.max())
+        if last > trunk.max_len:
+            raise ValueError(f"a branch at position {last} is past the trunk's {trunk.max_len}")
         shape = list(trunk.k.shape)
         shape[2], shape[4] = len(branch_at), length
         # Not zeroed: a row reads only the steps it has written, at the loops it runs.
         return cls(trunk, branch_at, trunk.k.new_empty(shape), trunk.v.new_empty(shape))
-
-    @property
-    def n_loops(self) -> int:
-        return self.k.shape[0]
 
     def positions(self, start: int, length: int) -> torch.Tensor:
         """Positions [R, T] of `length` tokens fed at step `start`."""

@@ -248,14 +248,15 @@ def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
 def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dict[str, float]:
     prompt_len = len(lm.prompt_ids(TEXT))
     streamed = streamed_bytes_per_byte(lm.model, lm.n_loops)
-    runs, bandwidths, ratios = [], [], []
+    runs, rates, bandwidths = [], [], []
     for _ in range(repeats):  # the bound of each run: bandwidth sampled just before and just after it
         before = probe.sample()
         runs.append(greedy_cached(lm, plan.decode_bytes))
+        rates.append((plan.decode_bytes - 1) / runs[-1][1])
         bandwidths.append((before + probe.sample()) / 2)
-        ratios.append((plan.decode_bytes - 1) / runs[-1][1] / (bandwidths[-1] * 1e9 / streamed))
+    ratios = [rate / (bandwidth * 1e9 / streamed) for rate, bandwidth in zip(rates, bandwidths, strict=True)]
     first_byte = statistics.median(run[0] for run in runs)
-    decode_rate = statistics.median((plan.decode_bytes - 1) / run[1] for run in runs)
+    decode_rate = statistics.median(rates)
     bandwidth = statistics.median(bandwidths)
     naive = [greedy_naive(lm, plan.naive_bytes) for _ in range(repeats)]
     naive_rate = statistics.median(plan.naive_bytes / run[0] for run in naive)

@@ -14,6 +14,12 @@ max(0, p - q) renormalized (p: all loops, q: the draft), the standard rule that
 leaves the output distributed exactly as the full model's (Leviathan et al.,
 2023). It draws other random numbers than plain sampling, so a seed gives
 another (equally likely) answer.
+
+How long a draft grows is the draft's own call: it goes on while it is sure of
+its bytes (most of an emoji's bytes follow from its first), up to DRAFT_LENGTH.
+Every round ends with a pass of all the remaining loops, so long rounds pay
+where drafts are kept; where the draft is unsure, rounds shrink to one byte and
+cost what a plain step costs.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from emojilm.kvcache import KVCache
 from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams, filtered_probs, sample
 
-DRAFT_LENGTH = 6  # bytes drafted per round: an emoji is 4 bytes, often with a 3-byte variation selector
+DRAFT_LENGTH = 8  # the most bytes one round drafts: two 4-byte emoji, or one with its 3-byte variation selector
+DRAFT_CONFIDENCE = 0.5  # a draft ends after a byte it chose with less probability than this
 
 
 @dataclass
@@ -89,6 +96,7 @@ def speculative_tokens(
     generator: torch.Generator,
     stats: DraftStats,
     draft_length: int = DRAFT_LENGTH,  # the most bytes drafted in one round
+    min_confidence: float = DRAFT_CONFIDENCE,  # 0: always draft draft_length bytes; above 1: one
     cache: KVCache | None = None,
     stop_id: int | None = None,
 ) -> Iterator[int]:
@@ -107,17 +115,18 @@ def speculative_tokens(
         cache = model.new_cache(n_loops, 1, length + max_new_tokens)
     token = sample(model(prompt, n_loops, cache=cache)[:, -1], params, [generator])
     yield int(token)
-    done, drafting = 1, draft_length
+    done = 1
     while done < max_new_tokens:
         position = length + done - 1  # where `token`, the last id yielded, goes
-        steps = min(drafting, max_new_tokens - done)
+        steps = min(draft_length, max_new_tokens - done)
         fed, states, draft_logits = [token], [], []
         for i in range(steps):
             *_, h = model.loop_states(fed[-1][:, None], draft_loops, cache=cache, start=position + i)
             states.append(h)
             draft_logits.append(model.readout(h[:, -1]))
             fed.append(sample(draft_logits[-1], params, [generator]))
-            if int(fed[-1]) == stop_id:
+            chosen = int(fed[-1])
+            if chosen == stop_id or draft_logits[-1][0].float().softmax(-1)[chosen] < min_confidence:
                 break
         steps = len(states)
         *_, h = model.loop_states(
@@ -127,9 +136,6 @@ def speculative_tokens(
         drafted = torch.cat(fed[1:])
         kept, replacement = judge(drafted, torch.cat(draft_logits), model.readout(h)[0], params, generator)
         stats.rounds, stats.drafted, stats.accepted = stats.rounds + 1, stats.drafted + steps, stats.accepted + kept
-        # Draft one byte more than the last round kept (up to draft_length): long drafts
-        # while the draft agrees, and little wasted work where it does not.
-        drafting = min(draft_length, kept + 1)
         new = drafted[:kept].tolist() + ([] if replacement is None else [replacement])
         yield from new
         done += len(new)

@@ -13,12 +13,15 @@ from tests.tiny_lms import TRAINED_LOOPS, naive_greedy, tiny_lm
 TEXTS = ["I love pizza", "héllo wörld ☕"]
 
 
+# A random model's read-out is flat unless sharpened: its drafts stop after one unsure
+# byte (DRAFT_CONFIDENCE); sharpened, they run to several bytes, some rejected.
+@pytest.mark.parametrize("head_scale", [4.0, 20.0], ids=["unsure-drafts", "long-drafts"])
 @pytest.mark.parametrize("loop_mode", LOOP_MODES)
 @pytest.mark.parametrize(
     ("n_loops", "draft_loops"), [(2, 1), (TRAINED_LOOPS, 1), (TRAINED_LOOPS, TRAINED_LOOPS - 1), (6, 2)]
 )
-def test_greedy_speculative_equals_naive_greedy(loop_mode, n_loops, draft_loops):
-    lm = tiny_lm(loop_mode, eos_bias=1.0)
+def test_greedy_speculative_equals_naive_greedy(loop_mode, n_loops, draft_loops, head_scale):
+    lm = tiny_lm(loop_mode, eos_bias=1.0, head_scale=head_scale)
     for text in TEXTS:
         prompt = lm.prompt_ids(text)
         result = lm.translate(text, n_loops=n_loops, max_new_tokens=24, draft_loops=draft_loops)
@@ -32,13 +35,28 @@ def test_draft_length_and_budget_do_not_change_greedy_output(draft_length, max_n
     lm = tiny_lm("add")
     prompt = torch.tensor([lm.prompt_ids("pizza")])
     stats = DraftStats()
-    steps = speculative_tokens(
-        lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), max_new_tokens, torch.Generator(), stats, draft_length
-    )
+    steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), max_new_tokens,
+                               torch.Generator(), stats, draft_length, min_confidence=0.0)  # fmt: skip
     ids = list(steps)  # EOS is not special here: every budgeted id comes out
     assert ids == naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, max_new_tokens)[:max_new_tokens]
     assert len(ids) == max_new_tokens
     assert 0 <= stats.accepted <= stats.drafted <= stats.rounds * draft_length
+
+
+@pytest.mark.parametrize(("min_confidence", "drafts"), [(0.0, "full"), (0.5, "mixed"), (1.01, "one byte")])
+def test_draft_confidence_sets_how_far_drafts_go_not_the_output(min_confidence, drafts):
+    lm = tiny_lm("add", head_scale=10.0)  # sure of some bytes, not of others
+    prompt = torch.tensor([lm.prompt_ids("pizza")])
+    stats = DraftStats()
+    steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), 30, torch.Generator(), stats,
+                               draft_length=4, min_confidence=min_confidence)  # fmt: skip
+    assert list(steps) == naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, 30)
+    if drafts == "full":  # every round but the last (cut by the budget) drafts 4 bytes
+        assert stats.drafted > 4 * (stats.rounds - 1)
+    elif drafts == "one byte":
+        assert stats.drafted == stats.rounds
+    else:
+        assert stats.rounds < stats.drafted < 4 * (stats.rounds - 1)
 
 
 @pytest.mark.parametrize("stop_id", [None, "first answer id"])
@@ -50,7 +68,7 @@ def test_a_drafted_stop_id_ends_the_draft(stop_id):
     stop = expected[1] if stop_id else None  # the first byte a round drafts
     stats = DraftStats()
     steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), 12, torch.Generator(), stats,
-                               draft_length=6, stop_id=stop)  # fmt: skip
+                               draft_length=6, min_confidence=0.0, stop_id=stop)  # fmt: skip
     ids = [next(steps) for _ in range(2)]
     assert ids == expected[:2]
     assert stats.drafted == (1 if stop_id else 6)

@@ -42,6 +42,7 @@ import torch
 import emojilm
 from emojilm import checkpoint
 from emojilm.config import args_from_params
+from emojilm.corpus import load_pairs
 from emojilm.generation import Generation, decode_steps
 from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams
@@ -77,6 +78,9 @@ class Plan:
     answer_bytes: int  # max_new_tokens for translate and trace
     trace_repeats: int
 
+
+HELDOUT = "heldout.jsonl"  # a model folder's held-out phrases (the bundled model has them)
+HELDOUT_SAMPLE = 30  # the first ones are timed with and without drafting
 
 SMALL_PLAN = Plan(decode_bytes=32, naive_bytes=16, answer_bytes=64, trace_repeats=3)
 LARGE_PLAN = Plan(decode_bytes=6, naive_bytes=2, answer_bytes=6, trace_repeats=1)
@@ -301,26 +305,43 @@ def measure_translation(lm, plan: Plan, repeats: int) -> dict[str, float]:
     }
 
 
-def measure_speculative(lm, plan: Plan, repeats: int) -> dict[str, Any]:
-    """Greedy lm.translate with and without self-speculative drafting: speed, acceptance, same bytes."""
+def speculative_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
+    """What drafting is timed on: the page's examples (what visitors try first) and the model's
+    own held-out phrases where it has them; the benchmark sentence for the real shape (slow)."""
+    if plan is not SMALL_PLAN:
+        return {"benchmark sentence": [TEXT]}
+    texts = {"page's examples": EXAMPLES}
+    if (folder / HELDOUT).is_file():
+        texts[f"{HELDOUT_SAMPLE} held-out phrases"] = load_pairs(folder / HELDOUT)["text"].head(HELDOUT_SAMPLE).tolist()
+    return texts
+
+
+def decode_rate(lm, texts: list[str], plan: Plan, **options) -> tuple[float, list[Generation]]:
+    """Greedy translations of the texts: bytes/s after each one's first byte, and the results."""
+    results = [lm.translate(text, max_new_tokens=plan.answer_bytes, **options) for text in texts]
+    return sum(len(r.token_ids) - 1 for r in results) / sum(r.decode_s for r in results), results
+
+
+def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: int) -> dict[str, Any]:
+    """Greedy lm.translate with and without self-speculative drafting, on each named set of texts:
+    speed, the share of drafted bytes kept, same bytes. Plain and drafted runs alternate, and the
+    ratio is the median of each pair's, so the machine's drift between runs cancels out."""
     draft_loops = default_draft_loops(lm.n_loops)
-    texts = EXAMPLES if plan is SMALL_PLAN else [TEXT]  # the page's examples: what visitors try first
-
-    def rate(**options) -> tuple[float, list[Generation]]:
-        results = [lm.translate(t, max_new_tokens=plan.answer_bytes, **options) for t in texts]
-        return sum(len(r.token_ids) - 1 for r in results) / sum(r.decode_s for r in results), results
-
-    plain = [rate() for _ in range(repeats)]
-    fast = [rate(draft_loops=draft_loops) for _ in range(repeats)]
-    stats = [r.draft_stats for r in fast[0][1]]
-    plain_rate, fast_rate = statistics.median(r for r, _ in plain), statistics.median(r for r, _ in fast)
-    return {
-        "speculative: draft loops": draft_loops,
-        "speculative decode (greedy)": fast_rate,
-        "speculative / plain decode": fast_rate / plain_rate,
-        "drafted bytes kept": sum(s.accepted for s in stats) / sum(s.drafted for s in stats),
-        "speculative bytes == plain bytes": [r.token_ids for r in fast[0][1]] == [r.token_ids for r in plain[0][1]],
-    }
+    figures: dict[str, Any] = {"speculative: draft loops": draft_loops}
+    for name, inputs in texts.items():
+        pairs = [
+            (decode_rate(lm, inputs, plan), decode_rate(lm, inputs, plan, draft_loops=draft_loops))
+            for _ in range(repeats)
+        ]
+        (_, plain), (_, fast) = pairs[0]
+        stats = [r.draft_stats for r in fast]
+        figures |= {
+            f"speculative decode (greedy), {name}": statistics.median(f for _, (f, _) in pairs),
+            f"speculative / plain decode, {name}": statistics.median(f / p for (p, _), (f, _) in pairs),
+            f"drafted bytes kept, {name}": sum(s.accepted for s in stats) / sum(s.drafted for s in stats),
+            f"speculative bytes == plain bytes, {name}": [r.token_ids for r in fast] == [r.token_ids for r in plain],
+        }
+    return figures
 
 
 def measure_weight_formats(lm, repeats: int) -> dict[str, float]:
@@ -413,7 +434,7 @@ def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: 
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats)
     print(f"[{name}] speculative decoding and weight formats ...", file=sys.stderr, flush=True)
-    figures |= measure_speculative(lm, plan, repeats)
+    figures |= measure_speculative(lm, speculative_texts(folder, plan), plan, repeats)
     figures |= measure_weight_formats(lm, repeats)
     print(f"[{name}] done", file=sys.stderr, flush=True)
     return {"shape": shape, **figures}
@@ -423,8 +444,9 @@ def as_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per figure, one column per model (long figures first become rows)."""
     rows = []
     names = list(results)
-    for figure in next(iter(results.values())):
-        row = {"figure": figure, "unit": UNITS.get(figure, "")}
+    figures = dict.fromkeys(figure for result in results.values() for figure in result)  # in order, once
+    for figure in figures:
+        row = {"figure": figure, "unit": UNITS.get(figure, UNITS.get(figure.split(", ")[0], ""))}
         for name in names:
             value = results[name].get(figure, "")
             row[name] = _fmt(value)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from emojilm import bench
 from tests.conftest import tiny_params
 
 POSITIVE_FIGURES = [
     "bandwidth beside the decode runs",
     "decode / bandwidth bound",
-    "speculative / plain decode",
+    "speculative / plain decode, page's examples",
+    "speculative / plain decode, 30 held-out phrases",
     "trace / translation",
     "mat-vec pass, bf16 / fp32 speed",
     "mat-vec pass, int8 / fp32 speed",
@@ -17,9 +20,12 @@ POSITIVE_FIGURES = [
 
 def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys):
     folder, _ = make_checkpoint(tiny_params(max_seqlen=256))  # the bench's prompt and answers fit
+    phrases = [{"text": f"phrase {i}", "emoji": "🍕"} for i in range(40)]  # drafting is timed on the first 30 too
+    (folder / bench.HELDOUT).write_text("".join(json.dumps(p) + "\n" for p in phrases), encoding="utf-8")
     bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1"])
     lines = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert lines["naive bytes == cached bytes"][-1] == "yes"
-    assert lines["speculative bytes == plain bytes"][-1] == "yes"
+    for texts in ("page's examples", "30 held-out phrases"):
+        assert lines[f"speculative bytes == plain bytes, {texts}"][-1] == "yes"
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure

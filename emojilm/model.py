@@ -85,10 +85,11 @@ class Attention(nn.Module):
         self.wqkv = fuse_linears(self.wq, self.wk, self.wv)
         fuse_linears(self.wo)  # alone, for the transposed layout only
 
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """The q, k and v projections side by side: [B, T, (H + 2 H_kv) * D]."""
         if self.wqkv is None:
-            return self.wq(x), self.wk(x), self.wv(x)
-        return (x @ self.wqkv).split([self.wq.out_features, self.wk.out_features, self.wv.out_features], dim=-1)
+            return torch.cat([self.wq(x), self.wk(x), self.wv(x)], dim=-1)
+        return x @ self.wqkv
 
     def forward(
         self,
@@ -100,15 +101,13 @@ class Attention(nn.Module):
         start: int,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.project(x)
-        q = q.view(B, T, self.n_heads, self.head_dim)
-        k = k.view(B, T, self.n_kv_heads, self.head_dim)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        H, H_kv = self.n_heads, self.n_kv_heads
+        heads = self.qkv(x).view(B, T, H + 2 * H_kv, self.head_dim)
+        qk = apply_rope(heads[:, :, : H + H_kv], rope)  # q and k rotate alike: one call for both
+        q, k, v = qk[:, :, :H], qk[:, :, H:], heads[:, :, H + H_kv :]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         if cache is None:  # the tokens alone, from the start of a sequence
-            rep = self.n_heads // self.n_kv_heads
-            out = F.scaled_dot_product_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), is_causal=True)
+            out = F.scaled_dot_product_attention(q, repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv), is_causal=True)
         else:
             out = cache.attend(loop, layer, start, q, k, v)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))

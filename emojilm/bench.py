@@ -1,6 +1,7 @@
 """Inference benchmarks: loading, prefill, decode, translation and trace, against the memory-bandwidth bound.
 
     python -m emojilm.bench [--quick] [--model bundled] [--real-shape/--no-real-shape] [--repeats 3] [--threads N]
+                            [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 
 Two models are measured: `--model` (by default the bundled demo model) and a
 model with random fp32 weights and the published checkpoint's shape (dim 1024,
@@ -15,6 +16,8 @@ Decoding is memory-bound: each new byte streams every block's weights once per
 loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
 bandwidth being measured by a 256 MB fp32 matrix-vector product just before and
 just after each decode run; the ratio shown is the median of the runs' ratios.
+`--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
+otherwise (the CPU-only weight-format rows are left out there).
 Nothing is asserted: the script only prints.
 """
 
@@ -100,19 +103,27 @@ def median_of(repeats: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
-def machine_line(threads: int) -> str:
+def machine_line(threads: int, device: str) -> str:
     cpu = platform.processor() or "unknown CPU"
     with open("/proc/cpuinfo", encoding="utf-8") as info:
         cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f", GPU: {torch.cuda.get_device_name(device)}" if torch.device(device).type == "cuda" else ""
     return (
-        f"machine: {cpu}, {os.cpu_count()} cores ({usable} usable by this process), "
+        f"machine: {cpu}, {os.cpu_count()} cores ({usable} usable by this process){gpu}, "
         f"torch {torch.__version__} with {threads} thread(s), Python {platform.python_version()}"
     )
 
 
-def weight_bytes(model: LoopedTransformer) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+def fp32_bytes(model: LoopedTransformer) -> int:
+    """The weights' size in fp32, as checkpoints hold them (whatever dtype they were loaded in)."""
+    return model.num_params() * 4
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def streamed_bytes_per_byte(model: LoopedTransformer, n_loops: int) -> int:
@@ -162,18 +173,18 @@ def _status_bytes(field: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def load_in_child(folder: str) -> None:
+def load_in_child(folder: str, device: str, dtype: str | None) -> None:
     """Run inside a fresh process: load once, print seconds and memory as JSON."""
     baseline = _status_bytes("VmRSS")  # Python, torch and emojilm imported
-    seconds, lm = timed(lambda: emojilm.load(folder, device="cpu", dtype="float32", probe=False))
+    seconds, lm = timed(lambda: emojilm.load(folder, device=device, dtype=dtype, probe=False))
     print(json.dumps({"seconds": seconds, "peak": _status_bytes("VmHWM"), "baseline": baseline,
-                      "weights": weight_bytes(lm.model), "source": lm.info.weights}))  # fmt: skip
+                      "weights": fp32_bytes(lm.model), "source": lm.info.weights}))  # fmt: skip
 
 
-def load_in_subprocess(folder: Path, cache: Path, threads: int) -> dict[str, Any]:
-    env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(threads)}
-    code = f"import torch; torch.set_num_threads({threads}); from emojilm.bench import load_in_child; "
-    code += f"load_in_child({str(folder)!r})"
+def load_in_subprocess(folder: Path, cache: Path, options: argparse.Namespace) -> dict[str, Any]:
+    env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
+    code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench import load_in_child; "
+    code += f"load_in_child({str(folder)!r}, {options.device!r}, {options.dtype!r})"
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
@@ -183,13 +194,13 @@ def load_in_subprocess(folder: Path, cache: Path, threads: int) -> dict[str, Any
 # ----------------------------------------------------------------------------- measurements
 
 
-def measure_loading(folder: Path, work: Path, repeats: int, threads: int) -> dict[str, float]:
+def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> dict[str, float]:
     """First load (consolidated.pth → safetensors cache) and cached load, each in a fresh process."""
     runs = []
-    for i in range(repeats):
+    for i in range(options.repeats):
         cache = work / f"cache{i}"
-        first = load_in_subprocess(folder, cache, threads)
-        second = load_in_subprocess(folder, cache, threads)
+        first = load_in_subprocess(folder, cache, options)
+        second = load_in_subprocess(folder, cache, options)
         assert "converted to" in first["source"] and "cached" in second["source"], (first, second)
         runs.append((first, second))
         shutil.rmtree(cache)
@@ -210,26 +221,33 @@ def measure_loading(folder: Path, work: Path, repeats: int, threads: int) -> dic
 
 
 class BandwidthProbe:
-    """GB/s of an fp32 matrix-vector product whose matrix (256 MB) cannot sit in cache.
+    """GB/s of a matrix-vector product (the weights' device and dtype) whose matrix (256 MB) cannot sit in cache.
 
     Sampled beside every decode run: on a shared VM the bandwidth drifts by a
     fifth from minute to minute, so a ratio to one early figure would drift too.
     """
 
-    def __init__(self, megabytes: int = 256) -> None:
-        side = int(math.sqrt(megabytes * 2**20 / 4))
-        self.matrix, self.vector = torch.randn(side, side), torch.randn(side)
-        torch.mv(self.matrix, self.vector)  # touch every page once
+    def __init__(self, device: torch.device, dtype: torch.dtype, megabytes: int = 256) -> None:
+        side = int(math.sqrt(megabytes * 2**20 / dtype.itemsize))
+        self.matrix = torch.randn(side, side, device=device, dtype=dtype)
+        self.vector = torch.randn(side, device=device, dtype=dtype)
+        self.sample()  # touch every page once
 
-    def sample(self) -> float:
-        seconds, _ = timed(lambda: [torch.mv(self.matrix, self.vector) for _ in range(4)])
-        return 4 * self.matrix.numel() * self.matrix.element_size() / seconds / 1e9
+    def sample(self, min_seconds: float = 0.05) -> float:
+        """Repeat the product until min_seconds have passed (one takes ~13 ms on a CPU core, 0.1 ms on a GPU)."""
+        count, started = 0, time.perf_counter()
+        while count == 0 or time.perf_counter() - started < min_seconds:
+            torch.mv(self.matrix, self.vector)
+            synchronize(self.matrix.device)
+            count += 1
+        seconds = time.perf_counter() - started
+        return count * self.matrix.numel() * self.matrix.element_size() / seconds / 1e9
 
 
 def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
     """(time to first byte, seconds for the following new_bytes - 1 bytes, ids): decode_steps ignoring EOS."""
     started = time.perf_counter()
-    prompts = torch.tensor([lm.prompt_ids(TEXT)])
+    prompts = torch.tensor([lm.prompt_ids(TEXT)], device=lm.device)
     steps = decode_steps(lm.model, prompts, [lm.n_loops], GREEDY, new_bytes)
     ids = [int(next(steps))]
     first = time.perf_counter()
@@ -244,7 +262,7 @@ def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
     length = len(ids)
     started = time.perf_counter()
     for _ in range(new_bytes):
-        logits = lm.model(torch.tensor([ids]), lm.n_loops)[0, -1]
+        logits = lm.model(torch.tensor([ids], device=lm.device), lm.n_loops)[0, -1]
         ids.append(int(logits.argmax()))
     return time.perf_counter() - started, ids[length:]
 
@@ -415,27 +433,31 @@ UNITS = {
 }
 
 
-def benchmark_model(name: str, folder: Path, plan: Plan, repeats: int, threads: int, probe: BandwidthProbe,
-                    work: Path) -> dict[str, float]:  # fmt: skip
+def benchmark_model(name: str, folder: Path, plan: Plan, options: argparse.Namespace, work: Path) -> dict[str, Any]:
+    repeats = options.repeats
     print(f"[{name}] loading ×{repeats} in subprocesses ...", file=sys.stderr, flush=True)
     source = pth_only_copy(folder, work / "pth") if (folder / checkpoint.SAFETENSORS).is_file() else folder
-    figures = measure_loading(source, work, repeats, threads)
+    figures = measure_loading(source, work, options)
     os.environ["EMOJILM_CACHE"] = str(work / "cache-main")
-    lm = emojilm.load(source, device="cpu", dtype="float32", probe=False)
+    lm = emojilm.load(source, device=options.device, dtype=options.dtype, probe=False)
     args = lm.model.args
     shape = f"dim {args.dim}, {args.n_layers} layers × {args.n_loops} loops, {args.n_heads} heads, {args.loop_mode}"
     print(f"[{name}] {shape}; decoding ...", file=sys.stderr, flush=True)
+    probe = BandwidthProbe(lm.device, lm.model.tok_embeddings.weight.dtype)
     figures = {
         "parameters": lm.model.num_params() / 1e6,
-        "fp32 weights": weight_bytes(lm.model) / 1e6,
+        "fp32 weights": fp32_bytes(lm.model) / 1e6,
+        "weights as loaded": f"{lm.info.dtype} on {lm.info.device}",
         **figures,
         **measure_decoding(lm, plan, repeats, probe),
     }
+    del probe  # 256 MB
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats)
     print(f"[{name}] speculative decoding and weight formats ...", file=sys.stderr, flush=True)
     figures |= measure_speculative(lm, speculative_texts(folder, plan), plan, repeats)
-    figures |= measure_weight_formats(lm, repeats)
+    if lm.device.type == "cpu":  # which format a CPU streams fastest; a GPU runs bf16
+        figures |= measure_weight_formats(lm, repeats)
     print(f"[{name}] done", file=sys.stderr, flush=True)
     return {"shape": shape, **figures}
 
@@ -476,6 +498,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also benchmark a random-weight model of the published shape")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                        help="weights' dtype (default: float32 on CPU, bfloat16 on a GPU)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -483,25 +508,20 @@ def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
-    threads = torch.get_num_threads()
+    options.threads = torch.get_num_threads()
     torch.manual_seed(0)
     results = {}
     with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
         work = Path(tmp)
-        probe = BandwidthProbe()
         folder = checkpoint.resolve(options.model).folder
-        results[options.model] = benchmark_model(
-            options.model, folder, SMALL_PLAN, options.repeats, threads, probe, work / "model"
-        )
+        results[options.model] = benchmark_model(options.model, folder, SMALL_PLAN, options, work / "model")
         if options.real_shape:
             shape = REAL_SHAPE | ({"n_layers": 6} if options.quick else {})
             name = f"random {shape['n_layers']}×{shape['n_loops']}"
             print(f"[{name}] writing a random lingua checkpoint ...", file=sys.stderr, flush=True)
             write_random_checkpoint(work / "random" / "ckpt", shape)
-            results[name] = benchmark_model(
-                name, work / "random" / "ckpt", LARGE_PLAN, options.repeats, threads, probe, work / "random"
-            )
-    print(machine_line(threads))
+            results[name] = benchmark_model(name, work / "random" / "ckpt", LARGE_PLAN, options, work / "random")
+    print(machine_line(options.threads, options.device))
     print(f"each figure: median of {options.repeats} runs (trace: {LARGE_PLAN.trace_repeats} for the random model)")
     with pd.option_context("display.max_colwidth", 80):
         print(as_table(results).to_string())

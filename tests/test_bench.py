@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from emojilm import bench
 from tests.conftest import tiny_params
 
@@ -18,14 +20,18 @@ POSITIVE_FIGURES = [
 ]
 
 
-def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
+    """In bf16 (the GPU table's dtype, run here on CPU) the equality rows may say no: near-ties round apart."""
     folder, _ = make_checkpoint(tiny_params(max_seqlen=256))  # the bench's prompt and answers fit
     phrases = [{"text": f"phrase {i}", "emoji": "🍕"} for i in range(40)]  # drafting is timed on the first 30 too
     (folder / bench.HELDOUT).write_text("".join(json.dumps(p) + "\n" for p in phrases), encoding="utf-8")
-    bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1"])
+    bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1", "--dtype", dtype])
     lines = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
-    assert lines["naive bytes == cached bytes"][-1] == "yes"
-    for texts in ("page's examples", "30 held-out phrases"):
-        assert lines[f"speculative bytes == plain bytes, {texts}"][-1] == "yes"
+    assert lines["weights as loaded"][-3:] == [dtype, "on", "cpu"]
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure
+    if dtype == "float32":
+        assert lines["naive bytes == cached bytes"][-1] == "yes"
+        for texts in ("page's examples", "30 held-out phrases"):
+            assert lines[f"speculative bytes == plain bytes, {texts}"][-1] == "yes"

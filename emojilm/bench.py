@@ -463,10 +463,19 @@ def benchmark_model(name: str, folder: Path, plan: Plan, options: argparse.Names
 
 
 def as_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per figure, one column per model (long figures first become rows)."""
+    """One row per figure, one column per model (long figures first become rows).
+
+    A figure only some models have comes right after the one it follows there.
+    """
     rows = []
     names = list(results)
-    figures = dict.fromkeys(figure for result in results.values() for figure in result)  # in order, once
+    figures: list[str] = []
+    for result in results.values():
+        previous = None
+        for figure in result:
+            if figure not in figures:
+                figures.insert(0 if previous is None else figures.index(previous) + 1, figure)
+            previous = figure
     for figure in figures:
         row = {"figure": figure, "unit": UNITS.get(figure, UNITS.get(figure.split(", ")[0], ""))}
         for name in names:

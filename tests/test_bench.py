@@ -35,3 +35,15 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
         assert lines["naive bytes == cached bytes"][-1] == "yes"
         for texts in ("page's examples", "30 held-out phrases"):
             assert lines[f"speculative bytes == plain bytes, {texts}"][-1] == "yes"
+
+
+def test_a_figure_only_one_model_has_comes_after_the_one_it_follows_there():
+    table = bench.as_table(
+        {
+            "small": {"decode": 1.0, "speculative, examples": 2.0, "formats": 3.0},
+            "large": {"decode": 4.0, "speculative, sentence": 5.0, "formats": 6.0},
+        }
+    )
+    assert list(table.index) == ["decode", "speculative, sentence", "speculative, examples", "formats"]
+    assert table.loc["speculative, examples", "large"] == ""
+    assert table.loc["speculative, sentence", "large"] == "5.00"

@@ -14,8 +14,8 @@ subprocesses (peak resident memory is per process), first from consolidated.pth
 (converting it into an empty temporary EMOJILM_CACHE), then from that cache.
 Decoding is memory-bound: each new byte streams every block's weights once per
 loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
-bandwidth being measured by a 256 MB fp32 matrix-vector product just before and
-just after each decode run; the ratio shown is the median of the runs' ratios.
+bandwidth being measured by a 256 MB matrix-vector product in the weights' dtype
+just before and just after each decode run; the ratio shown is the median of the runs' ratios.
 `--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
 otherwise (the CPU-only weight-format rows are left out there).
 Nothing is asserted: the script only prints.

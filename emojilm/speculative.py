@@ -34,7 +34,7 @@ from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams, filtered_probs, sample
 
 DRAFT_LENGTH = 8  # the most bytes one round drafts: two 4-byte emoji, or one with its 3-byte variation selector
-DRAFT_CONFIDENCE = 0.5  # a draft ends after a byte it chose with less probability than this
+DRAFT_CONFIDENCE = 0.5  # a draft ends after a byte to which its read-out gave less probability than this
 
 
 @dataclass

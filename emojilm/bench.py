@@ -330,7 +330,8 @@ def speculative_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
         return {"benchmark sentence": [TEXT]}
     texts = {"page's examples": EXAMPLES}
     if (folder / HELDOUT).is_file():
-        texts[f"{HELDOUT_SAMPLE} held-out phrases"] = load_pairs(folder / HELDOUT)["text"].head(HELDOUT_SAMPLE).tolist()
+        sample = load_pairs(folder / HELDOUT)["text"].head(HELDOUT_SAMPLE).tolist()
+        texts[f"{len(sample)} held-out phrases"] = sample
     return texts
 
 

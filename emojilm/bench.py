@@ -335,7 +335,7 @@ def speculative_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
     return texts
 
 
-def decode_rate(lm, texts: list[str], plan: Plan, **options) -> tuple[float, list[Generation]]:
+def translations_rate(lm, texts: list[str], plan: Plan, **options) -> tuple[float, list[Generation]]:
     """Greedy translations of the texts: bytes/s after each one's first byte, and the results."""
     results = [lm.translate(text, max_new_tokens=plan.answer_bytes, **options) for text in texts]
     return sum(len(r.token_ids) - 1 for r in results) / sum(r.decode_s for r in results), results
@@ -349,7 +349,7 @@ def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: in
     figures: dict[str, Any] = {"speculative: draft loops": draft_loops}
     for name, inputs in texts.items():
         pairs = [
-            (decode_rate(lm, inputs, plan), decode_rate(lm, inputs, plan, draft_loops=draft_loops))
+            (translations_rate(lm, inputs, plan), translations_rate(lm, inputs, plan, draft_loops=draft_loops))
             for _ in range(repeats)
         ]
         (_, plain), (_, fast) = pairs[0]

@@ -83,7 +83,7 @@ class Plan:
 
 
 HELDOUT = "heldout.jsonl"  # a model folder's held-out phrases (the bundled model has them)
-HELDOUT_SAMPLE = 30  # the first ones are timed with and without drafting
+HELDOUT_SAMPLE = 30  # the first ones are timed with and without drafting, and traced
 
 SMALL_PLAN = Plan(decode_bytes=32, naive_bytes=16, answer_bytes=64, trace_repeats=3)
 LARGE_PLAN = Plan(decode_bytes=6, naive_bytes=2, answer_bytes=6, trace_repeats=1)
@@ -300,32 +300,52 @@ def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dic
     }
 
 
-def measure_translation(lm, plan: Plan, repeats: int) -> dict[str, float]:
+def measure_translation(lm, plan: Plan, repeats: int, texts: dict[str, list[str]]) -> dict[str, Any]:
     """A whole lm.translate, and the whole lm.trace of the same greedy request as a multiple of it:
-    alone (it translates first) and, as the app runs it, reusing the finished translation."""
+    alone (it translates first) and, as the app runs it, reusing the finished translation.
+
+    The trace's cost depends on the request (the answers with fewer loops may run longer
+    than the final one), so the reusing ratio is also given over each named set of texts.
+    """
     options = {"max_new_tokens": plan.answer_bytes, "seed": 0}
     translations = [timed(lambda: lm.translate(TEXT, **options)) for _ in range(repeats)]
     translate_s = statistics.median(seconds for seconds, _ in translations)
     trace_s = median_of(plan.trace_repeats, lambda: timed(lambda: lm.trace(TEXT, **options))[0])
-
-    def trace_after_translation() -> float:
-        answer = lm.translate(TEXT, **options)  # each trace takes its answer's KV cache: a fresh one each time
-        return timed(lambda: lm.trace(TEXT, reuse=answer, **options))[0]
-
-    reuse_s = median_of(plan.trace_repeats, trace_after_translation)
-    return {
+    pairs = [trace_after_translation(lm, TEXT, options) for _ in range(plan.trace_repeats)]
+    figures = {
         "translation bytes (incl. EOS)": len(translations[0][1].token_ids),
         "translation (lm.translate)": translate_s,
         "trace (lm.trace)": trace_s,
         "trace / translation": trace_s / translate_s,
-        "trace reusing the translation": reuse_s,
-        "trace reusing the translation / translation": reuse_s / translate_s,
+        "trace reusing the translation": statistics.median(reuse for _, reuse in pairs),
+        "trace reusing the translation / translation": statistics.median(reuse / alone for alone, reuse in pairs),
     }
+    for name, inputs in texts.items():
+        if inputs == [TEXT]:
+            continue
+        ratios = [
+            statistics.median(reuse / alone for alone, reuse in (trace_after_translation(lm, text, options)
+                                                                  for _ in range(repeats)))
+            for text in inputs
+        ]  # fmt: skip
+        figures |= {
+            f"trace reusing the translation / translation, {name}: median": statistics.median(ratios),
+            f"trace reusing the translation / translation, {name}: largest": max(ratios),
+            f"{name} whose trace costs over 1.5 translations": sum(ratio > 1.5 for ratio in ratios),
+        }
+    return figures
 
 
-def speculative_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
-    """What drafting is timed on: the page's examples (what visitors try first) and the model's
-    own held-out phrases where it has them; the benchmark sentence for the real shape (slow)."""
+def trace_after_translation(lm, text: str, options: dict[str, Any]) -> tuple[float, float]:
+    """Seconds for lm.translate, then for lm.trace reusing its answer (each trace takes its answer's KV cache)."""
+    translate_s, answer = timed(lambda: lm.translate(text, **options))
+    return translate_s, timed(lambda: lm.trace(text, reuse=answer, **options))[0]
+
+
+def sample_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
+    """What drafting and the trace are timed on besides the benchmark sentence: the page's
+    examples (what visitors try first) and the model's own held-out phrases where it has
+    them; only the benchmark sentence for the real shape (slow)."""
     if plan is not SMALL_PLAN:
         return {"benchmark sentence": [TEXT]}
     texts = {"page's examples": EXAMPLES}
@@ -453,10 +473,11 @@ def benchmark_model(name: str, folder: Path, plan: Plan, options: argparse.Names
         **measure_decoding(lm, plan, repeats, probe),
     }
     del probe  # 256 MB
+    texts = sample_texts(folder, plan)
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
-    figures |= measure_translation(lm, plan, repeats)
+    figures |= measure_translation(lm, plan, repeats, texts)
     print(f"[{name}] speculative decoding and weight formats ...", file=sys.stderr, flush=True)
-    figures |= measure_speculative(lm, speculative_texts(folder, plan), plan, repeats)
+    figures |= measure_speculative(lm, texts, plan, repeats)
     if lm.device.type == "cpu":  # which format a CPU streams fastest; a GPU runs bf16
         figures |= measure_weight_formats(lm, repeats)
     print(f"[{name}] done", file=sys.stderr, flush=True)

@@ -15,6 +15,8 @@ POSITIVE_FIGURES = [
     "speculative / plain decode, page's examples",
     "speculative / plain decode, 30 held-out phrases",
     "trace / translation",
+    "trace reusing the translation / translation, page's examples: median",
+    "trace reusing the translation / translation, 30 held-out phrases: largest",
     "mat-vec pass, bf16 / fp32 speed",
     "mat-vec pass, int8 / fp32 speed",
 ]
@@ -31,6 +33,7 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     assert lines["weights as loaded"][-3:] == [dtype, "on", "cpu"]
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure
+    assert 0 <= int(lines["30 held-out phrases whose trace costs over 1.5 translations"][-1]) <= 30
     if dtype == "float32":
         assert lines["naive bytes == cached bytes"][-1] == "yes"
         for texts in ("page's examples", "30 held-out phrases"):

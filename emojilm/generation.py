@@ -33,11 +33,14 @@ def decode_steps(
     params: SamplingParams,
     max_new_tokens: int,
     generators: list[torch.Generator] | None = None,
+    stop_id: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next ids [P * len(exit_loops)] at each step, up to max_new_tokens steps.
 
     prompts is [P, T] (equal lengths); row p * L + j continues prompt p with
-    exit loop exit_loops[j]. The caller decides when to stop (e.g. at EOS).
+    exit loop exit_loops[j]. The caller decides when to stop (e.g. at EOS);
+    with a stop_id, the steps end once every row has yielded it, and a row
+    that has stops running its loops (what it yields after is meaningless).
     """
     n_prompts, length = prompts.shape
     n_exits = len(exit_loops)
@@ -55,7 +58,7 @@ def decode_steps(
     cache = cache.repeat_rows(n_exits)
     rows = torch.arange(n_prompts * n_exits, device=prompts.device)
     hidden = last.repeat_interleave(n_exits, dim=1)[exit_index, rows]
-    yield from continue_steps(model, hidden, exit_index, cache, length, params, max_new_tokens, generators)
+    yield from continue_steps(model, hidden, exit_index, cache, length, params, max_new_tokens, generators, stop_id)
 
 
 def continue_steps(
@@ -67,15 +70,20 @@ def continue_steps(
     params: SamplingParams,
     max_new_tokens: int,
     generators: list[torch.Generator],
+    stop_id: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """decode_steps after its prefill: hidden [R, dim] is each row's state just before position
     (or branch step) `start` after its exit loop, and the cache holds every row's keys/values before it."""
+    going = torch.ones_like(exit_index, dtype=torch.bool)
     for step in range(max_new_tokens):
         ids = sample(model.readout(hidden), params, generators)
         yield ids
-        if step + 1 == max_new_tokens:
+        if stop_id is not None:
+            going &= ids != stop_id
+        if step + 1 == max_new_tokens or not going.any():
             return
-        hidden = exit_states(model, ids, exit_index, cache, start + step)
+        # A row that has ended runs the first loop only: the others' last loop bounds the step.
+        hidden = exit_states(model, ids, torch.where(going, exit_index, 0), cache, start + step)
 
 
 def exit_states(
@@ -130,7 +138,8 @@ def answers_by_loops(
     lm, prompts: torch.Tensor, loops: Sequence[int], params: SamplingParams, max_new_tokens: int
 ) -> list[list[str]]:
     """Decoded answers [prompt][loop count]: each prompt continued with each loop count, in one batch."""
-    ids = until_eos(decode_steps(lm.model, prompts, loops, params, max_new_tokens), lm.tokenizer.eos_id)
+    eos = lm.tokenizer.eos_id
+    ids = until_eos(decode_steps(lm.model, prompts, loops, params, max_new_tokens, stop_id=eos), eos)
     n = len(loops)
     return [[lm.tokenizer.decode(row) for row in ids[p * n : (p + 1) * n]] for p in range(len(prompts))]
 

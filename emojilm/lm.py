@@ -105,8 +105,9 @@ class EmojiLM:
         limit = self.model.args.max_seqlen - len(prompt_ids)
         max_new_tokens = generation.check_int("max_new_tokens", max_new_tokens, 1, max(1, limit))
         prompts = torch.tensor([prompt_ids], device=self.device)
-        steps = generation.decode_steps(self.model, prompts, [self.model.check_loops(n_loops)], params, max_new_tokens)
-        return generation.until_eos(steps, self.tokenizer.eos_id)[0]
+        loops, eos = [self.model.check_loops(n_loops)], self.tokenizer.eos_id
+        steps = generation.decode_steps(self.model, prompts, loops, params, max_new_tokens, stop_id=eos)
+        return generation.until_eos(steps, eos)[0]
 
     def stream(
         self, text: str, *, adaptive_threshold: float = 0.0, draft_loops: int = 0, **kwargs

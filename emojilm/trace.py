@@ -251,7 +251,7 @@ def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, gene
         fork = BranchCache.grow(cache, branch_at, max_new_tokens - same)
         exit_index = torch.tensor(todo, device=states.device)
         steps = continue_steps(lm.model, states[todo, same], exit_index, fork, 0, params, max_new_tokens - same,
-                               generators)  # fmt: skip
+                               generators, lm.tokenizer.eos_id)  # fmt: skip
         for k, tail in zip(todo, until_eos(steps, lm.tokenizer.eos_id), strict=True):
             outputs[k] = answer[:same] + tail
     texts = [lm.tokenizer.decode(ids) for ids in outputs]

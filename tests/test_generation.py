@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emojilm.config import LOOP_MODES
+from emojilm.generation import decode_steps, until_eos
 from emojilm.prompt import clean_text
 from emojilm.sampling import SamplingParams, filtered_probs
 from emojilm.tokenizer import EOS_ID, StreamDecoder
@@ -54,6 +55,17 @@ def test_generate_stops_after_eos():
     lm = scripted_lm("🍕".encode())
     assert lm.generate(lm.prompt_ids("x"), max_new_tokens=20) == [*"🍕".encode(), EOS_ID]
     assert lm.translate("x").text == "🍕"
+
+
+@pytest.mark.parametrize("sampling", [{}, SAMPLED], ids=["greedy", "sampled"])
+def test_rows_that_stop_leave_the_other_rows_unchanged(lm, sampling):
+    """With a stop id, a row that has yielded it stops running its loops; the other rows decode as before."""
+    prompts, exits, params = torch.tensor([lm.prompt_ids("pizza")]), [TRAINED_LOOPS, 2, 1], SamplingParams(**sampling)
+    free = torch.stack(list(decode_steps(lm.model, prompts, exits, params, 12)), dim=1).tolist()  # [rows, steps]
+    stop = free[1][3]  # a byte the rows yield at different steps (or never)
+    stopped = until_eos(decode_steps(lm.model, prompts, exits, params, 12, stop_id=stop), stop)
+    assert stopped == [row[: row.index(stop) + 1] if stop in row else row for row in free]
+    assert len({len(row) for row in stopped}) > 1  # some row went on after another stopped
 
 
 def test_default_loop_count_is_the_trained_one(lm):

@@ -78,12 +78,15 @@ def continue_steps(
     for step in range(max_new_tokens):
         ids = sample(model.readout(hidden), params, generators)
         yield ids
+        if step + 1 == max_new_tokens:
+            return
         if stop_id is not None:
             going &= ids != stop_id
-        if step + 1 == max_new_tokens or not going.any():
-            return
-        # A row that has ended runs the first loop only: the others' last loop bounds the step.
-        hidden = exit_states(model, ids, torch.where(going, exit_index, 0), cache, start + step)
+            if not going.any():
+                return
+            # A row that has ended runs the first loop only: the others' last loop bounds the step.
+            exit_index = torch.where(going, exit_index, 0)
+        hidden = exit_states(model, ids, exit_index, cache, start + step)
 
 
 def exit_states(

@@ -318,16 +318,12 @@ def measure_translation(lm, plan: Plan, repeats: int, texts: dict[str, list[str]
         "trace (lm.trace)": trace_s,
         "trace / translation": trace_s / translate_s,
         "trace reusing the translation": statistics.median(reuse for _, reuse in pairs),
-        "trace reusing the translation / translation": statistics.median(reuse / alone for alone, reuse in pairs),
+        "trace reusing the translation / translation": reuse_ratio(pairs),
     }
     for name, inputs in texts.items():
         if inputs == [TEXT]:  # the benchmark sentence: timed above
             continue
-        ratios = [
-            statistics.median(reuse / alone for alone, reuse in (trace_after_translation(lm, text, options)
-                                                                  for _ in range(repeats)))
-            for text in inputs
-        ]  # fmt: skip
+        ratios = [reuse_ratio([trace_after_translation(lm, text, options) for _ in range(repeats)]) for text in inputs]
         figures |= {
             f"trace reusing the translation / translation, {name}: median": statistics.median(ratios),
             f"trace reusing the translation / translation, {name}: largest": max(ratios),
@@ -340,6 +336,11 @@ def trace_after_translation(lm, text: str, options: dict[str, Any]) -> tuple[flo
     """Seconds for lm.translate, then for lm.trace reusing its answer (each trace takes its answer's KV cache)."""
     translate_s, answer = timed(lambda: lm.translate(text, **options))
     return translate_s, timed(lambda: lm.trace(text, reuse=answer, **options))[0]
+
+
+def reuse_ratio(pairs: list[tuple[float, float]]) -> float:
+    """The median of (trace reusing the translation) / (translation) over trace_after_translation pairs."""
+    return statistics.median(reuse / alone for alone, reuse in pairs)
 
 
 def sample_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:

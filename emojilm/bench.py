@@ -319,17 +319,46 @@ def measure_translation(lm, plan: Plan, repeats: int, texts: dict[str, list[str]
         "trace / translation": trace_s / translate_s,
         "trace reusing the translation": statistics.median(reuse for _, reuse in pairs),
         "trace reusing the translation / translation": reuse_ratio(pairs),
+        "loop passes, trace reusing the translation / translation": pass_ratio(lm, TEXT, options),
     }
     for name, inputs in texts.items():
         if inputs == [TEXT]:  # the benchmark sentence: timed above
             continue
         ratios = [reuse_ratio([trace_after_translation(lm, text, options) for _ in range(repeats)]) for text in inputs]
+        passes = [pass_ratio(lm, text, options) for text in inputs]
         figures |= {
             f"trace reusing the translation / translation, {name}: median": statistics.median(ratios),
             f"trace reusing the translation / translation, {name}: largest": max(ratios),
             f"{name} whose trace costs over 1.5 translations": sum(ratio > 1.5 for ratio in ratios),
+            f"loop passes, trace reusing the translation / translation, {name}: largest": max(passes),
+            f"{name} whose trace needs over 1.5 translations' loop passes": sum(ratio > 1.5 for ratio in passes),
         }
     return figures
+
+
+def loop_passes(model: LoopedTransformer, run: Callable[[], Any]) -> tuple[Any, int]:
+    """run()'s result, and how many loop passes it made: one pass runs every layer once, on
+    however many rows and positions. Passes follow one another, and on the bundled model
+    (where time goes to per-op overhead) one costs about the same whatever its batch, so
+    their count bounds how cheap a computation can get by batching."""
+    passes = 0
+
+    def count(*_) -> None:
+        nonlocal passes
+        passes += 1
+
+    handle = model.layers[0].register_forward_pre_hook(count)
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return result, passes
+
+
+def pass_ratio(lm, text: str, options: dict[str, Any]) -> float:
+    """Loop passes of lm.trace reusing the translation of text, over those of the translation."""
+    answer, translate_passes = loop_passes(lm.model, lambda: lm.translate(text, **options))
+    return loop_passes(lm.model, lambda: lm.trace(text, reuse=answer, **options))[1] / translate_passes
 
 
 def trace_after_translation(lm, text: str, options: dict[str, Any]) -> tuple[float, float]:

@@ -8,6 +8,7 @@ import pytest
 
 from emojilm import bench
 from tests.conftest import tiny_params
+from tests.tiny_lms import tiny_lm
 
 POSITIVE_FIGURES = [
     "bandwidth beside the decode runs",
@@ -17,6 +18,8 @@ POSITIVE_FIGURES = [
     "trace / translation",
     "trace reusing the translation / translation, page's examples: median",
     "trace reusing the translation / translation, 30 held-out phrases: largest",
+    "loop passes, trace reusing the translation / translation",
+    "loop passes, trace reusing the translation / translation, page's examples: largest",
     "mat-vec pass, bf16 / fp32 speed",
     "mat-vec pass, int8 / fp32 speed",
 ]
@@ -33,7 +36,8 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     assert lines["weights as loaded"][-3:] == [dtype, "on", "cpu"]
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure
-    assert 0 <= int(lines["30 held-out phrases whose trace costs over 1.5 translations"][-1]) <= 30
+    for count in ("costs over 1.5 translations", "needs over 1.5 translations' loop passes"):
+        assert 0 <= int(lines[f"30 held-out phrases whose trace {count}"][-1]) <= 30
     if dtype == "float32":
         assert lines["naive bytes == cached bytes"][-1] == "yes"
         for texts in ("page's examples", "30 held-out phrases"):
@@ -50,3 +54,12 @@ def test_a_figure_only_one_model_has_comes_after_the_one_it_follows_there():
     assert list(table.index) == ["decode", "speculative, sentence", "speculative, examples", "formats"]
     assert table.loc["speculative, examples", "large"] == ""
     assert table.loc["speculative, sentence", "large"] == "5.00"
+
+
+def test_loop_passes_counts_one_pass_per_loop_of_each_model_call():
+    """Plain decoding runs every loop once per call, the prefill and then each id but the last."""
+    lm = tiny_lm()
+    for n_loops in (1, 3):
+        result, passes = bench.loop_passes(lm.model, lambda n=n_loops: lm.translate("hi", n_loops=n, max_new_tokens=7))
+        assert passes == n_loops * len(result.token_ids)
+    assert bench.loop_passes(lm.model, lambda: None) == (None, 0)  # the counting hook is gone afterwards

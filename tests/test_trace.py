@@ -140,9 +140,12 @@ def test_summary_has_one_row_per_loop(lm, n_loops):
     summary, table = trace.summary, trace.by_loop
     assert summary.columns.tolist() == SUMMARY_COLUMNS
     assert summary["loop"].tolist() == list(range(1, n_loops + 1))
-    means = table.groupby("loop")["p_final_char"].mean()
-    assert summary["mean_p_final"].tolist() == pytest.approx(means.tolist())
+    means = table.groupby("loop")[["p_final_char", "entropy", "kl_to_final"]].mean()
+    for column, mean in [("mean_p_final", "p_final_char"), ("mean_entropy", "entropy"), ("mean_kl", "kl_to_final")]:
+        assert summary[column].tolist() == pytest.approx(means[mean].tolist())
     assert summary["answer"].tolist() == trace.per_loop_outputs["output"].tolist()
+    exits = table.drop_duplicates("position")["loops_used"].value_counts()
+    assert summary["chars_exiting_here"].tolist() == [exits.get(k, 0) for k in range(1, n_loops + 1)]
     assert summary["chars_exiting_here"].sum() == table["position"].nunique()
     assert table["loops_used"].between(1, n_loops).all()
     assert list(table.columns) == BY_LOOP_COLUMNS

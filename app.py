@@ -54,6 +54,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
                 model = gr.Dropdown(registry.sources, value=page.source, label="Model")
                 status = gr.Markdown(page.note, elem_id="elm-status")
                 chosen = gr.State(False)  # the visitor picked a model: never switch it for them
+                described = gr.State(page.source)  # the model the loop slider and model info are set for
                 timer = gr.Timer(1.0, active=page.polling)  # refreshes the status while a model loads
                 text = gr.Textbox(label="Text", placeholder="I love pizza", lines=2, max_length=20_000)
                 gr.Examples(EXAMPLES, inputs=text, label="Try")
@@ -87,9 +88,12 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             info = gr.Markdown(views.model_info_markdown(first))
         streamed_state = gr.State()  # (request, final answer) handed from translate to trace
 
+        def variant(source, mode, tmpl):
+            return backend.model(source, None if mode == AUTO else mode, None if tmpl == AUTO else tmpl)
+
         def pick(source, mode, tmpl):
             try:
-                return backend.model(source, None if mode == AUTO else mode, None if tmpl == AUTO else tmpl)
+                return variant(source, mode, tmpl)
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 
@@ -113,16 +117,20 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             return heatmap_html, table, gr.LinePlot(frame.astype({"loop": str}), sort=loop_names)
 
         def switch_model(source, mode, tmpl):
-            lm = pick(source, mode, tmpl)
-            return loops_slider(lm), views.model_info_markdown(lm), registry.status(source)
+            try:
+                lm = variant(source, mode, tmpl)
+            except ValueError as err:  # still loading, or failed and loading again: refresh follows it
+                return gr.skip(), gr.skip(), str(err), gr.skip(), gr.Timer(active=True)
+            return loops_slider(lm), views.model_info_markdown(lm), registry.status(source), source, gr.skip()
 
-        def refresh(shown, chosen, mode, tmpl):
-            page = registry.page_state(shown, chosen)
+        def refresh(shown, chosen, described, mode, tmpl):
+            page = registry.page_state(shown, chosen, described)
             ticking = gr.Timer(active=page.polling)
-            if page.source == shown:
-                return page.note, gr.skip(), gr.skip(), gr.skip(), ticking
+            moved = gr.skip() if page.source == shown else page.source
+            if not page.redescribe:
+                return page.note, moved, gr.skip(), gr.skip(), gr.skip(), ticking
             lm = pick(page.source, mode, tmpl)
-            return page.note, page.source, loops_slider(lm), views.model_info_markdown(lm), ticking
+            return page.note, moved, loops_slider(lm), views.model_info_markdown(lm), page.source, ticking
 
         inputs = [model, loop_mode, template, text, temperature, top_p, loops, max_new, seed, adaptive, threshold]
         for trigger in (translate.click, text.submit):
@@ -135,11 +143,12 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
         # model.input, not .change: a switch made by refresh must not count as the visitor's choice.
         gr.on(
             [model.input, loop_mode.change, template.change], switch_model, [model, loop_mode, template],
-            [loops, info, status], api_visibility="private",
+            [loops, info, status, described, timer], api_visibility="private",
         )  # fmt: skip
         model.input(lambda: True, None, chosen, api_visibility="private")
         gr.on(
-            [demo.load, timer.tick], refresh, [model, chosen, loop_mode, template], [status, model, loops, info, timer],
+            [demo.load, timer.tick], refresh, [model, chosen, described, loop_mode, template],
+            [status, model, loops, info, described, timer],
             show_progress="hidden", concurrency_limit=None, api_visibility="private",
         )  # fmt: skip
 

@@ -72,6 +72,7 @@ class PageState:
     source: str
     note: str
     polling: bool  # something is still loading: look again soon
+    redescribe: bool = False  # the loop slider and model info describe another model than `source`, now ready
 
 
 class ModelRegistry:
@@ -158,11 +159,14 @@ class ModelRegistry:
                 slot.variants[key] = slot.lm.with_variant(*key)
             return slot.variants[key]
 
-    def page_state(self, shown: str, chosen: bool) -> PageState:
+    def page_state(self, shown: str, chosen: bool, described: str | None = None) -> PageState:
         """The page's model line, polled while anything loads.
 
         The page starts on the bundled model while the Hub model loads and moves to
         it once it is ready, unless the visitor picked a model themself (`chosen`).
+        `described` is the model the page's loop slider and model info were set for
+        (by default the one shown); a model picked while it was still loading is
+        described once it is ready.
         """
         source = shown if chosen and shown in self._slots else self.default
         hub = self.config.hub_repo
@@ -172,7 +176,9 @@ class ModelRegistry:
             note = f"Using the bundled demo model: {self.status(hub)}"
         else:
             note = self.status(source)
-        return PageState(source, note, polling=any(slot.state == "loading" for slot in self._slots.values()))
+        polling = any(slot.state == "loading" for slot in self._slots.values())
+        ready = self._slots[source].state == "ready"
+        return PageState(source, note, polling, redescribe=ready and source != (described or shown))
 
     @property
     def sources(self) -> list[str]:

@@ -235,11 +235,41 @@ def test_the_page_moves_to_the_hub_model_once_it_is_ready_unless_the_visitor_cho
     release.set()
     wait_for(lambda: registry.default == "slow/hub-model")
     assert registry.page_state(BUNDLED, chosen=False) == PageState(
-        "slow/hub-model", "slow/hub-model is ready: now using it.", polling=False
+        "slow/hub-model", "slow/hub-model is ready: now using it.", polling=False, redescribe=True
     )
     assert registry.page_state("slow/hub-model", chosen=False).note == "slow/hub-model is ready."
     assert registry.page_state(BUNDLED, chosen=True) == PageState(BUNDLED, "bundled is ready.", polling=False)
     assert registry.get("slow/hub-model").source == "slow/hub-model"
+
+
+def test_a_model_picked_while_it_loads_is_described_once_ready(monkeypatch):
+    release = threading.Event()
+    registry = slow_hub_registry(monkeypatch, release, fails=False)
+    assert registry.start() == BUNDLED
+    picked = registry.page_state("slow/hub-model", chosen=True, described=BUNDLED)
+    assert (picked.source, picked.polling, picked.redescribe) == ("slow/hub-model", True, False)  # nothing to show yet
+
+    release.set()
+    wait_for(lambda: registry.default == "slow/hub-model")
+    assert registry.page_state("slow/hub-model", chosen=True, described=BUNDLED).redescribe  # the slider and info
+    assert not registry.page_state("slow/hub-model", chosen=True, described="slow/hub-model").redescribe
+
+
+def test_picking_a_failed_model_loads_it_again_and_the_page_polls_until_it_is_done(monkeypatch):
+    release = threading.Event()
+    registry = slow_hub_registry(monkeypatch, release)
+    assert registry.start() == BUNDLED
+    release.set()
+    wait_for(lambda: not registry.page_state(BUNDLED, chosen=False).polling)  # the first load failed
+
+    release.clear()  # the retry waits
+    with pytest.raises(ValueError, match=r"could not be loaded: gave up\. Trying again in the background"):
+        registry.get("slow/hub-model")
+    page = registry.page_state("slow/hub-model", chosen=True, described=BUNDLED)
+    assert page.polling and "still loading" in page.note and not page.redescribe
+    release.set()
+    wait_for(lambda: not registry.page_state("slow/hub-model", chosen=True).polling)
+    assert registry.page_state("slow/hub-model", chosen=True).note == "slow/hub-model could not be loaded: gave up"
 
 
 # --- views ---------------------------------------------------------------------------------------

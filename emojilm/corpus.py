@@ -1,693 +1,348 @@
 """Build the text -> emoji training corpus for the bundled Emoji-ByteLM model.
 
-Training-time only: the app never imports this module. Every pair is derived
-from two emoji databases that ship as Python packages, so the corpus builds
-offline and is the same for the same seed:
+Training-time only: the app never imports this module. The words come from
+emojilm.lexicon (hand-written everyday words, CLDR in 14 languages, the emoji
+databases, WordNet); this module puts them in context, the way people type:
 
-* ``emoji``: CLDR names in 14 languages, and English aliases;
-* ``emojis``: gemoji aliases, tags and categories, listed in Unicode order.
+* ``word``: a word alone, as typed ("Pizza!", "pizzas", "PUPPY");
+* ``phrase``: one word in a hand-written template ("I'm craving {x}", "ich hätte gern {x}");
+* ``multi``: two or three words or phrases joined ("pizza and beer", "rain again. so sad");
+* ``context``: a word or phrase amid real sentences that name no emoji (Debian's
+  ``fortunes``), or amid a language's frequent words (``wordfreq``), so the words
+  around a concept change freely and the model learns to look past them.
 
-Four kinds of pairs:
+The target is the emoji of every concept in order of mention, so "I love pizza"
+-> "❤️🍕": a template's own meaningful words are marked in it ("I [love:❤️] {x}").
+A few rows get a typo in the concept word or odd capitals, as people type.
 
-* ``name``: every emoji under each of its names, e.g. "pizza" -> "🍕";
-* ``phrase``: a short template around one everyday concept, e.g. "I love pizza" -> "🍕❤️";
-* ``combo``: two or three concepts, e.g. "pizza and beer" -> "🍕🍺";
-* ``sentence``: a feeling and one or two concepts,
-  e.g. "I am so happy, we are going to the beach" -> "😊🏖️".
+Rows are held out by a hash of their normalised text (a template-shaped split,
+for watching training), and any row whose normalised text is one of the
+hand-written evaluation texts (assets/bundled/eval) is dropped, so the natural
+evaluation never meets its own texts in training.
 
-Each word stands for one emoji only, so no two rows contradict each other.
-Rows are held out by a hash of their normalised text, so a held-out phrase is
-never seen in training, not even with other capitals or punctuation.
-
-Usage: python -m emojilm.corpus --out data/corpus.parquet [--seed 0] [--languages en,de] [--stats]
+Usage: python -m emojilm.corpus --out data/corpus.jsonl [--seed 0] [--rows 1000000] [--languages en,de] [--stats]
+Data (once): apt-get install unicode-cldr-core wordnet-base fortunes; pip install wordfreq emoji emojis
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
-import math
+import itertools
+import json
 import os
 import random
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
-import emoji
 import pandas as pd
-from emojis.db.db import EMOJI_DB
+
+from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, Lexicon, build_lexicon
 
 COLUMNS = ["text", "emoji", "lang", "kind", "split"]
-HELDOUT_FRACTION = 0.03
-MAX_TEXT_BYTES = 120
-# Combos and sentences: at most this many distinct fillings per pattern.
-FILLINGS_PER_PATTERN = 8_000
+LANGUAGES = ("en", *OTHER_LANGUAGES)
+HELDOUT_FRACTION = 0.01
+MAX_TEXT_BYTES = 160
+EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled" / "eval"
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+# Share of rows per language; the rest of the languages split what English leaves.
+ENGLISH_SHARE = 0.6
+KIND_SHARES = {"word": 0.14, "phrase": 0.44, "multi": 0.2, "context": 0.22}
+# How much a source's words are trusted, as a sampling weight.
+SOURCE_WEIGHT = {"everyday": 4.0, "cldr-name": 2.0, "emoji-name": 1.5, "alias": 1.5, "cldr-keyword": 1.0,
+                 "tag": 0.8, "wordnet": 0.8, "plural": 1.2}  # fmt: skip
+# Emoji with hand-written everyday words are the ones people use most.
+EVERYDAY_EMOJI_WEIGHT = 10.0
 
-# Gemoji lists emoji in Unicode order, so a topic is the run of emoji from its
-# start up to the next start. The topic picks an emoji's templates; emoji in
-# no topic (None) only get "name" rows.
-TOPIC_STARTS: dict[str, str | None] = {
-    "😀": None,
-    "🏃": "activity",
-    "🕴️": None,  # levitating suit, bunny ears, steamy room
-    "🧗": "activity",
-    "🧘": None,
-    "🐵": "animal",
-    "💐": "plant",
-    "🍇": "food",
-    "🍼": None,
-    "🥛": "drink",
-    "🫖": None,  # teapot
-    "🍵": "drink",
-    "🍻": None,  # clinking mugs and glasses
-    "🥃": "drink",
-    "🫗": None,  # pouring liquid
-    "🥤": "drink",
-    "🥢": None,
-    "🏔️": "place",
-    "🧱": None,
-    "🛖": "place",
-    "🌁": None,
-    "🎠": "place",
-    "🚂": "vehicle",
-    "🦽": None,
-    "🛺": "vehicle",
-    "🚏": None,
-    "⛵": "vehicle",
-    "🛫": None,
-    "🚁": "vehicle",
-    "🛰️": None,
-    "🚀": "vehicle",
-    "🛎️": None,
-    "🧳": "thing",
-    "⌛": None,
-    "⌚": "thing",
-    "🕛": None,
-    "🌂": "thing",  # umbrellas
-    "⚡": None,
-    "🎃": "thing",
-    "⚽": "sport",
-    "🥊": "thing",
-    "⛳": "sport",
-    "⛸️": "thing",
-    "♠️": None,
-    "♟️": "thing",
-    "👓": "clothing",
-    "🔇": None,
-    "🎙️": "thing",
-    "🎷": "instrument",
-    "📱": "thing",
-    "🗡️": None,
-    "🪚": "thing",
-    "🚬": None,
-}
-
-# There are 258 flags; spend the model on well-known countries only.
+# English templates. {x} is the concept as typed, {a} with an article; "[word:emoji]"
+# marks a template word that means an emoji itself. A template of class "thing" wants
+# a noun, "feel" an adjective, "any" reads well with any word.
 # fmt: off
-COUNTRY_CODES = [
-    "US", "GB", "CA", "AU", "NZ", "IE", "FR", "DE", "ES", "IT", "PT", "NL", "BE", "CH", "AT", "SE", "NO", "DK",
-    "FI", "IS", "PL", "CZ", "GR", "TR", "RU", "UA", "JP", "CN", "KR", "IN", "ID", "TH", "VN", "PH", "SG", "MY",
-    "BR", "AR", "MX", "CL", "CO", "PE", "CU", "JM", "ZA", "EG", "NG", "KE", "MA", "IL", "SA", "AE",
-]
-# fmt: on
-
-# Feelings and weather matter most, and their everyday words are mostly gemoji
-# tags shared by several emoji, so they are listed by hand (as topics).
-TOPIC_WORDS: dict[str, dict[str, str]] = {
-    "good": {
-        "happy": "😊",
-        "glad": "😊",
-        "excited": "🤩",
-        "amazed": "🤩",
-        "in love": "😍",
-        "loved": "🥰",
-        "chill": "😎",
-        "relaxed": "😌",
-        "calm": "😌",
-        "proud": "😌",
-        "silly": "🤪",
-        "grateful": "🙏",
-        "thankful": "🙏",
-        "lucky": "🍀",
-    },
-    "bad": {
-        "sad": "😢",
-        "upset": "😞",
-        "disappointed": "😞",
-        "angry": "😠",
-        "mad": "😡",
-        "furious": "😡",
-        "tired": "😫",
-        "stressed": "😫",
-        "exhausted": "😩",
-        "sleepy": "😪",
-        "bored": "😒",
-        "sick": "🤒",
-        "scared": "😱",
-        "afraid": "😨",
-        "nervous": "😬",
-        "worried": "😟",
-        "confused": "😕",
-        "surprised": "😮",
-        "embarrassed": "😳",
-        "lonely": "😔",
-        "hungry": "😋",
-        "cold": "🥶",
-        "hot": "🥵",
-    },
-    "weather": {
-        "rain": "🌧️",
-        "snow": "❄️",
-        "sun": "☀️",
-        "sunshine": "☀️",
-        "wind": "🌬️",
-        "storm": "⛈️",
-        "thunder": "⛈️",
-        "lightning": "⚡",
-        "fog": "🌫️",
-        "clouds": "☁️",
-        "rainbow": "🌈",
-        "tornado": "🌪️",
-    },
-}
-# Everyday words that no database gives their emoji; they join the emoji's topic.
-EXTRA_WORDS = {
-    "milk": "🥛",
-    "wine": "🍷",
-    "juice": "🧃",
-    "soda": "🥤",
-    "whiskey": "🥃",
-    "chocolate": "🍫",
-    "soup": "🍲",
-    "salad": "🥗",
-    "steak": "🥩",
-    "donut": "🍩",
-    "honey": "🍯",
-    "kiwi": "🥝",
-    "noodles": "🍜",
-    "puppy": "🐶",
-    "kitten": "🐱",
-    "kitty": "🐱",
-    "bunny": "🐰",
-    "flower": "🌸",
-    "tree": "🌳",
-    "skiing": "⛷️",
-    "dancing": "💃",
-    "plane": "✈️",
-    "subway": "🚇",
-    "park": "🏞️",
-    "museum": "🏛️",
-    "store": "🏪",
-    "shop": "🏪",
-    "wallet": "👛",
-    "bag": "👜",
-    "shoes": "👟",
-    "jacket": "🧥",
-}
-# Gemoji tags are search keywords; these are moods, verbs or loose associations
-# rather than names, and read wrongly in templates ("look at that speed").
-# fmt: off
-LOOSE_TAGS = {
-    "speed", "thanksgiving", "spring", "autumn", "spicy", "sweet", "bubbly", "vacation", "launch", "morning",
-    "festival", "shiny", "contest", "play", "fortune", "gambling", "design", "formal", "sport", "classy",
-    "education", "college", "university", "engaged", "king", "queen", "sing", "incoming", "save", "search", "zoom",
-    "idea", "cream", "subscription", "shipping", "directory", "stats", "private", "password", "science",
-    "laboratory", "investigate", "signal", "united", "french", "british", "skating",
-}
-# fmt: on
-
-# Templates format _Concept objects: {0.word} is the concept's word, {0.a} the
-# word with an article, {0.be} "is" or "are", {0.emoji} its emoji. Words that
-# carry their own meaning add that emoji after the concept's, as in the model
-# card's "I love pizza" -> "🍕❤️".
-Template = tuple[str, str]
-PHRASES: dict[str, list[Template]] = {
-    "food": [
-        ("I love {0.word}", "{0.emoji}❤️"),
-        ("I like {0.word}", "{0.emoji}"),
-        ("let's eat {0.word}", "{0.emoji}"),
-        ("{0.word} for dinner", "{0.emoji}"),
-        ("{0.word} for breakfast", "{0.emoji}"),
-        ("I'm craving {0.word}", "{0.emoji}"),
-        ("the {0.word} {0.be} delicious", "{0.emoji}😋"),
-        ("who wants {0.word}?", "{0.emoji}"),
-        ("making {0.word} tonight", "{0.emoji}"),
-        ("I had {0.word} for lunch", "{0.emoji}"),
-        ("can I have some {0.word}?", "{0.emoji}"),
-        ("I ate too much {0.word}", "{0.emoji}"),
-    ],
-    "drink": [
-        ("a cup of {0.word}", "{0.emoji}"),
-        ("a glass of {0.word}", "{0.emoji}"),
-        ("I love {0.word}", "{0.emoji}❤️"),
-        ("let's drink {0.word}", "{0.emoji}"),
-        ("I need {0.word}", "{0.emoji}"),
-        ("time for {0.word}", "{0.emoji}"),
-        ("want some {0.word}?", "{0.emoji}"),
-        ("I'd like {0.word}, please", "{0.emoji}"),
-        ("{0.word} in the morning", "{0.emoji}"),
-    ],
-    "animal": [
-        ("look at that {0.word}", "{0.emoji}"),
-        ("my {0.word} {0.be} so cute", "{0.emoji}😍"),
-        ("I love my {0.word}", "{0.emoji}❤️"),
-        ("I saw {0.a} today", "{0.emoji}"),
-        ("there is {0.a} in the garden", "{0.emoji}"),
-        ("feeding the {0.word}", "{0.emoji}"),
-        ("a picture of {0.a}", "{0.emoji}"),
-        ("I want {0.a}", "{0.emoji}"),
-        ("the {0.word} {0.be} sleeping", "{0.emoji}"),
-        ("we saw {0.a} at the zoo", "{0.emoji}"),
-    ],
-    "plant": [
-        ("look at the {0.word}", "{0.emoji}"),
-        ("{0.a} in the garden", "{0.emoji}"),
-        ("I planted {0.a}", "{0.emoji}"),
-        ("I love this {0.word}", "{0.emoji}❤️"),
-        ("I got you {0.a}", "{0.emoji}"),
-        ("smell the {0.word}", "{0.emoji}"),
-        ("don't forget to water the {0.word}", "{0.emoji}"),
-    ],
-    "place": [
-        ("going to the {0.word}", "{0.emoji}"),
-        ("let's meet at the {0.word}", "{0.emoji}"),
-        ("we are at the {0.word}", "{0.emoji}"),
-        ("on my way to the {0.word}", "{0.emoji}"),
-        ("I love the {0.word}", "{0.emoji}❤️"),
-        ("see you at the {0.word}", "{0.emoji}"),
-        ("the {0.word} {0.be} closed today", "{0.emoji}"),
-    ],
-    "vehicle": [
-        ("a trip by {0.word}", "{0.emoji}"),
-        ("let's take the {0.word}", "{0.emoji}"),
-        ("I'm on the {0.word}", "{0.emoji}"),
-        ("waiting for the {0.word}", "{0.emoji}"),
-        ("going by {0.word}", "{0.emoji}"),
-        ("I missed the {0.word}", "{0.emoji}"),
-        ("the {0.word} {0.be} late again", "{0.emoji}"),
-    ],
-    "sport": [
-        ("let's play {0.word}", "{0.emoji}"),
-        ("I love {0.word}", "{0.emoji}❤️"),
-        ("{0.word} practice today", "{0.emoji}"),
-        ("watching {0.word} tonight", "{0.emoji}"),
-        ("who wants to play {0.word}?", "{0.emoji}"),
-        ("we played {0.word} all day", "{0.emoji}"),
-        ("I'm good at {0.word}", "{0.emoji}"),
-    ],
-    "activity": [
-        ("let's go {0.word}", "{0.emoji}"),
-        ("I love {0.word}", "{0.emoji}❤️"),
-        ("{0.word} this weekend", "{0.emoji}"),
-        ("time for {0.word}", "{0.emoji}"),
-        ("I went {0.word} today", "{0.emoji}"),
-        ("do you like {0.word}?", "{0.emoji}"),
-        ("I'm going {0.word} tomorrow", "{0.emoji}"),
-    ],
+TEMPLATES_EN: dict[str, list[str]] = {
     "thing": [
-        ("I need {0.a}", "{0.emoji}"),
-        ("where {0.be} my {0.word}?", "{0.emoji}"),
-        ("I can't find my {0.word}", "{0.emoji}"),
-        ("I love my new {0.word}", "{0.emoji}❤️"),
-        ("I bought {0.a} today", "{0.emoji}"),
-        ("do you have {0.a}?", "{0.emoji}"),
-        ("can I borrow your {0.word}?", "{0.emoji}"),
-        ("I lost my {0.word}", "{0.emoji}"),
+        "I like {x}", "I [love:❤️] {x}", "do you like {x}?", "I want {a}", "I need {a} right now", "look at this {x}",
+        "look at that {x}!", "we saw {a} today", "there's {a} over there", "my {x}", "my new {x}", "our {x}",
+        "a picture of {a}", "can I have {a}?", "where is my {x}?", "I can't find my {x}", "just got {a}",
+        "I bought {a} yesterday", "have you ever seen {a}?", "{x} time", "{x} day", "all about {x}",
+        "nothing beats {x}", "thinking about {x}", "is that {a}?", "omg a {x}", "so much {x}", "more {x} please",
+        "{x} for everyone", "{x} again", "{x} or nothing", "I dreamed about {a} last night", "the {x} is here",
+        "guess what, {x}", "today's mood: {x}", "best {x} ever", "the biggest {x} I've ever seen", "no more {x}",
+        "craving {x}", "I'm obsessed with {x}", "we need more {x}", "who wants {x}?", "anyone up for {x}?",
+        "my sister sent me {a}", "check out my {x}", "found {a} on the way home", "this {x} is everything",
+        "send me {a}", "don't forget the {x}", "I just can't stop thinking about {x}", "a day with {x}",
+        "my favorite thing is {x}", "{x}, {x}, {x}!", "the {x} was amazing", "waiting for the {x}", "me and my {x}",
+        "can we get {a}", "where can I buy {a}?", "{a} for my birthday", "a little {x}", "is it {x} o'clock yet",
     ],
-    "clothing": [
-        ("I'm wearing my {0.word}", "{0.emoji}"),
-        ("where {0.be} my {0.word}?", "{0.emoji}"),
-        ("I love my new {0.word}", "{0.emoji}❤️"),
-        ("I forgot my {0.word}", "{0.emoji}"),
-        ("do you like my {0.word}?", "{0.emoji}"),
-        ("I lost my {0.word}", "{0.emoji}"),
+    "feel": [
+        "I'm so {x}", "I am {x}", "feeling {x} today", "I feel {x}", "so {x} right now", "why am I so {x}",
+        "we are {x}", "she's {x}", "he looks {x}", "kinda {x} tbh", "are you {x}?", "super {x}", "not {x} at all",
+        "really {x} this morning", "so {x} rn", "I've been {x} all week", "don't be {x}", "honestly just {x}",
+        "{x} again", "{x} vibes", "that makes me {x}", "everyone is {x}", "a bit {x}", "{x} af",
     ],
-    "instrument": [
-        ("I play the {0.word}", "{0.emoji}"),
-        ("learning the {0.word}", "{0.emoji}"),
-        ("I love the {0.word}", "{0.emoji}❤️"),
-        ("listen to that {0.word}", "{0.emoji}"),
-        ("she plays the {0.word}", "{0.emoji}"),
-    ],
-    "country": [
-        ("a trip to {0.word}", "{0.emoji}"),
-        ("I'm from {0.word}", "{0.emoji}"),
-        ("greetings from {0.word}", "{0.emoji}"),
-        ("I love {0.word}", "{0.emoji}❤️"),
-        ("flying to {0.word} tomorrow", "{0.emoji}✈️"),
-        ("we are moving to {0.word}", "{0.emoji}"),
-        ("visiting {0.word} this summer", "{0.emoji}"),
-    ],
-    "weather": [
-        ("so much {0.word} today", "{0.emoji}"),
-        ("look at the {0.word}", "{0.emoji}"),
-        ("I love the {0.word}", "{0.emoji}❤️"),
-        ("{0.word} all day today", "{0.emoji}"),
-        ("the {0.word} is back", "{0.emoji}"),
-        ("there will be {0.word} tomorrow", "{0.emoji}"),
-    ],
-    "feeling": [
-        ("I am so {0.word}", "{0.emoji}"),
-        ("feeling {0.word} today", "{0.emoji}"),
-        ("I feel {0.word}", "{0.emoji}"),
-        ("I'm really {0.word} right now", "{0.emoji}"),
-        ("why am I so {0.word}?", "{0.emoji}"),
-        ("we are {0.word}", "{0.emoji}"),
-        ("she is so {0.word}", "{0.emoji}"),
-        ("are you {0.word}?", "{0.emoji}"),
-        ("today I'm {0.word}", "{0.emoji}"),
+    "any": [
+        "{x}", "{x}!", "{x}!!", "{x}...", "{x}?", "omg {x}", "{x} lol", "{x} haha", "just {x}", "{x} please",
+        "ok {x}", "{x} everywhere", "yes {x}", "{x} and more", "{x} tonight", "{x} today", "{x} this weekend",
+        "it's all {x}", "totally {x}", "{x} forever", "so {x}", "{x} vibes only", "#{x}", "the {x}", "some {x}",
+        "{x} for days", "{x} mood", "{x} here", "{x} now", "love this {x}",
     ],
 }
+CONNECTORS_EN = [" and ", ", ", " & ", " with ", " + ", " then ", " or ", ". ", "! ", " and then ", " but ", " n "]
+FEEL_PREFIXES_EN = ["", "", "", "lol ", "ngl ", "tbh ", "ugh ", "yay ", "well ", "hey ", "so ", "guys ", "ok so "]
 
-# Other languages get food and drink templates that read well with a bare
-# noun, filled with that language's one-word CLDR names.
-FOREIGN_TOPICS = ("food", "drink")
-FOREIGN_PHRASES: dict[str, list[Template]] = {
-    "de": [
-        ("Ich liebe {0.word}", "{0.emoji}❤️"),
-        ("Ich mag {0.word}", "{0.emoji}"),
-        ("Lust auf {0.word}?", "{0.emoji}"),
-        ("{0.word} zum Abendessen", "{0.emoji}"),
-    ],
-    "fr": [
-        ("j'adore {0.word}", "{0.emoji}❤️"),
-        ("j'aime {0.word}", "{0.emoji}"),
-        ("je veux {0.word}", "{0.emoji}"),
-        ("{0.word} pour le dîner", "{0.emoji}"),
-    ],
-    "es": [
-        ("me encanta {0.word}", "{0.emoji}❤️"),
-        ("me gusta {0.word}", "{0.emoji}"),
-        ("quiero {0.word}", "{0.emoji}"),
-        ("{0.word} para cenar", "{0.emoji}"),
-    ],
-    "it": [
-        ("adoro {0.word}", "{0.emoji}❤️"),
-        ("mi piace {0.word}", "{0.emoji}"),
-        ("voglio {0.word}", "{0.emoji}"),
-        ("{0.word} per cena", "{0.emoji}"),
-    ],
-    "pt": [
-        ("eu amo {0.word}", "{0.emoji}❤️"),
-        ("eu gosto de {0.word}", "{0.emoji}"),
-        ("quero {0.word}", "{0.emoji}"),
-        ("{0.word} no jantar", "{0.emoji}"),
-    ],
+# Templates in other languages, written to read with a bare noun or name.
+TEMPLATES: dict[str, list[str]] = {
+    "fr": ["j'[adore:❤️] {x}", "j'aime {x}", "je veux {x}", "regarde ce {x}", "mon {x}", "ma {x}", "{x} ce soir",
+           "on a vu {x} aujourd'hui", "encore {x}", "{x} pour tout le monde", "c'est {x}", "trop {x}", "vive {x}",
+           "j'ai envie de {x}", "il y a {x}", "quel {x}!", "{x} s'il te plaît", "le {x}", "la {x}", "des {x}"],
+    "de": ["ich [liebe:❤️] {x}", "ich mag {x}", "ich will {x}", "schau mal, {x}", "mein {x}", "meine {x}",
+           "{x} heute Abend", "wir haben {x} gesehen", "schon wieder {x}", "Lust auf {x}?", "das ist {x}",
+           "so viel {x}", "endlich {x}", "ich hätte gern {x}", "gibt es {x}?", "{x} bitte", "der {x}", "die {x}",
+           "das {x}", "ein {x}"],
+    "es": ["me [encanta:❤️] {x}", "me gusta {x}", "quiero {x}", "mira este {x}", "mi {x}", "{x} esta noche",
+           "hoy vimos {x}", "otra vez {x}", "¿quieres {x}?", "es {x}", "tanto {x}", "¡qué {x}!", "tengo ganas de {x}",
+           "hay {x}", "{x} por favor", "el {x}", "la {x}", "un {x}", "una {x}", "los {x}"],
+    "it": ["[adoro:❤️] {x}", "mi piace {x}", "voglio {x}", "guarda questo {x}", "il mio {x}", "{x} stasera",
+           "oggi abbiamo visto {x}", "ancora {x}", "vuoi {x}?", "è {x}", "che {x}!", "ho voglia di {x}", "c'è {x}",
+           "{x} per favore", "il {x}", "la {x}", "un {x}", "una {x}", "tanto {x}", "finalmente {x}"],
+    "pt": ["eu [amo:❤️] {x}", "eu gosto de {x}", "quero {x}", "olha esse {x}", "meu {x}", "minha {x}",
+           "{x} hoje à noite", "vimos {x} hoje", "de novo {x}", "você quer {x}?", "é {x}", "que {x}!",
+           "estou com vontade de {x}", "tem {x}", "{x} por favor", "o {x}", "a {x}", "um {x}", "uma {x}", "muito {x}"],
+    "nl": ["ik [hou van:❤️] {x}", "ik vind {x} leuk", "ik wil {x}", "kijk, {x}", "mijn {x}", "{x} vanavond",
+           "we zagen {x} vandaag", "alweer {x}", "zin in {x}?", "het is {x}", "zoveel {x}", "eindelijk {x}",
+           "mag ik {x}?", "er is {x}", "{x} alsjeblieft", "de {x}", "het {x}", "een {x}", "lekker {x}", "wat een {x}!"],
+    "ru": ["я [люблю:❤️] {x}", "мне нравится {x}", "хочу {x}", "смотри, {x}", "мой {x}", "моя {x}", "{x} сегодня",
+           "мы видели {x}", "опять {x}", "хочешь {x}?", "это {x}", "так много {x}", "наконец {x}", "есть {x}?",
+           "{x} пожалуйста", "какой {x}!", "вот {x}", "у меня {x}", "где {x}?", "{x} на ужин"],
+    "ja": ["{x}が[大好き:❤️]", "{x}が好き", "{x}が欲しい", "見て、{x}", "私の{x}", "今夜は{x}", "今日{x}を見た",
+           "また{x}", "{x}はいかが？", "{x}です", "{x}だよ", "{x}最高", "{x}食べたい", "{x}ある？", "{x}ください",
+           "{x}！", "うちの{x}", "{x}かわいい", "やっと{x}", "{x}の日"],
+    "zh": ["我[爱:❤️]{x}", "我喜欢{x}", "我想要{x}", "看，{x}", "我的{x}", "今晚{x}", "今天看到了{x}", "又是{x}",
+           "要{x}吗？", "这是{x}", "好多{x}", "终于{x}", "有{x}吗？", "请给我{x}", "{x}！", "一个{x}", "{x}太棒了",
+           "想吃{x}", "我家的{x}", "{x}的日子"],
+    "ko": ["{x} [사랑해:❤️]", "{x} 좋아", "{x} 갖고 싶어", "봐, {x}", "내 {x}", "오늘 밤 {x}", "오늘 {x} 봤어",
+           "또 {x}", "{x} 먹을래?", "이건 {x}", "{x} 최고", "드디어 {x}", "{x} 있어?", "{x} 주세요", "{x}!",
+           "우리 {x}", "{x} 너무 좋다", "{x} 먹고 싶다", "{x}의 날", "진짜 {x}"],
+    "pl": ["[kocham:❤️] {x}", "lubię {x}", "chcę {x}", "patrz, {x}", "mój {x}", "moja {x}", "{x} dziś wieczorem",
+           "znowu {x}", "chcesz {x}?", "to jest {x}", "tyle {x}", "w końcu {x}", "jest {x}?", "{x} proszę",
+           "jaki {x}!", "mam {x}"],
+    "sv": ["jag [älskar:❤️] {x}", "jag gillar {x}", "jag vill ha {x}", "titta, {x}", "min {x}", "mitt {x}",
+           "{x} ikväll", "igen {x}", "vill du ha {x}?", "det är {x}", "så mycket {x}", "äntligen {x}", "finns det {x}?",
+           "{x} tack", "vilken {x}!", "en {x}"],
+    "tr": ["{x} [seviyorum:❤️]", "{x} hoşuma gidiyor", "{x} istiyorum", "bak, {x}", "benim {x}", "bu akşam {x}",
+           "yine {x}", "{x} ister misin?", "bu {x}", "çok {x}", "sonunda {x}", "{x} var mı?", "{x} lütfen",
+           "ne güzel {x}!", "bir {x}", "bugün {x}"],
 }
+# fmt: on
+CONNECTORS = {
+    "ja": ["と", "、", "。", "と", "！"],
+    "zh": ["和", "，", "。", "还有", "！"],
+    "ko": [" 그리고 ", ", ", ". ", " 와 ", "! "],
+}  # fmt: skip
+NO_SPACES = {"ja", "zh"}
+DEFAULT_CONNECTORS = [" ", ", ", ". ", "! ", " + ", " & "]
+AND = {"fr": "et", "de": "und", "es": "y", "it": "e", "pt": "e", "nl": "en", "ru": "и", "pl": "i", "sv": "och",
+       "tr": "ve"}  # fmt: skip
 
-# Combos and sentences take one concept per listed topic and name their emoji
-# in order of mention. "good" and "bad" are feelings of that mood, so the mood
-# fits the story; "feeling" is either.
-Pattern = tuple[str, str, tuple[str, ...]]
-COMBOS: list[Pattern] = [
-    ("{0.word} and {1.word}", "{0.emoji}{1.emoji}", ("food", "food")),
-    ("{0.word} and {1.word}", "{0.emoji}{1.emoji}", ("food", "drink")),
-    ("{0.word} with {1.word}", "{0.emoji}{1.emoji}", ("food", "food")),
-    ("{0.word} with {1.word}", "{0.emoji}{1.emoji}", ("drink", "food")),
-    ("{0.word}, {1.word} and {2.word}", "{0.emoji}{1.emoji}{2.emoji}", ("food", "food", "drink")),
-    ("{0.word}, {1.word} and {2.a}", "{0.emoji}{1.emoji}{2.emoji}", ("drink", "food", "thing")),
-    ("{0.a} and {1.a}", "{0.emoji}{1.emoji}", ("animal", "animal")),
-    ("{0.a} in the {1.word}", "{0.emoji}{1.emoji}", ("animal", "weather")),
-    ("{0.a} at the {1.word}", "{0.emoji}{1.emoji}", ("animal", "place")),
-    ("{0.word} and {1.word}", "{0.emoji}{1.emoji}", ("weather", "weather")),
-    ("{0.word} at the {1.word}", "{0.emoji}{1.emoji}", ("food", "place")),
-    ("{0.word} in {1.word}", "{0.emoji}{1.emoji}", ("food", "country")),
-    ("by {0.word} to the {1.word}", "{0.emoji}{1.emoji}", ("vehicle", "place")),
-    ("{0.word} in the {1.word}", "{0.emoji}{1.emoji}", ("activity", "weather")),
-    ("{0.word} and {1.word}", "{0.emoji}{1.emoji}", ("sport", "sport")),
-    ("{0.a} and {1.a}", "{0.emoji}{1.emoji}", ("thing", "thing")),
-    ("my {0.word} and my {1.word}", "{0.emoji}{1.emoji}", ("clothing", "clothing")),
-    ("{0.word} and {1.word}", "{0.emoji}{1.emoji}", ("plant", "plant")),
-]
-SENTENCES: list[Pattern] = [
-    ("I am so {0.word}, we are going to the {1.word}", "{0.emoji}{1.emoji}", ("good", "place")),
-    ("{0.word} again today and I feel {1.word}", "{0.emoji}{1.emoji}", ("weather", "feeling")),
-    ("feeling {0.word} because of the {1.word}", "{0.emoji}{1.emoji}", ("feeling", "weather")),
-    (
-        "we had {0.word} and {1.word} tonight, I am so {2.word}",
-        "{0.emoji}{1.emoji}{2.emoji}",
-        ("food", "drink", "good"),
-    ),
-    ("my {0.word} {0.be} broken and I am so {1.word}", "{0.emoji}{1.emoji}", ("thing", "bad")),
-    ("we won the {0.word} game, I am so {1.word}", "{0.emoji}{1.emoji}", ("sport", "good")),
-    ("so much {0.word} outside, let's stay home and eat {1.word}", "{0.emoji}🏠{1.emoji}", ("weather", "food")),
-    ("I saw my {0.word} again and I am so {1.word}", "{0.emoji}{1.emoji}", ("animal", "good")),
-    ("{0.word} today, don't forget your {1.word}", "{0.emoji}{1.emoji}", ("weather", "clothing")),
-    (
-        "we are taking the {0.word} to the {1.word}, I am so {2.word}",
-        "{0.emoji}{1.emoji}{2.emoji}",
-        ("vehicle", "place", "good"),
-    ),
-    ("I feel {0.word} after {1.word}", "{0.emoji}{1.emoji}", ("feeling", "activity")),
-    ("I'm {0.word}, can we get {1.word}?", "{0.emoji}{1.emoji}", ("feeling", "food")),
-    ("my {0.word} is eating {1.word}", "{0.emoji}{1.emoji}", ("animal", "food")),
-    ("I am {0.word}, my {1.word} {1.be} gone", "{0.emoji}{1.emoji}", ("bad", "thing")),
-    (
-        "I went {0.word} in {1.word} and I am so {2.word}",
-        "{0.emoji}{1.emoji}{2.emoji}",
-        ("activity", "country", "good"),
-    ),
-    ("we are so {0.word}, we are flying to {1.word}", "{0.emoji}{1.emoji}✈️", ("good", "country")),
-    ("my {0.word} loves the {1.word}", "{0.emoji}{1.emoji}❤️", ("animal", "weather")),
-]
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_MARKUP = re.compile(r"[\t\"()\[\]{}<>|_*=#@\\/`~^]|--")  # quotes, code, verse layout: not chat
 
-# An English concept word is 3+ letters (spaces, hyphens, apostrophes allowed),
-# at most three words, and names a thing rather than describing the picture.
-_CONCEPT_WORD = re.compile(r"[a-z][a-z' -]+[a-z]")
-_DESCRIPTIVE = re.compile(r"\b(face|button|sign|symbol|mark|flag|oncoming|with|person|people|man|woman|men|women)\b")
-# Per-topic checks so templates read naturally: "let's go surfing", "let's
-# play baseball" (not "soccer ball"), "a cup of tea" (not "of cheers" or "of cup").
-_TOPIC_WORD_OK = {
-    "activity": lambda word: word.endswith("ing"),
-    "sport": lambda word: not word.endswith(" ball"),
-    "drink": lambda word: " " not in word and not word.endswith("s") and word not in ("cup", "bottle"),
-}
+
+def normalised(text: str) -> str:
+    """Case, punctuation and spacing normalised away: "Pizza!!" and "pizza" are the same text."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.casefold()).replace("'", "").split())
+
+
+def eval_texts(folder: Path = EVAL_DIR) -> set[str]:
+    """The normalised texts of the hand-written evaluation sets, which training must never contain."""
+    texts = set()
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts.add(normalised(json.loads(line)["text"]))
+    return texts
 
 
 @dataclass
-class _Emoji:
-    char: str
-    topic: str | None
-    names: dict[str, str]  # language -> CLDR name
-    aliases: list[str]
-    tags: list[str]
-
-
-class _Word(NamedTuple):
-    text: str
-    emoji: str
-    lang: str
-    source: str  # "name", "alias", "curated", "tag" or "head", best first
-    topic: str | None
-
-
-class _Concept(NamedTuple):
-    """A word and the emoji it stands for, as the templates see them."""
-
+class _Concept:
     word: str
     emoji: str
 
-    @property
-    def plural(self) -> bool:
-        """A rough English test: "glasses", "fries" and "jeans" are plural; "bus", "dress" and "tennis" not."""
-        word = self.word
-        return word.endswith("sses") or (word.endswith("s") and not word.endswith(("ss", "us", "is")))
 
-    @property
-    def a(self) -> str:
-        """The word with an indefinite article, if it takes one: "a cat", "an owl", "glasses"."""
-        if self.plural:
-            return self.word
-        vowel = self.word[0].lower() in "aeiou" and not self.word.lower().startswith("uni")
-        return f"{'an' if vowel else 'a'} {self.word}"
+class _Sampler:
+    """Draws one language's concepts: an emoji (people's favourites more often), then one of its words."""
 
-    @property
-    def be(self) -> str:
-        return "are" if self.plural else "is"
+    def __init__(self, lexicon: Lexicon) -> None:
+        by_emoji: dict[str, list[str]] = {}
+        for word, char in lexicon.emoji_of.items():
+            by_emoji.setdefault(char, []).append(word)
+        self.emoji = sorted(by_emoji)
+        self.words = [sorted(by_emoji[c]) for c in self.emoji]
+        self.emoji_weights = list(itertools.accumulate(
+            EVERYDAY_EMOJI_WEIGHT if c in EVERYDAY else 1.0 for c in self.emoji))  # fmt: skip
+        self.word_weights = [
+            list(itertools.accumulate(SOURCE_WEIGHT[lexicon.source_of[w]] * (1 + lexicon.frequency[w]) for w in ws))
+            for ws in self.words
+        ]
+        self.adjectives = _english_adjectives() if lexicon.lang == "en" else set()
 
+    def draw(self, rng: random.Random) -> _Concept:
+        i = bisect.bisect_left(self.emoji_weights, rng.random() * self.emoji_weights[-1])
+        weights = self.word_weights[i]
+        j = bisect.bisect_left(weights, rng.random() * weights[-1])
+        return _Concept(self.words[i][j], self.emoji[i])
 
-class _Row(NamedTuple):
-    text: str
-    emoji: str
-    lang: str
-    kind: str
-
-
-def _clean(name: str) -> str:
-    """':hot_beverage:' -> 'hot beverage', with a typable apostrophe."""
-    return name.strip(":").replace("_", " ").replace("’", "'").strip()
-
-
-def _flag(country_code: str) -> str:
-    return "".join(chr(0x1F1E6 + ord(letter) - ord("A")) for letter in country_code)
+    def word_class(self, word: str) -> str:
+        if word in self.adjectives:
+            return "feel"
+        return "any" if " " in word or word.endswith("ing") else "thing"
 
 
-def _is_regional_flag(char: str) -> bool:
-    return all(0x1F1E6 <= ord(c) <= 0x1F1FF for c in char)
+def _english_adjectives() -> set[str]:
+    """Words WordNet knows as adjectives and not as nouns ("happy", "tired"), for the "feel" templates."""
+    from emojilm.lexicon import WORDNET_DIR
+
+    def lemmas(pos: str) -> set[str]:
+        text = (WORDNET_DIR / f"index.{pos}").read_text(encoding="latin-1")
+        return {line.split()[0] for line in text.splitlines() if line and not line.startswith(" ")}
+
+    return lemmas("adj") - lemmas("noun")
 
 
-def _has_skin_tone(char: str) -> bool:
-    return any(0x1F3FB <= ord(c) <= 0x1F3FF for c in char)
+def _fill(template: str, concept: _Concept, rng: random.Random) -> tuple[str, list[str]]:
+    """A template filled with a concept: (text, its emoji in order of mention)."""
+    word = _as_typed(concept.word, rng)
+    article = "an" if word[:1].lower() in "aeiou" else "a"
+    parts, emojis, pos = [], [], 0
+    for match in re.finditer(r"\[([^:\]]+):([^\]]+)\]|\{(x|a)\}", template):
+        parts.append(template[pos : match.start()])
+        if match.group(1):
+            parts.append(match.group(1))
+            emojis.append(match.group(2))
+        else:
+            parts.append(word if match.group(3) == "x" else f"{article} {word}")
+            emojis.append(concept.emoji)
+        pos = match.end()
+    parts.append(template[pos:])
+    return "".join(parts), emojis
 
 
-def _inventory(languages: Sequence[str]) -> list[_Emoji]:
-    """Fully-qualified emoji without skin-tone variants, in Unicode order."""
-    emoji.config.load_language(list(languages))
-    countries = {_flag(code) for code in COUNTRY_CODES}
-    gemoji = {entry.emoji: entry for entry in EMOJI_DB}
-    # A tag shared by several emoji ("happy", "fruit") names none of them.
-    tag_counts: dict[str, int] = {}
-    for entry in EMOJI_DB:
-        for tag in entry.tags:
-            tag_counts[tag] = tag_counts.get(tag, 0) + 1
-
-    topics: dict[str, str | None] = {}
-    topic = None
-    for entry in EMOJI_DB:
-        topic = TOPIC_STARTS.get(entry.emoji, topic)
-        topics[entry.emoji] = topic
-
-    items = []
-    for char in [*gemoji, *(c for c in emoji.EMOJI_DATA if c not in gemoji)]:
-        data = emoji.EMOJI_DATA.get(char)
-        if data is None or data["status"] != emoji.STATUS["fully_qualified"]:
-            continue
-        if _has_skin_tone(char) or (_is_regional_flag(char) and char not in countries):
-            continue
-        entry = gemoji.get(char)
-        aliases = data.get("alias", []) + (entry.aliases if entry else [])
-        tags = [t for t in entry.tags if tag_counts[t] == 1 and t not in LOOSE_TAGS] if entry else []
-        items.append(
-            _Emoji(
-                char=char,
-                topic="country" if char in countries else topics.get(char),
-                names={lang: _clean(data[lang]) for lang in languages if lang in data},
-                aliases=list(dict.fromkeys(_clean(alias) for alias in aliases)),
-                tags=[_clean(tag) for tag in tags],
-            )
-        )
-    return items
+def _as_typed(word: str, rng: random.Random) -> str:
+    """Sometimes a typo, as people make them: a letter dropped, doubled or swapped."""
+    if len(word) < 5 or not word.isascii() or rng.random() > 0.06:
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(3)
+    if kind == 0:
+        return word[:i] + word[i + 1 :]
+    if kind == 1:
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
 
 
-def _head_words(name: str) -> list[str]:
-    """Short forms of an English name: 'beach with umbrella' -> 'beach', 'person surfing' -> 'surfing'."""
-    heads = []
-    if " with " in name:
-        heads.append(name.split(" with ")[0])
-    if name.startswith("person "):
-        heads.append(name.removeprefix("person "))
-    return heads
-
-
-def _candidate_words(items: list[_Emoji], languages: Sequence[str]) -> Iterator[_Word]:
-    """Every (word, emoji) the databases offer, best sources first."""
-    by_char = {item.char: item for item in items}
-    for lang in languages:
-        yield from (_Word(i.names[lang], i.char, lang, "name", i.topic) for i in items if lang in i.names)
-        if lang != "en":
-            continue
-        yield from (_Word(alias, i.char, lang, "alias", i.topic) for i in items for alias in i.aliases)
-        for topic, words in TOPIC_WORDS.items():
-            yield from (_Word(word, char, lang, "curated", topic) for word, char in words.items())
-        yield from (_Word(word, char, lang, "curated", by_char[char].topic) for word, char in EXTRA_WORDS.items())
-        yield from (_Word(tag, i.char, lang, "tag", i.topic) for i in items for tag in i.tags)
-        yield from (_Word(head, i.char, lang, "head", i.topic) for i in items for head in _head_words(i.names[lang]))
-
-
-def _words(items: list[_Emoji], languages: Sequence[str]) -> list[_Word]:
-    """The candidate words each kept only for the emoji that claimed it first.
-
-    E.g. "dog" is the CLDR name of 🐕, so 🐶's alias "dog" is dropped.
-    """
-    candidates = [word for word in _candidate_words(items, languages) if word.text]
-    owner: dict[str, str] = {}
-    for word in candidates:
-        owner.setdefault(word.text.casefold(), word.emoji)
-    return [word for word in candidates if owner[word.text.casefold()] == word.emoji]
-
-
-def _is_concept_word(word: _Word) -> bool:
-    if word.lang != "en":
-        return word.topic in FOREIGN_TOPICS and word.lang in FOREIGN_PHRASES and " " not in word.text
-    text = word.text.casefold()
-    return (
-        bool(_CONCEPT_WORD.fullmatch(text))
-        and not _DESCRIPTIVE.search(text)
-        and len(text.split()) <= 3
-        and _TOPIC_WORD_OK.get(word.topic, lambda _: True)(text)
-    )
-
-
-def _concepts(words: list[_Word]) -> dict[tuple[str, str], list[_Concept]]:
-    """(language, topic) -> the concepts that fill that topic's templates.
-
-    Spelling variants ("woman's sandal", "womans sandal") count as one word,
-    and the best source's spelling decides whether it is used at all.
-    """
-    pools: dict[tuple[str, str], dict[str, _Concept | None]] = {}
-    for word in words:
-        if word.topic is None:
-            continue
-        pool = pools.setdefault((word.lang, word.topic), {})
-        variant = re.sub(r"\W", "", word.text.casefold())
-        if variant in pool:
-            continue
-        text = word.text.capitalize() if word.lang == "de" else word.text  # German nouns have capitals
-        pool[variant] = _Concept(text, word.emoji) if _is_concept_word(word) else None
-    concepts = {key: kept for key, pool in pools.items() if (kept := [c for c in pool.values() if c])}
-    if ("en", "good") in concepts:
-        concepts[("en", "feeling")] = concepts[("en", "good")] + concepts[("en", "bad")]
-    return concepts
-
-
-def _phrases(concepts: dict[tuple[str, str], list[_Concept]]) -> Iterator[_Row]:
-    """Every template of a topic with every concept of that topic."""
-    for (lang, topic), pool in concepts.items():
-        templates = PHRASES.get(topic, []) if lang == "en" else FOREIGN_PHRASES[lang]
-        for text, target in templates:
-            yield from (_Row(text.format(c), target.format(c), lang, "phrase") for c in pool)
-
-
-def _sampled(
-    patterns: list[Pattern], concepts: dict[tuple[str, str], list[_Concept]], kind: str, rng: random.Random
-) -> Iterator[_Row]:
-    """Distinct random fillings of each pattern, each with different emoji.
-
-    A pattern gets FILLINGS_PER_PATTERN of them, or 3/4 of all its possible
-    fillings if that is fewer, so that random draws still find new ones fast.
-    """
-    for text, target, topics in patterns:
-        pools = [concepts[("en", topic)] for topic in topics]
-        wanted = min(FILLINGS_PER_PATTERN, math.prod(len(pool) for pool in pools) * 3 // 4)
-        filled: set[str] = set()
-        for _ in range(4 * wanted):
-            chosen = [rng.choice(pool) for pool in pools]
-            row = _Row(text.format(*chosen), target.format(*chosen), "en", kind)
-            if row.text not in filled and len({c.emoji for c in chosen}) == len(chosen):
-                filled.add(row.text)
-                yield row
-                if len(filled) == wanted:
-                    break
-
-
-def _vary(text: str, rng: random.Random) -> str:
-    """Vary capitals and final punctuation the way people type."""
+def _vary_case(text: str, rng: random.Random) -> str:
     style = rng.random()
-    if style < 0.3:
-        text = text.lower()
-    elif style < 0.6:
-        text = text[0].upper() + text[1:]
-    if text[-1] not in "?!":
-        text += rng.choice(["", "", "", "!", "."])
+    if style < 0.4:
+        return text.lower()
+    if style < 0.75:
+        return text[:1].upper() + text[1:]
+    if style < 0.8:
+        return text.upper()
     return text
 
 
+class _Contexts:
+    """Words and sentences that name no emoji of the lexicon, to surround concepts with."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        known = {w for word in lexicon.emoji_of for w in word.split()}
+        from wordfreq import top_n_list
+
+        self.fillers = [w for w in top_n_list(lexicon.lang, 3000) if w not in known and not w.isdigit()]
+        self.sentences = _fortune_sentences(known) if lexicon.lang == "en" else []
+
+
+def _fortune_sentences(known: set[str]) -> list[str]:
+    """Sentences of 4-22 words from Debian's fortunes in which no word is a lexicon word."""
+    sentences = set()
+    for path in sorted(FORTUNES_DIR.glob("*")):
+        if path.suffix or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="ignore")
+        for entry in text.split("\n%\n"):
+            flat = " ".join(entry.split())
+            for sentence in re.split(r"(?<=[.!?])\s+", flat):
+                words = _WORD.findall(sentence.lower())
+                plain = sentence.isascii() and not _MARKUP.search(sentence)
+                if 4 <= len(words) <= 22 and plain and not any(w in known for w in words):
+                    sentences.add(sentence.strip())
+    return sorted(sentences)
+
+
+class _Generator:
+    def __init__(self, lang: str, lexicon: Lexicon) -> None:
+        self.lang = lang
+        self.sampler = _Sampler(lexicon)
+        self.contexts = _Contexts(lexicon)
+
+    def row(self, kind: str, rng: random.Random) -> tuple[str, list[str]]:
+        if kind == "word":
+            concept = self.sampler.draw(rng)
+            word = _as_typed(concept.word, rng)
+            return word + rng.choice(["", "", "", "!", "!!", "?", ".", " :)", "..."]), [concept.emoji]
+        if kind == "phrase":
+            return self.phrase(rng)
+        if kind == "multi":
+            parts = [self.phrase(rng) if rng.random() < 0.5 else self.bare(rng) for _ in range(rng.choice([2, 2, 3]))]
+            joiners = self.connectors()
+            text = parts[0][0] + "".join(rng.choice(joiners) + p[0] for p in parts[1:])
+            return text, [char for part in parts for char in part[1]]
+        return self.context(rng)
+
+    def connectors(self) -> list[str]:
+        if self.lang == "en":
+            return CONNECTORS_EN
+        if self.lang in CONNECTORS:
+            return CONNECTORS[self.lang]
+        return [*DEFAULT_CONNECTORS, f" {AND[self.lang]} ", f" {AND[self.lang]} "]
+
+    def bare(self, rng: random.Random) -> tuple[str, list[str]]:
+        concept = self.sampler.draw(rng)
+        return _as_typed(concept.word, rng), [concept.emoji]
+
+    def phrase(self, rng: random.Random) -> tuple[str, list[str]]:
+        concept = self.sampler.draw(rng)
+        if self.lang != "en":
+            return _fill(rng.choice(TEMPLATES[self.lang]), concept, rng)
+        word_class = self.sampler.word_class(concept.word)
+        pool = TEMPLATES_EN["any"] if word_class == "any" or rng.random() < 0.2 else TEMPLATES_EN[word_class]
+        text, target = _fill(rng.choice(pool), concept, rng)
+        return rng.choice(FEEL_PREFIXES_EN) + text, target
+
+    def context(self, rng: random.Random) -> tuple[str, list[str]]:
+        """A phrase or word amid context: real sentences in English, frequent words otherwise."""
+        core, target = self.phrase(rng) if rng.random() < 0.6 else self.bare(rng)
+        if self.contexts.sentences and rng.random() < 0.7:
+            sentence = rng.choice(self.contexts.sentences)
+            shape = rng.randrange(3)
+            if shape == 0:
+                return f"{sentence} {core}", target
+            if shape == 1:
+                return f"{core}. {sentence}", target
+            words = sentence.split()
+            cut = rng.randrange(len(words) + 1)
+            return " ".join([*words[:cut], core, *words[cut:]]), target
+        space = "" if self.lang in NO_SPACES else " "
+        before = [rng.choice(self.contexts.fillers) for _ in range(rng.randrange(4))]
+        after = [rng.choice(self.contexts.fillers) for _ in range(rng.randrange(4))]
+        return space.join([*before, core, *after]), target
+
+
 def _split_key(text: str) -> str:
-    """The text with case, punctuation and spacing normalised away."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.casefold()).split())
+    return normalised(text)
 
 
 def _is_heldout(key: str) -> bool:
@@ -695,37 +350,39 @@ def _is_heldout(key: str) -> bool:
     return int.from_bytes(digest[:8], "big") < HELDOUT_FRACTION * 2**64
 
 
-def build_corpus(seed: int = 0, languages: Sequence[str] | None = None, max_pairs: int | None = None) -> pd.DataFrame:
-    """Build the corpus as a table with columns text, emoji, lang, kind and split, in random order.
+def build_corpus(
+    seed: int = 0, languages: Sequence[str] | None = None, rows: int = 1_000_000, max_pairs: int | None = None
+) -> pd.DataFrame:
+    """The corpus as a table with columns text, emoji, lang, kind and split, in random order.
 
-    `languages` defaults to all 14 that `emoji` supports; phrases, combos and
-    sentences in English need "en". `max_pairs` keeps that many random rows.
+    `rows` rows are drawn (fewer remain once duplicates and evaluation texts are
+    dropped); English takes ENGLISH_SHARE of them when present, the other
+    languages share the rest. `max_pairs` keeps that many rows.
     """
-    languages = list(languages or emoji.LANGUAGES)
-    unknown = sorted(set(languages) - set(emoji.LANGUAGES))
+    languages = list(languages or LANGUAGES)
+    unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown:
-        raise ValueError(f"unsupported languages {unknown}; choose from {emoji.LANGUAGES}")
+        raise ValueError(f"unsupported languages {unknown}; choose from {list(LANGUAGES)}")
     rng = random.Random(seed)
-
-    words = _words(_inventory(languages), languages)
-    concepts = _concepts(words)
-    names = [_Row(w.text, w.emoji, w.lang, "name") for w in words if w.source in ("name", "alias")]
-    generated = list(_phrases(concepts))
+    banned = eval_texts()
+    others = [lang for lang in languages if lang != "en"]
+    shares = {lang: (1 - ENGLISH_SHARE if "en" in languages else 1.0) / max(1, len(others)) for lang in others}
     if "en" in languages:
-        generated += _sampled(COMBOS, concepts, "combo", rng)
-        generated += _sampled(SENTENCES, concepts, "sentence", rng)
+        shares["en"] = ENGLISH_SHARE if others else 1.0
 
-    # Names go first so no generated text can take a name's place, and each
-    # normalised text is kept once, so held-out and train never share one.
-    records = []
-    seen: set[str] = set()
-    for row in [*names, *(row._replace(text=_vary(row.text, rng)) for row in generated)]:
-        key = _split_key(row.text)
-        if key in seen or len(row.text.encode()) > MAX_TEXT_BYTES:
-            continue
-        seen.add(key)
-        heldout = row.kind != "name" and _is_heldout(key)
-        records.append((*row, "heldout" if heldout else "train"))
+    records, seen = [], set()
+    kinds, kind_weights = list(KIND_SHARES), list(KIND_SHARES.values())
+    for lang in languages:
+        generator = _Generator(lang, build_lexicon(lang))
+        for _ in range(round(rows * shares[lang])):
+            kind = rng.choices(kinds, kind_weights)[0]
+            text, emojis = generator.row(kind, rng)
+            text, target = " ".join(_vary_case(text, rng).split()), "".join(dict.fromkeys(emojis))
+            key = _split_key(text)
+            if not key or key in seen or key in banned or len(text.encode()) > MAX_TEXT_BYTES:
+                continue
+            seen.add(key)
+            records.append((text, target, lang, kind, "heldout" if _is_heldout(key) else "train"))
 
     corpus = pd.DataFrame.from_records(records, columns=COLUMNS)
     return corpus.sample(frac=1.0, random_state=seed).iloc[:max_pairs].reset_index(drop=True)
@@ -757,6 +414,17 @@ def load_pairs(path: str | os.PathLike[str]) -> pd.DataFrame:
     return table[(table["text"] != "") & (table["emoji"] != "")].reset_index(drop=True)
 
 
+def recipe_path(corpus_file: str | os.PathLike[str]) -> Path:
+    """Where the CLI records how it built a corpus file, so training can write it into params.json."""
+    return Path(f"{corpus_file}.recipe.json")
+
+
+def corpus_recipe(corpus_file: str | os.PathLike[str]) -> dict | None:
+    """build_corpus's arguments for a file written by the CLI (None for other tables)."""
+    path = recipe_path(corpus_file)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def _write(corpus: pd.DataFrame, path: Path) -> None:
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -774,26 +442,30 @@ def _write(corpus: pd.DataFrame, path: Path) -> None:
 def _print_stats(corpus: pd.DataFrame, seed: int) -> None:
     print(pd.crosstab(corpus["kind"], corpus["split"], margins=True), end="\n\n")
     print(pd.crosstab(corpus["lang"], corpus["split"], margins=True), end="\n\n")
-    for split, rows in corpus.groupby("split"):
-        print(f"{split} samples:")
-        for row in rows.sample(n=min(8, len(rows)), random_state=seed).itertuples():
-            print(f"  [{row.lang} {row.kind}] {row.text!r} -> {row.emoji}")
+    for lang, rows in corpus.groupby("lang"):
+        print(f"{lang} samples:")
+        for row in rows.sample(n=min(10, len(rows)), random_state=seed).itertuples():
+            print(f"  [{row.kind}] {row.text!r} -> {row.emoji}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build the text -> emoji training corpus.")
     parser.add_argument("--out", type=Path, required=True, help="output file: .parquet, .csv or .jsonl")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--languages", help="comma-separated language codes, e.g. en,de (default: all 14)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to draw (default 1,000,000)")
+    parser.add_argument("--languages", help=f"comma-separated language codes (default: all of {','.join(LANGUAGES)})")
     parser.add_argument("--stats", action="store_true", help="print counts per kind, language and split, and samples")
     args = parser.parse_args(argv)
     if args.out.suffix.lower() not in (".parquet", ".csv", ".jsonl", ".json"):
         parser.error("--out must end in .parquet, .csv or .jsonl")
 
     start = time.perf_counter()
-    corpus = build_corpus(seed=args.seed, languages=args.languages.split(",") if args.languages else None)
+    languages = args.languages.split(",") if args.languages else None
+    corpus = build_corpus(seed=args.seed, languages=languages, rows=args.rows)
     seconds = time.perf_counter() - start
     _write(corpus, args.out)
+    recipe = {"seed": args.seed, "rows": args.rows, "languages": languages, "pairs": len(corpus)}
+    recipe_path(args.out).write_text(json.dumps(recipe) + "\n", encoding="utf-8")
     print(f"wrote {len(corpus):,} pairs to {args.out} (built in {seconds:.1f} s)")
     if args.stats:
         _print_stats(corpus, args.seed)

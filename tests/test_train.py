@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import emojilm
+from emojilm.corpus import recipe_path
 from emojilm.evaluate import accuracy_by_loops, is_hit
 from emojilm.train import TrainConfig, encode_pairs, loss_at_loops, make_batch, train
 
@@ -24,6 +25,7 @@ PAIRS = [
     ("coffee", "☕"),
     ("beer", "🍺"),
 ]
+RECIPE = {"seed": 5, "rows": 11, "languages": None, "pairs": 11}  # as the corpus CLI records its build
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,7 @@ def data_file(tmp_path_factory):
     rows = [{"text": t, "emoji": e, "split": "train"} for t, e in PAIRS]
     rows += [{"text": t, "emoji": e, "split": "heldout"} for t, e in PAIRS[:3]]
     pd.DataFrame(rows).to_csv(path, index=False)
+    recipe_path(path).write_text(json.dumps(RECIPE))
     return path
 
 
@@ -57,11 +60,21 @@ def trained(tmp_path_factory, data_file):
     return cfg
 
 
-def test_training_lowers_the_loss(trained):
-    untrained = emojilm.load(trained.out)
+def assert_loss_fell(cfg: TrainConfig) -> None:
+    trained = emojilm.load(cfg.out)
     torch.manual_seed(123)
-    fresh = type(untrained.model)(untrained.model.args)  # same shape, random weights
-    assert mean_loss(untrained.model, trained) < 0.5 * mean_loss(fresh, trained)
+    fresh = type(trained.model)(trained.model.args)  # same shape, random weights
+    assert mean_loss(trained.model, cfg) < 0.5 * mean_loss(fresh, cfg)
+
+
+def test_training_lowers_the_loss(trained):
+    assert_loss_fell(trained)
+
+
+def test_bf16_autocast_on_cpu_trains_too(tmp_path, data_file):
+    cfg = tiny_config(tmp_path / "bf16", data_file, bf16=True, eval_every=0)
+    train(cfg)
+    assert_loss_fell(cfg)
 
 
 def test_checkpoint_records_its_variant(trained):
@@ -79,6 +92,7 @@ def test_lingua_layout_is_written(trained):
     saved = torch.load(folder / "consolidated.pth", weights_only=True)
     assert set(saved) == {"model", "optim"} and "tok_embeddings.weight" in saved["model"]
     assert params["emojilm"]["history"], "held-out accuracy was never measured"
+    assert params["emojilm"]["corpus"] == RECIPE
 
 
 def test_resume_continues_the_step_count(trained, data_file, tmp_path):

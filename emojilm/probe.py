@@ -73,3 +73,11 @@ def probe_variants(
 
 def is_clear_winner(table: pd.DataFrame) -> bool:
     return len(table) < 2 or bool(table["margin"].iloc[1] >= CLEAR_MARGIN)
+
+
+if __name__ == "__main__":  # python -m emojilm.probe SOURCE: the ranked table (the command line is in emojilm.cli)
+    import sys
+
+    from emojilm.cli import probe_main, run
+
+    sys.exit(run(probe_main))

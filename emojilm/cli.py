@@ -1,0 +1,494 @@
+"""The command line: `python -m emojilm TEXT...` and `python -m emojilm.probe SOURCE`.
+
+Values are checked by the Space's own rules (emojilm.space.parse_request and its
+helpers), so the command line accepts and refuses exactly what the page and its
+API do. Every problem ends as one line on stderr and a non-zero exit status,
+never a traceback (set EMOJILM_DEBUG=1 to see one for an unexpected error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+import emojilm
+from emojilm import views
+from emojilm.config import LOOP_MODES
+from emojilm.lm import EmojiLM
+from emojilm.prompt import CANDIDATE_TEMPLATES, resolve_template
+from emojilm.sampling import GREEDY_BELOW
+from emojilm.sources import BUNDLED, SourceConfig, _plain
+from emojilm.space import _integer, parse_request
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "python -m emojilm"
+PROBE_PROG = "python -m emojilm.probe"
+# parse_request names values as the API does; the command line's flags for them.
+FLAGS = {
+    "temperature": "--temperature",
+    "top_p": "--top-p",
+    "top_k": "--top-k",
+    "loops": "--loops",
+    "max_new_tokens": "--max-new",
+    "seed": "--seed",
+    "threshold": "--adaptive",
+    "draft_loops": "--draft-loops",
+}
+
+
+class UsageError(Exception):
+    """A bad option or value (exit status 2); the message is one line."""
+
+
+class Failure(Exception):
+    """Something that stops the whole command, such as a model that cannot load (exit status 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage too: one line is the rule here
+        raise UsageError(f"{message} (see --help)")
+
+
+def _flagged(message: str) -> str:
+    """parse_request's message with the command line's flag in place of the API's name."""
+    for name, flag in FLAGS.items():
+        if message.startswith(name + " "):
+            return flag + message[len(name) :]
+    return message
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+# --- python -m emojilm ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Translate text into emoji with Emoji-ByteLM, a looped byte transformer. Each TEXT is "
+        "translated in turn and its emoji printed on a line of its own; with no TEXT, one text per line "
+        "is read from stdin. Values are checked as the Space's API checks them.",
+        epilog="Exit status: 0 when every text was translated; 1 when a text or the model failed (each "
+        "problem is one line on stderr, and the other texts are still translated: a failed text prints an "
+        "empty line, or with --json an object with an 'error', so that outputs stay in step with inputs); "
+        "2 for a bad option or value. Environment: EMOJILM_REPO, EMOJILM_REVISION, EMOJILM_DEVICE and "
+        "EMOJILM_DTYPE as for the app; HF_HUB_OFFLINE=1 never touches the network.",
+    )
+    add = parser.add_argument
+    add("texts", nargs="*", metavar="TEXT", help="text to translate (none: read one text per line from stdin)")
+    add("--model", metavar="SOURCE", help="a Hub repo id, a local folder (params.json + weights) or 'bundled' "
+        "(default: $EMOJILM_REPO or chili-lab/Emoji-ByteLM, as the app; the bundled demo model, with a note "
+        "on stderr, when that cannot be loaded)")  # fmt: skip
+    add("--revision", metavar="REV", help="Hub branch, tag or commit of the model [$EMOJILM_REVISION]")
+    add("--loops", metavar="N", help="loops to run, from 1 to twice the trained count (default: the trained count)")
+    add("--temperature", metavar="T", help="0 = greedy (default), up to 2")
+    add("--top-p", metavar="P", help="nucleus sampling: keep the likeliest bytes up to this mass, 0.01-1 (default 1)")
+    add("--top-k", metavar="K", help="keep only the K likeliest bytes, 0 = off (default), up to 258")
+    add("--seed", metavar="S", help="sampling seed, 0 to 2**31-1 (default or -1: a random one, reported by --json)")
+    add("--max-new", metavar="N", help="most bytes to write, 1-256 (default 64; less when the context is shorter)")
+    add("--draft-loops", metavar="N", help="decode self-speculatively, drafting with the first N loops; 0 = off "
+        "(default, as the page: a quarter of the loops when greedy and not adaptive, else 0)")  # fmt: skip
+    add("--adaptive", metavar="THRESHOLD", help="adaptive loops: stop looping a byte once two successive loops "
+        "agree within THRESHOLD nats of KL, 0-5 (the page suggests 0.05)")  # fmt: skip
+    add("--loop-mode", choices=LOOP_MODES, help="run the checkpoint with this loop-residual mode "
+        "(default: from the checkpoint or the probe)")  # fmt: skip
+    add("--template", metavar="NAME", help=f"prompt template: one of {', '.join(CANDIDATE_TEMPLATES)}, or a "
+        "string holding {text} once (default: from the checkpoint or the probe)")  # fmt: skip
+    add("--trace", action="store_true", help="also print the answer with 1..n loops and each loop's top picks")
+    add("--json", action="store_true", help="print one JSON object per text: text, output and the settings used "
+        "(with --trace also the trace tables as lists of rows)")  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
+    """Run the command line on argv (default sys.argv[1:]); returns the exit status."""
+    out, err = sys.stdout, sys.stderr
+    try:
+        stdin = sys.stdin if stdin is None else stdin
+        return _translate_command(list(sys.argv[1:] if argv is None else argv), stdin, out, err)
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else EXIT_OK
+    except UsageError as problem:
+        print(f"emojilm: {problem}", file=err)
+        return EXIT_USAGE
+    except Failure as problem:
+        print(f"emojilm: {problem}", file=err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("emojilm: interrupted", file=err)
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): run() ends quietly
+        raise
+    except Exception as problem:
+        if os.environ.get("EMOJILM_DEBUG"):
+            raise
+        print(f"emojilm: unexpected error: {type(problem).__name__}: {_one_line(problem)}", file=err)
+        return EXIT_FAILED
+
+
+def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    args = build_parser().parse_args(argv)
+    if args.template is not None:
+        try:
+            resolve_template(args.template)
+        except ValueError as problem:
+            raise UsageError(f"--template: {problem}") from None
+    lm = load_model(args.model, args.revision, err, loop_mode=args.loop_mode, template=args.template)
+    top_k, draft_loops = check_settings(lm, args)
+
+    if args.texts:
+        several = len(args.texts) > 1
+        texts: Iterable[tuple[str, str | None, str | None]] = (
+            (f"text {n}" if several else "text", text, None) for n, text in enumerate(args.texts, 1)
+        )
+    else:
+        if stdin.isatty():
+            print("emojilm: reading texts from stdin, one per line (end with Ctrl-D)", file=err)
+        texts = ((f"line {n}", text, problem) for n, (text, problem) in enumerate(stdin_lines(stdin), 1))
+
+    status = EXIT_OK
+    for where, text, problem in texts:
+        record = None
+        if problem is None:
+            try:
+                record = translate_one(lm, text, args, top_k, draft_loops)
+            except ValueError as bad:  # only the text can be bad now: the settings were checked
+                problem = _one_line(bad)
+        if problem is not None:
+            status = EXIT_FAILED
+            print(f"emojilm: {where}: {problem}", file=err, flush=True)
+            print(_dumps({"text": text, "error": problem}) if args.json else "", file=out, flush=True)
+            continue
+        print(_dumps(record) if args.json else _plain_record(record, args.trace), file=out, flush=True)
+    return status
+
+
+def stdin_lines(stdin: TextIO) -> Iterator[tuple[str | None, str | None]]:
+    """(text, problem) per line of stdin, as it arrives; a line that is not UTF-8 is a problem, not a crash."""
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is None:  # a text stream without bytes underneath (tests, an io.StringIO)
+        for line in stdin:
+            yield line.rstrip("\r\n"), None
+        return
+    for n, raw in enumerate(buffer, 1):
+        try:
+            line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError:
+            yield None, "not valid UTF-8 text"
+        else:
+            yield line.rstrip("\r\n"), None
+
+
+def load_model(
+    source: str | None,
+    revision: str | None,
+    err: TextIO,
+    *,
+    loop_mode: str | None = None,
+    template: str | None = None,
+    note_prefix: str = "emojilm",
+) -> EmojiLM:
+    """The model a command asked for; with no source, the app's default model or else the bundled one.
+
+    An explicit source that cannot load is a Failure; the default Hub model that
+    cannot load falls back to the bundled one with a one-line note on `err`.
+    """
+    config = SourceConfig.from_env(hub_revision=revision)
+    if revision and source is not None and (source == BUNDLED or Path(source).expanduser().exists()):
+        raise UsageError(f"--revision applies to a Hub model, not to {source!r}")
+    kwargs = {"device": config.device, "dtype": config.dtype, "loop_mode": loop_mode, "template": template}
+    progress = _download_progress(err) if err.isatty() else None
+    if source is None:
+        if not config.hub_repo:
+            print(f"{note_prefix}: note: using the bundled model: no Hub model is configured (EMOJILM_REPO)", file=err)
+        else:
+            try:
+                return emojilm.load(config.hub_repo, config.hub_revision, progress=progress, **kwargs)
+            except Exception as problem:  # anything: the bundled model is the documented fallback
+                if os.environ.get("EMOJILM_DEBUG"):
+                    raise
+                reason = f"{config.hub_repo} could not be loaded ({_plain(problem)})"
+                print(f"{note_prefix}: note: using the bundled model: {reason}", file=err, flush=True)
+        source, revision = BUNDLED, None
+    try:
+        return emojilm.load(source, revision, progress=progress, **kwargs)
+    except Exception as problem:
+        if os.environ.get("EMOJILM_DEBUG"):
+            raise
+        raise Failure(f"cannot load the model {source!r}: {_plain(problem)}") from None
+
+
+def _download_progress(err: TextIO):
+    """A progress line on a terminal while Hub files download (the real checkpoint is gigabytes)."""
+    last = [0.0]
+
+    def report(filename: str, done: int, total: int | None) -> None:
+        finished = total is not None and done >= total
+        if not finished and time.monotonic() - last[0] < 0.5:
+            return
+        last[0] = time.monotonic()
+        share = f" of {total / 1e6:,.1f} MB" if total else ""
+        err.write(f"\rdownloading {filename}: {done / 1e6:,.1f} MB{share}" + ("\n" if finished else ""))
+        err.flush()
+
+    return report
+
+
+def _request(lm: EmojiLM, text: Any, args: argparse.Namespace):
+    adaptive = args.adaptive is not None
+    return parse_request(
+        lm, text, args.temperature, args.top_p, args.loops, args.max_new, args.seed, adaptive, args.adaptive
+    )
+
+
+def check_settings(lm: EmojiLM, args: argparse.Namespace) -> tuple[int, int]:
+    """Check every value once, before any text (with a stand-in text); returns (top_k, draft_loops)."""
+    try:
+        request = _request(lm, "a stand-in text", args)
+        top_k = _integer("top_k", args.top_k, 0, lm.tokenizer.vocab_size, default=0)
+        if args.draft_loops is None:
+            draft_loops = request.decoding()["draft_loops"]
+        else:
+            draft_loops = _integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
+    except ValueError as problem:
+        raise UsageError(_flagged(_one_line(problem))) from None
+    if draft_loops and request.adaptive_threshold > 0:
+        raise UsageError("--draft-loops and --adaptive cannot be combined; choose one")
+    if args.trace and draft_loops and request.temperature >= GREEDY_BELOW:
+        raise UsageError("--trace replays plain sampling: with a --temperature above 0, use --draft-loops 0")
+    return top_k, draft_loops
+
+
+def translate_one(lm: EmojiLM, text: str, args: argparse.Namespace, top_k: int, draft_loops: int) -> dict:
+    """Translate one text (ValueError: the text is bad); the record --json prints."""
+    request = _request(lm, text, args)
+    sampling = {**request.sampling(), "top_k": top_k}
+    adaptive = request.adaptive_threshold
+    result = lm.translate(request.text, adaptive_threshold=adaptive, draft_loops=draft_loops, **sampling)
+    settings = {
+        "model": lm.info.source,
+        "revision": lm.info.revision,
+        "loop_mode": lm.info.loop_mode,
+        "template": lm.info.template,
+        "loops": request.n_loops,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": top_k,
+        "seed": request.seed,
+        "max_new": request.max_new_tokens,
+        "draft_loops": draft_loops,
+        "adaptive": adaptive or None,
+    }
+    record: dict[str, Any] = {"text": text, "output": result.text, "truncated": result.truncated, "settings": settings}
+    if args.trace:
+        trace = lm.trace(request.text, adaptive_threshold=adaptive, reuse=result, **sampling)
+        record["trace"] = trace
+    return record
+
+
+def _plain_record(record: dict, with_trace: bool) -> str:
+    if not with_trace:
+        return record["output"]
+    trace = record["trace"]
+    per_loop = views.per_loop_table(trace)
+    lines = [record["output"], "", "Answer when stopped after k loops:"]
+    lines += format_table(list(per_loop.columns), per_loop.astype(str).values.tolist())
+    lines += ["", "Each loop's top pick for each character, with P(final character) (the heatmap):"]
+    if trace.by_loop.empty:
+        lines.append("(the answer is empty: nothing to show)")
+    else:
+        chars = trace.by_loop.drop_duplicates("position").sort_values("position")["char"].tolist()
+        rows = []
+        for loop, cells in trace.by_loop.sort_values(["loop", "position"]).groupby("loop"):
+            rows.append([f"loop {loop}", *(f"{c.top_char} {c.p_final_char:.2f}" for c in cells.itertuples())])
+        lines += format_table(["", *chars], rows)
+    return "\n".join(lines) + "\n"
+
+
+def _dumps(record: dict) -> str:
+    record = dict(record)
+    trace = record.pop("trace", None)
+    if trace is not None:
+        for name in ("by_loop", "per_loop_outputs", "summary"):
+            record[name] = table_records(getattr(trace, name))
+    return json.dumps(record, ensure_ascii=False, default=_json_value)
+
+
+def table_records(table: pd.DataFrame) -> list[dict]:
+    """A table as JSON-ready rows (NaN → null)."""
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _width(text: str) -> int:
+    """Terminal columns: wide characters (most emoji, CJK) take two, joiners and selectors none."""
+    width, last = 0, 0
+    for ch in text:
+        if ch == "\ufe0f" and last == 1:  # emoji presentation: "❤" then VS16 shows two columns wide
+            width, last = width + 1, 2
+        elif not (unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf")):
+            last = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+            width += last
+    return width
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lines of a plain-text table, columns padded to the widest cell."""
+    widths = [max(_width(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c) + " " * (w - _width(str(c))) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+
+
+def run(entry=main) -> int:
+    """The process entry point: a closed pipe (`| head`) ends it quietly, odd characters never crash printing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        status = entry()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's own flush at exit does not complain
+        return EXIT_FAILED
+
+
+# --- python -m emojilm.probe ---------------------------------------------------------------------
+
+
+def build_probe_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROBE_PROG,
+        description="Rank the ways a checkpoint could be run (loop mode × prompt template) by how well each "
+        "predicts known text→emoji pairs (emojilm.probe): mean log-probability per answer byte, best first.",
+        epilog="margin: how far the score is ahead of the next row. exact: share of pairs whose every byte is "
+        "the model's top choice. Exit status: 0 done; 1 the model cannot load; 2 a bad option or value.",
+    )
+    add = parser.add_argument
+    add("source", metavar="SOURCE", help="a Hub repo id, a local folder (params.json + weights) or 'bundled'")
+    add("--revision", metavar="REV", help="Hub branch, tag or commit")
+    add("--modes", metavar="M,M", help=f"loop modes to try, comma-separated, from {', '.join(LOOP_MODES)} "
+        "(default: every mode the checkpoint allows)")  # fmt: skip
+    add("--templates", metavar="T,T", help=f"prompt templates to try, comma-separated, from "
+        f"{', '.join(CANDIDATE_TEMPLATES)} (default: all)")  # fmt: skip
+    add("--json", action="store_true", help="print the ranking as one JSON object")
+    return parser
+
+
+def probe_main(argv: Sequence[str] | None = None) -> int:
+    """Run the probe's command line on argv (default sys.argv[1:]); returns the exit status."""
+    err = sys.stderr
+    try:
+        return _probe_command(list(sys.argv[1:] if argv is None else argv), sys.stdout, err)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else EXIT_OK
+    except UsageError as problem:
+        print(f"emojilm.probe: {problem}", file=err)
+        return EXIT_USAGE
+    except Failure as problem:
+        print(f"emojilm.probe: {problem}", file=err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("emojilm.probe: interrupted", file=err)
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): run() ends quietly
+        raise
+    except Exception as problem:
+        if os.environ.get("EMOJILM_DEBUG"):
+            raise
+        print(f"emojilm.probe: unexpected error: {type(problem).__name__}: {_one_line(problem)}", file=err)
+        return EXIT_FAILED
+
+
+def _names(flag: str, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"{flag} names nothing")
+    return names
+
+
+def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
+    from emojilm.probe import CLEAR_MARGIN, is_clear_winner, probe_variants
+
+    args = build_probe_parser().parse_args(argv)
+    modes, templates = _names("--modes", args.modes), _names("--templates", args.templates)
+    unknown = [mode for mode in modes or () if mode not in LOOP_MODES]
+    if unknown:
+        raise UsageError(f"--modes: unknown loop mode {unknown[0]!r}; choose from {', '.join(LOOP_MODES)}")
+    for template in templates or ():
+        try:
+            resolve_template(template)
+        except ValueError as problem:
+            raise UsageError(f"--templates: {problem}") from None
+    lm = _load_for_probe(args.source, args.revision)
+    if "gated" in (modes or ()) and not hasattr(lm.model, "loop_gates"):
+        raise UsageError("--modes: 'gated' needs a checkpoint with loop gate tensors, and this one has none")
+    if modes and "gated" not in modes and hasattr(lm.model, "loop_gates"):
+        raise UsageError("--modes: this checkpoint has loop gates, so only 'gated' can run it")
+    try:
+        table = probe_variants(lm, modes=modes, templates=templates)
+    except ValueError as problem:
+        raise UsageError(_one_line(problem)) from None
+    table["margin_to_next"] = table["score"] - table["score"].shift(-1)
+    clear = is_clear_winner(table)
+    if args.json:
+        columns = ["loop_mode", "template", "score", "margin_to_next", "exact"]
+        record = {"source": lm.info.source, "revision": lm.info.revision, "clear_winner": clear,
+                  "clear_margin": CLEAR_MARGIN, "candidates": table_records(table[columns])}  # fmt: skip
+        print(json.dumps(record, ensure_ascii=False, default=_json_value), file=out)
+        return EXIT_OK
+    rows = [
+        [str(rank), row.loop_mode, row.template, f"{row.score:.4f}",
+         "—" if pd.isna(row.margin_to_next) else f"{row.margin_to_next:.4f}", f"{row.exact:.0%}"]
+        for rank, row in enumerate(table.itertuples(), 1)
+    ]  # fmt: skip
+    header = ["rank", "mode", "template", "score", "margin", "exact"]
+    lines = [f"Variant probe for {lm.info.source}: mean log p per answer byte (nats), best first", ""]
+    lines += format_table(header, rows)
+    best = table.iloc[0]
+    if len(table) < 2:
+        verdict = f"only one candidate: {best['loop_mode']} with template {best['template']}"
+    elif clear:
+        verdict = (f"clear winner: {best['loop_mode']} with template {best['template']}, "
+                   f"{best['margin_to_next']:.3f} nats per byte ahead (a clear win needs {CLEAR_MARGIN})")  # fmt: skip
+    else:
+        verdict = (f"no clear winner: the runner-up is within {CLEAR_MARGIN} nats per byte "
+                   f"({best['margin_to_next']:.3f})")  # fmt: skip
+    print("\n".join([*lines, "", verdict]), file=out)
+    return EXIT_OK
+
+
+def _load_for_probe(source: str, revision: str | None) -> EmojiLM:
+    if revision and (source == BUNDLED or Path(source).expanduser().exists()):
+        raise UsageError(f"--revision applies to a Hub model, not to {source!r}")
+    config = SourceConfig.from_env()
+    try:
+        return emojilm.load(source, revision, device=config.device, dtype=config.dtype, probe=False)
+    except Exception as problem:
+        if os.environ.get("EMOJILM_DEBUG"):
+            raise
+        raise Failure(f"cannot load the model {source!r}: {_plain(problem)}") from None

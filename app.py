@@ -13,14 +13,27 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from emojilm import views
+from emojilm import links, views
 from emojilm.config import LOOP_MODES
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from emojilm.sources import ModelRegistry, SourceConfig
-from emojilm.space import EXAMPLES, LOOPS_FACTOR, MAX_NEW_TOKENS, SpaceBackend, parse_request
+from emojilm.space import (
+    EXAMPLES,
+    LOOPS_FACTOR,
+    MAX_NEW_TOKENS,
+    MAX_TEXT_CHARS,
+    TEMPERATURE_RANGE,
+    THRESHOLD_RANGE,
+    TOP_P_RANGE,
+    SpaceBackend,
+    parse_request,
+)
 
 CSS = (Path(__file__).parent / "assets" / "style.css").read_text(encoding="utf-8")
 AUTO = "auto (from the checkpoint or the probe)"
+# The link box gets the page's own address with the request's query string; Copy link copies it.
+LINK_JS = "(query) => query.startsWith('?') ? new URL(query, window.location.href).href : query"
+COPY_JS = "(link) => { if (link.startsWith('http')) navigator.clipboard.writeText(link); }"
 
 try:  # ZeroGPU Spaces: run model calls on a borrowed GPU
     import spaces
@@ -39,9 +52,9 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
 
     api_translate, api_trace = on_gpu(backend.api_translate), on_gpu(backend.api_trace)  # decorated once, at start
 
-    def loops_slider(lm, **kwargs):
+    def loops_slider(lm, value=None, **kwargs):
         info = f"trained with {lm.n_loops}; more is extrapolation"
-        return gr.Slider(1, LOOPS_FACTOR * lm.n_loops, value=lm.n_loops, step=1, info=info, **kwargs)
+        return gr.Slider(1, LOOPS_FACTOR * lm.n_loops, value=value or lm.n_loops, step=1, info=info, **kwargs)
 
     with gr.Blocks(title="EmojiLM — text to emoji with a looped transformer") as demo:
         gr.Markdown(
@@ -56,19 +69,27 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
                 chosen = gr.State(False)  # the visitor picked a model: never switch it for them
                 described = gr.State(page.source)  # the model the loop slider and model info are set for
                 timer = gr.Timer(1.0, active=page.polling)  # refreshes the status while a model loads
-                text = gr.Textbox(label="Text", placeholder="I love pizza", lines=2, max_length=20_000)
+                link_note = gr.Markdown(elem_id="elm-link-note")  # what of the page's link could not be used
+                linked = gr.State(False)  # the page's link has a text: answer it
+                text = gr.Textbox(label="Text", placeholder="I love pizza", lines=2, max_length=MAX_TEXT_CHARS)
                 gr.Examples(EXAMPLES, inputs=text, label="Try")
                 translate = gr.Button("Translate ✨", variant="primary")
-                answer = gr.Textbox(label="Emoji", interactive=False, buttons=["copy"], elem_id="elm-answer", lines=1)
+                copy_link = gr.Button("🔗 Copy link", size="sm", elem_id="elm-copy-link")  # shown in the answer's bar
+                answer = gr.Textbox(
+                    label="Emoji", interactive=False, buttons=["copy", copy_link], elem_id="elm-answer", lines=1
+                )
                 summary = gr.Markdown(elem_id="elm-summary")
+                link = gr.Textbox(label="Link to this answer", interactive=False, max_lines=1, elem_id="elm-link")
+                link_query = gr.Textbox(visible=False)  # the request's query string, made absolute by LINK_JS
             with gr.Column(scale=2):
-                temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature", info="0 = greedy")
-                top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p")
+                # The same ranges as the API's (a link may ask for anything the API takes).
+                temperature = gr.Slider(*TEMPERATURE_RANGE, value=0, step=0.05, label="Temperature", info="0 = greedy")
+                top_p = gr.Slider(*TOP_P_RANGE, value=1, step=0.01, label="Top-p")
                 loops = loops_slider(first, label="Loops")
-                max_new = gr.Slider(4, MAX_NEW_TOKENS, value=64, step=4, label="Max new bytes")
-                seed = gr.Number(value=-1, minimum=-1, precision=0, label="Seed", info="-1 = random")
+                max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="Max new bytes")
+                seed = gr.Number(value=-1, minimum=-1, maximum=2**31 - 1, precision=0, label="Seed", info="-1 = random")
                 adaptive = gr.Checkbox(label="Adaptive loops: stop looping a byte once loops agree")
-                threshold = gr.Slider(0, 1, value=0.05, step=0.01, label="Adaptive threshold (KL, nats)")
+                threshold = gr.Slider(*THRESHOLD_RANGE, value=0.05, step=0.01, label="Adaptive threshold (KL, nats)")
                 with gr.Accordion("Advanced: how the checkpoint is run", open=False):
                     loop_mode = gr.Dropdown([AUTO, *LOOP_MODES], value=AUTO, label="Loop mode")
                     template = gr.Dropdown([AUTO, *CANDIDATE_TEMPLATES], value=AUTO, label="Prompt template")
@@ -102,8 +123,10 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             lm = pick(source, mode, tmpl)
             try:
                 request = parse_request(lm, text, temperature, top_p, loops, max_new, seed, adaptive, threshold)
+                overrides = (None if value == AUTO else value for value in (mode, tmpl))
+                query = links.build_link(request, source, *overrides) or links.TOO_LONG
                 for partial in backend.stream(lm, request):
-                    yield partial.text, views.summary_line(partial), (request, partial)
+                    yield partial.text, views.summary_line(partial, request.seed), (request, partial), query
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 
@@ -132,25 +155,56 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             lm = pick(page.source, mode, tmpl)
             return page.note, moved, loops_slider(lm), views.model_info_markdown(lm), page.source, ticking
 
+        def open_link(shown, request: gr.Request):
+            """The page's query string, if it has one, into the controls (the model's slider and info with them)."""
+            try:
+                page = links.read_link(dict(request.query_params), registry.sources, backend.model, shown)
+            except ValueError as err:  # the page's own model is not ready: leave the page as it is
+                return {link_note: f"⚠️ The link could not be opened: {err}"}
+            if page is None:  # a plain visit: nothing to change
+                return {link_note: gr.skip()}
+            lm = backend.model(page.source, page.loop_mode, page.template)
+            given = {
+                text: page.text, temperature: page.temperature, top_p: page.top_p, max_new: page.max_new,
+                seed: page.seed, adaptive: page.adaptive, threshold: page.threshold,
+                chosen: page.model_from_link or None, linked: page.text is not None or None,
+            }  # fmt: skip
+            return {component: value for component, value in given.items() if value is not None} | {
+                loops: loops_slider(lm, page.loops), model: page.source, described: page.source,
+                loop_mode: page.loop_mode or AUTO, template: page.template or AUTO,
+                info: views.model_info_markdown(lm), link_note: page.note,
+            }  # fmt: skip
+
         inputs = [model, loop_mode, template, text, temperature, top_p, loops, max_new, seed, adaptive, threshold]
-        for trigger in (translate.click, text.submit):
-            trigger(
-                run_translate, inputs, [answer, summary, streamed_state], api_visibility="private"
-            ).success(
+        # linked.change: the page opened on a link with a text, answered as if the visitor pressed Translate.
+        for trigger in (translate.click, text.submit, linked.change):
+            answered = trigger(
+                run_translate, inputs, [answer, summary, streamed_state, link_query], api_visibility="private"
+            )
+            answered.success(
                 run_trace, [model, loop_mode, template, streamed_state], [heatmap, per_loop, plot],
                 api_visibility="private",
             )  # fmt: skip
-        # model.input, not .change: a switch made by refresh must not count as the visitor's choice.
+            answered.success(None, link_query, link, js=LINK_JS)
+        copy_link.click(None, link, None, js=COPY_JS)
+        # .input, not .change: a switch made by refresh or a link must not count as the visitor's choice.
         gr.on(
-            [model.input, loop_mode.change, template.change], switch_model, [model, loop_mode, template],
+            [model.input, loop_mode.input, template.input], switch_model, [model, loop_mode, template],
             [loops, info, status, described, timer], api_visibility="private",
         )  # fmt: skip
         model.input(lambda: True, None, chosen, api_visibility="private")
-        gr.on(
-            [demo.load, timer.tick], refresh, [model, chosen, described, loop_mode, template],
-            [status, model, loops, info, described, timer],
+        refresh_args = dict(
+            fn=refresh, inputs=[model, chosen, described, loop_mode, template],
+            outputs=[status, model, loops, info, described, timer],
             show_progress="hidden", concurrency_limit=None, api_visibility="private",
         )  # fmt: skip
+        demo.load(
+            open_link, model,
+            [text, temperature, top_p, loops, max_new, seed, adaptive, threshold, model, loop_mode, template, chosen,
+             described, info, link_note, linked],
+            show_progress="hidden", concurrency_limit=None, api_visibility="private",
+        ).then(**refresh_args)  # fmt: skip  # after the link: a model it names is never switched
+        timer.tick(**refresh_args)
 
         @gr.api(api_name="translate")
         def translate_api(

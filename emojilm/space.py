@@ -26,6 +26,11 @@ from emojilm.speculative import default_draft_loops
 MAX_TEXT_CHARS = 20_000  # longer input is refused outright; shorter input is cut to the context
 MAX_NEW_TOKENS = 256  # bytes per answer: with the loop cap, this bounds one request's compute
 LOOPS_FACTOR = 2  # the loop slider goes up to twice the trained count
+# What a request may ask for: parse_request checks these, and the page's controls span the same ranges
+# (so a value that the API takes, in a link too, is one the page can show).
+TEMPERATURE_RANGE = (0.0, 2.0)
+TOP_P_RANGE = (0.01, 1.0)
+THRESHOLD_RANGE = (0.0, 1.0)  # adaptive loops' KL threshold, nats (the page's option; the API has none)
 EXAMPLES = [
     "I love pizza",
     "Let's go to the beach, the sun is out!",
@@ -116,15 +121,15 @@ def parse_request(
     max_loops = LOOPS_FACTOR * lm.n_loops
     # The page offers up to MAX_NEW_TOKENS; a model with a shorter context answers with what fits.
     fits = max(1, lm.model.args.max_seqlen - MIN_PROMPT)
-    seed_value = _integer("seed", seed, 0, 2**31 - 1, default=-1) if seed not in (None, "", -1) else -1
+    seed_value = _integer("seed", seed, -1, 2**31 - 1, default=-1)  # -1 (or none): draw one
     return Request(
         text=text,
-        temperature=_number("temperature", temperature, 0.0, 2.0, default=0.0),
-        top_p=_number("top_p", top_p, 0.01, 1.0, default=1.0),
+        temperature=_number("temperature", temperature, *TEMPERATURE_RANGE, default=0.0),
+        top_p=_number("top_p", top_p, *TOP_P_RANGE, default=1.0),
         n_loops=_integer("loops", loops, 1, max_loops, default=lm.n_loops),
         max_new_tokens=min(fits, _integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, default=64)),
         seed=seed_value if seed_value >= 0 else random.randrange(2**31),
-        adaptive_threshold=_number("threshold", threshold, 0.0, 5.0, default=0.0) if adaptive else 0.0,
+        adaptive_threshold=_number("threshold", threshold, *THRESHOLD_RANGE, default=0.0) if adaptive else 0.0,
     )
 
 
@@ -154,7 +159,7 @@ class SpaceBackend:
         lm = self.model(self.registry.default)
         request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
         result = lm.translate(request.text, **request.decoding(), **request.sampling())
-        return result.text, views.summary_line(result)
+        return result.text, views.summary_line(result, request.seed)
 
     def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
         lm = self.model(self.registry.default)

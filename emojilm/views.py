@@ -81,14 +81,15 @@ def convergence_frame(trace: Trace) -> pd.DataFrame:
     return summary.melt(id_vars="loop", value_vars=metrics, var_name="metric", value_name="value").dropna()
 
 
-def summary_line(result: Generation) -> str:
-    """One line under the answer: bytes, loops, time, speed (and a note if the input was cut)."""
+def summary_line(result: Generation, seed: int | None = None) -> str:
+    """One line under the answer: bytes, loops, the seed used, time, speed (and a note if the input was cut)."""
     n_bytes = len([i for i in result.token_ids if i < 256])
     loops = f"{result.n_loops} loops"
     if result.loops_per_char and result.mean_loops < result.n_loops:
         loops = f"{result.mean_loops:.1f} of {result.n_loops} loops on average (adaptive)"
     seconds = result.prefill_s + result.decode_s
-    line = f"{n_bytes} bytes · {loops} · {seconds:.2f} s · {result.tokens_per_s:.0f} bytes/s"
+    seed_used = "" if seed is None else f" · seed {seed}"
+    line = f"{n_bytes} bytes · {loops}{seed_used} · {seconds:.2f} s · {result.tokens_per_s:.0f} bytes/s"
     if result.draft_stats and result.draft_stats.drafted:
         line += f" · {result.draft_stats.acceptance:.0%} of bytes drafted by the first loops kept"
     if result.truncated:

@@ -11,12 +11,15 @@ import json
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from emojilm import links
 from emojilm.loadtest import start_app, stop_app
+from emojilm.space import MAX_TEXT_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -182,6 +185,91 @@ def test_page_shows_an_error_for_empty_text(page):
     page.get_by_role("button", name="Translate ✨").click()
     expect(page.get_by_text("Type some text to translate into emoji.")).to_be_visible(timeout=30_000)
     expect(page.locator("#elm-answer textarea")).to_have_value("")
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """open_page(query) -> a fresh page on the app at that query string, with the clipboard allowed;
+    fails the test on any uncaught JavaScript error."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 1600}, permissions=["clipboard-read", "clipboard-write"]
+    )
+    errors = []
+
+    def open_(query: str):
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(error))
+        page.goto(query if query.startswith("http") else server + query)
+        return page
+
+    yield open_
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def controls(page) -> dict[str, str]:
+    """What the page's sampling controls show."""
+    numbers = {name: page.get_by_role("spinbutton", name=f"number input for {name}") for name in
+               ("Temperature", "Top-p", "Loops", "Max new bytes")}  # fmt: skip
+    return {name: box.input_value() for name, box in numbers.items()} | {
+        "Text": page.get_by_label("Text", exact=True).input_value(),
+        "Seed": page.get_by_label("Seed").input_value(),
+        "Model": page.get_by_label("Model").input_value(),
+    }
+
+
+def wait_for_answer(page, expected: str, link=re.compile("^http")) -> str:
+    """Waits until the page has answered by itself (streamed, then the trace); returns the answer's link."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#elm-answer textarea")).to_have_value(expected, timeout=60_000)
+    expect(page.locator(".elm-heatmap table tbody tr").first).to_be_visible(timeout=60_000)
+    box = page.get_by_label("Link to this answer")
+    expect(box).to_have_value(link, timeout=30_000)
+    return box.input_value()
+
+
+def test_a_link_answers_as_the_api_does_and_its_copied_link_gives_the_same_answer(open_page, client, server):
+    expected, _ = translate(client, "a cup of coffee", 0.8, 0.9, 3, 64, 7)
+    page = open_page("?text=a+cup+of+coffee&temperature=0.8&top_p=0.9&loops=3&seed=7")
+    link = wait_for_answer(page, expected)
+    shown = controls(page)
+    assert shown == {"Temperature": "0.8", "Top-p": "0.9", "Loops": "3", "Max new bytes": "64",
+                     "Text": "a cup of coffee", "Seed": "7", "Model": "bundled"}  # fmt: skip
+    assert " · seed 7 · " in page.locator("#elm-summary").inner_text()
+    assert page.locator(".elm-heatmap table tbody tr").count() == 3  # the trace of this request: 3 loops
+    assert page.locator("#elm-link-note").inner_text().strip() == ""
+
+    page.get_by_role("button", name="🔗 Copy link").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == link and copied.startswith(server)
+    query = dict(parse_qsl(urlsplit(copied).query))
+    assert query == {"text": "a cup of coffee", "temperature": "0.8", "top_p": "0.9", "loops": "3", "max_new": "64",
+                     "seed": "7", "model": "bundled"}  # fmt: skip
+
+    again = open_page(copied)
+    assert wait_for_answer(again, expected) == copied
+    assert controls(again) == shown
+
+
+def test_a_bad_link_opens_on_its_text_with_the_good_values_and_says_what_it_left_out(open_page, client):
+    text = "I love pizza and the sea. " * 800  # 20,800 characters: over the limit
+    page = open_page(f"?text={text.replace(' ', '+')}&temperature=banana&loops=-3&model=nope&top_p=0.9")
+    cut = text[:MAX_TEXT_CHARS]
+    expected, summary = translate(client, cut, 0.0, 0.9, None, 64, None)  # greedy: any seed
+    trained_loops = re.search(r"(\d+) loops", summary).group(1)  # the default
+    wait_for_answer(page, expected, link=links.TOO_LONG)  # a link this long would not open everywhere
+    shown = controls(page)
+    assert shown["Text"] == cut
+    assert (shown["Temperature"], shown["Top-p"], shown["Loops"], shown["Model"]) == (
+        "0",
+        "0.9",
+        trained_loops,
+        "bundled",
+    )
+    note = page.locator("#elm-link-note").inner_text()
+    assert "\n" not in note.strip()
+    assert all(name in note for name in ("temperature", "'banana'", "loops", "'-3'", "model", "'nope'", "text"))
 
 
 def test_page_moves_to_the_default_model_once_it_is_ready(browser, tmp_path):

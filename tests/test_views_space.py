@@ -94,6 +94,11 @@ def test_a_missing_seed_becomes_a_random_valid_one(seed):
     assert len(seeds) > 1
 
 
+@pytest.mark.parametrize("seed", ["-1", -1.0, "-1.0"])
+def test_minus_one_as_a_string_or_a_float_is_a_random_seed_too(seed):  # what a link sends, or a float widget
+    assert len({parse_request(fake_lm(), "hi", seed=seed).seed for _ in range(20)}) > 1
+
+
 def test_adaptive_off_means_no_threshold():
     assert parse_request(fake_lm(), "hi", adaptive=False, threshold=0.5).adaptive_threshold == 0.0
     assert parse_request(fake_lm(), "hi", adaptive=False, threshold="not even a number").adaptive_threshold == 0.0
@@ -383,6 +388,11 @@ def test_summary_line_mentions_truncation_only_when_the_text_was_cut(truncated):
     line = views.summary_line(generation(truncated=truncated))
     assert f"{N_LOOPS} loops" in line and "bytes" in line
     assert ("too long" in line) == truncated
+
+
+def test_summary_line_shows_the_seed_used_when_given():
+    assert "seed" not in views.summary_line(generation())
+    assert " · seed 1234 · " in views.summary_line(generation(), seed=1234)
 
 
 def test_summary_line_reports_adaptive_loops():

@@ -42,7 +42,43 @@ OTHER_LANGUAGES = ("fr", "de", "es", "it", "pt", "nl", "ru", "ja", "zh", "ko", "
 # Gemoji categories the model spends its capacity on; Symbols only for the few people use.
 CATEGORIES = {"Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink",
               "Travel & Places", "Activities", "Objects"}  # fmt: skip
-SYMBOLS_KEPT = set("💯 ✅ ❌ ⚠️ ♻️ ☮️ 💤 💢 💥 💫 💦 💨 🔞 ⛔ 🚫 ❓ ❗ ‼️ ⁉️ 🆗 🆒 🆕 🆘 ✔️ ➕ 🎵 🎶 💲 🔥 ✨ ⭐ 🌟 ⚡".split())
+SYMBOLS_KEPT = set(
+    [
+        "💯",
+        "✅",
+        "❌",
+        "⚠️",
+        "♻️",
+        "☮️",
+        "💤",
+        "💢",
+        "💥",
+        "💫",
+        "💦",
+        "💨",
+        "🔞",
+        "⛔",
+        "🚫",
+        "❓",
+        "❗",
+        "‼️",
+        "⁉️",
+        "🆗",
+        "🆒",
+        "🆕",
+        "🆘",
+        "✔️",
+        "➕",
+        "🎵",
+        "🎶",
+        "💲",
+        "🔥",
+        "✨",
+        "⭐",
+        "🌟",
+        "⚡",
+    ]
+)
 # Well-known countries; the other ~200 flags would cost capacity few visitors use.
 # fmt: off
 COUNTRY_CODES = [

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -114,27 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     """Run the command line on argv (default sys.argv[1:]); returns the exit status."""
-    out, err = sys.stdout, sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdin = sys.stdin if stdin is None else stdin
+    return _guarded("emojilm", lambda: _translate_command(argv, stdin, sys.stdout, sys.stderr))
+
+
+def _guarded(prog: str, command: Callable[[], int]) -> int:
+    """Run a command; every failure becomes one line on stderr and an exit status, never a traceback."""
+    err = sys.stderr
     try:
-        stdin = sys.stdin if stdin is None else stdin
-        return _translate_command(list(sys.argv[1:] if argv is None else argv), stdin, out, err)
+        return command()
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else EXIT_OK
     except UsageError as problem:
-        print(f"emojilm: {problem}", file=err)
+        print(f"{prog}: {problem}", file=err)
         return EXIT_USAGE
     except Failure as problem:
-        print(f"emojilm: {problem}", file=err)
+        print(f"{prog}: {problem}", file=err)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("emojilm: interrupted", file=err)
+        print(f"{prog}: interrupted", file=err)
         return 130
     except BrokenPipeError:  # the reader went away (`| head`): run() ends quietly
         raise
     except Exception as problem:
         if os.environ.get("EMOJILM_DEBUG"):
             raise
-        print(f"emojilm: unexpected error: {type(problem).__name__}: {_one_line(problem)}", file=err)
+        print(f"{prog}: unexpected error: {type(problem).__name__}: {_one_line(problem)}", file=err)
         return EXIT_FAILED
 
 
@@ -399,27 +405,8 @@ def build_probe_parser() -> argparse.ArgumentParser:
 
 def probe_main(argv: Sequence[str] | None = None) -> int:
     """Run the probe's command line on argv (default sys.argv[1:]); returns the exit status."""
-    err = sys.stderr
-    try:
-        return _probe_command(list(sys.argv[1:] if argv is None else argv), sys.stdout, err)
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else EXIT_OK
-    except UsageError as problem:
-        print(f"emojilm.probe: {problem}", file=err)
-        return EXIT_USAGE
-    except Failure as problem:
-        print(f"emojilm.probe: {problem}", file=err)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("emojilm.probe: interrupted", file=err)
-        return 130
-    except BrokenPipeError:  # the reader went away (`| head`): run() ends quietly
-        raise
-    except Exception as problem:
-        if os.environ.get("EMOJILM_DEBUG"):
-            raise
-        print(f"emojilm.probe: unexpected error: {type(problem).__name__}: {_one_line(problem)}", file=err)
-        return EXIT_FAILED
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded("emojilm.probe", lambda: _probe_command(argv, sys.stdout, sys.stderr))
 
 
 def _names(flag: str, value: str | None) -> list[str] | None:

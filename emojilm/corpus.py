@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, Lexicon, build_lexicon
+from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, WORDNET_DIR, Lexicon, build_lexicon
 
 COLUMNS = ["text", "emoji", "lang", "kind", "split"]
 LANGUAGES = ("en", *OTHER_LANGUAGES)
@@ -203,7 +203,6 @@ class _Sampler:
 
 def _english_adjectives() -> set[str]:
     """Words WordNet knows as adjectives and not as nouns ("happy", "tired"), for the "feel" templates."""
-    from emojilm.lexicon import WORDNET_DIR
 
     def lemmas(pos: str) -> set[str]:
         text = (WORDNET_DIR / f"index.{pos}").read_text(encoding="latin-1")
@@ -341,10 +340,6 @@ class _Generator:
         return space.join([*before, core, *after]), target
 
 
-def _split_key(text: str) -> str:
-    return normalised(text)
-
-
 def _is_heldout(key: str) -> bool:
     digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") < HELDOUT_FRACTION * 2**64
@@ -378,7 +373,7 @@ def build_corpus(
             kind = rng.choices(kinds, kind_weights)[0]
             text, emojis = generator.row(kind, rng)
             text, target = " ".join(_vary_case(text, rng).split()), "".join(dict.fromkeys(emojis))
-            key = _split_key(text)
+            key = normalised(text)
             if not key or key in seen or key in banned or len(text.encode()) > MAX_TEXT_BYTES:
                 continue
             seen.add(key)

@@ -663,9 +663,6 @@ class Lexicon:
             self.emoji_of[key] = char
             self.source_of[key] = source
 
-    def words_for(self, char: str) -> list[str]:
-        return [word for word, owner in self.emoji_of.items() if owner == char]
-
     def __len__(self) -> int:
         return len(self.emoji_of)
 
@@ -798,7 +795,8 @@ def build_lexicon(lang: str) -> Lexicon:
     for char, name, _ in annotations:
         for form in _short_forms(name):
             lexicon.claim(form, char, "cldr-name")
-    emoji.config.load_language(lang) if lang in emoji.LANGUAGES and lang != "en" else None
+    if lang in emoji.LANGUAGES and lang != "en":
+        emoji.config.load_language(lang)
     for char in kept.values():
         data = emoji.EMOJI_DATA.get(char, {})
         if lang in data:

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from emojilm.checkpoint import CONSOLIDATED, write_checkpoint
 from emojilm.config import ModelArgs, ffn_hidden_dim
-from emojilm.corpus import corpus_recipe
 from emojilm.model import LoopedTransformer
 from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template
 from emojilm.tokenizer import ByteTokenizer
@@ -95,6 +94,14 @@ def load_training_pairs(cfg: TrainConfig) -> pd.DataFrame:
     if "split" not in pairs:
         pairs = pairs.assign(split="train")
     return pairs
+
+
+def _corpus_recipe(cfg: TrainConfig) -> dict:
+    """{"corpus": how the corpus CLI built cfg.data} for params.json, when it recorded that."""
+    from emojilm.corpus import corpus_recipe
+
+    recipe = corpus_recipe(cfg.data)
+    return {"corpus": recipe} if recipe else {}
 
 
 def encode_pairs(pairs: pd.DataFrame, template: str, max_len: int) -> list[tuple[list[int], list[int]]]:
@@ -167,7 +174,7 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     pairs = load_training_pairs(cfg)
-    recipe = {"corpus": corpus_recipe(cfg.data)} if cfg.data != "builtin" and corpus_recipe(cfg.data) else {}
+    recipe = _corpus_recipe(cfg)
     # Sorted by length, so that a batch of neighbours wastes little on padding.
     train_set = sorted(encode_pairs(pairs[pairs["split"] == "train"], cfg.template, cfg.max_seqlen), key=_length)
     heldout = pairs[pairs["split"] == "heldout"]

@@ -241,12 +241,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the EmojiLM Space locally.")
     parser.add_argument("--repo", help="Hub repo of the default model ('' for none) [$EMOJILM_REPO]")
     parser.add_argument("--revision", help="Hub revision to pin [$EMOJILM_REVISION]")
+    modes = ", ".join(LOOP_MODES)
+    parser.add_argument("--loop-mode", help=f"pin the Hub model's loop mode ({modes}) [$EMOJILM_LOOP_MODE]")
+    parser.add_argument("--template", help="pin the Hub model's prompt template (a name or a string with {text}) "
+                        "[$EMOJILM_TEMPLATE]")  # fmt: skip
     parser.add_argument("--host", default=None, help="server name (default 127.0.0.1; 0.0.0.0 in a Space)")
     parser.add_argument("--port", type=int, default=None, help="port (default $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
     args = parser.parse_args()
 
-    config = SourceConfig.from_env(hub_repo=args.repo, hub_revision=args.revision)
+    try:
+        config = SourceConfig.from_env(
+            hub_repo=args.repo, hub_revision=args.revision, loop_mode=args.loop_mode, template=args.template
+        )
+    except ValueError as problem:
+        parser.error(str(problem))
     registry = ModelRegistry(config)
     first = registry.start()
     demo = build(SpaceBackend(registry), first)

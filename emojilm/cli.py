@@ -211,7 +211,10 @@ def load_model(
     An explicit source that cannot load is a Failure; the default Hub model that
     cannot load falls back to the bundled one with a one-line note on `err`.
     """
-    config = SourceConfig.from_env(hub_revision=revision)
+    try:
+        config = SourceConfig.from_env(hub_revision=revision)
+    except ValueError as problem:  # a bad $EMOJILM_LOOP_MODE or $EMOJILM_TEMPLATE
+        raise UsageError(_one_line(problem)) from None
     if revision and source is not None and (source == BUNDLED or Path(source).expanduser().exists()):
         raise UsageError(f"--revision applies to a Hub model, not to {source!r}")
     kwargs = {"device": config.device, "dtype": config.dtype, "loop_mode": loop_mode, "template": template}
@@ -221,7 +224,8 @@ def load_model(
             print(f"{note_prefix}: note: using the bundled model: no Hub model is configured (EMOJILM_REPO)", file=err)
         else:
             try:
-                return emojilm.load(config.hub_repo, config.hub_revision, progress=progress, **kwargs)
+                pins = {"loop_mode": loop_mode or config.loop_mode, "template": template or config.template}
+                return emojilm.load(config.hub_repo, config.hub_revision, progress=progress, **{**kwargs, **pins})
             except Exception as problem:  # anything: the bundled model is the documented fallback
                 if os.environ.get("EMOJILM_DEBUG"):
                     raise
@@ -419,7 +423,7 @@ def _names(flag: str, value: str | None) -> list[str] | None:
 
 
 def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
-    from emojilm.probe import CLEAR_MARGIN, is_clear_winner, probe_variants
+    from emojilm.probe import CLEAR_RATIO, is_clear_winner, loss_ratio, probe_variants
 
     args = build_probe_parser().parse_args(argv)
     modes, templates = _names("--modes", args.modes), _names("--templates", args.templates)
@@ -445,7 +449,8 @@ def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
     if args.json:
         columns = ["loop_mode", "template", "score", "margin_to_next", "exact"]
         record = {"source": lm.info.source, "revision": lm.info.revision, "clear_winner": clear,
-                  "clear_margin": CLEAR_MARGIN, "candidates": table_records(table[columns])}  # fmt: skip
+                  "clear_ratio": CLEAR_RATIO, "loss_ratio": min(loss_ratio(table), 1e9),
+                  "candidates": table_records(table[columns])}  # fmt: skip
         print(json.dumps(record, ensure_ascii=False, default=_json_value), file=out)
         return EXIT_OK
     rows = [
@@ -459,12 +464,11 @@ def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
     best = table.iloc[0]
     if len(table) < 2:
         verdict = f"only one candidate: {best['loop_mode']} with template {best['template']}"
-    elif clear:
-        verdict = (f"clear winner: {best['loop_mode']} with template {best['template']}, "
-                   f"{best['margin_to_next']:.3f} nats per byte ahead (a clear win needs {CLEAR_MARGIN})")  # fmt: skip
     else:
-        verdict = (f"no clear winner: the runner-up is within {CLEAR_MARGIN} nats per byte "
-                   f"({best['margin_to_next']:.3f})")  # fmt: skip
+        ratio = loss_ratio(table)
+        verdict = (f"{'clear winner' if clear else 'no clear winner'}: {best['loop_mode']} with template "
+                   f"{best['template']}, {best['margin_to_next']:.3f} nats per byte ahead; the runner-up's loss is "
+                   f"{ratio:.2f}x the winner's (a clear win needs {CLEAR_RATIO}x)")  # fmt: skip
     print("\n".join([*lines, "", verdict]), file=out)
     return EXIT_OK
 

@@ -20,7 +20,9 @@ for watching training), and any row whose normalised text is one of the
 hand-written evaluation texts (assets/bundled/eval) is dropped, so the natural
 evaluation never meets its own texts in training.
 
-Usage: python -m emojilm.corpus --out data/corpus.jsonl [--seed 0] [--rows 1000000] [--languages en,de] [--stats]
+Usage: python -m emojilm.corpus --out data/corpus.jsonl [--seed 0] [--rows 1000000] [--languages en,de]
+       [--focus everyday|core]
+       [--kinds word,phrase] [--stats]
 Data (once): apt-get install unicode-cldr-core wordnet-base fortunes; pip install wordfreq emoji emojis
 """
 
@@ -45,6 +47,10 @@ from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, WORDNET_DIR, Lexicon, bui
 
 COLUMNS = ["text", "emoji", "lang", "kind", "split"]
 LANGUAGES = ("en", *OTHER_LANGUAGES)
+# What a corpus draws: every emoji; the everyday ones; the everyday ones by their names only
+# (narrower corpora repeat each word more often: a first training stage learns faster on them).
+FOCUSES = ("all", "everyday", "core")
+CORE_SOURCES = {"everyday", "cldr-name", "emoji-name", "plural"}
 HELDOUT_FRACTION = 0.01
 MAX_TEXT_BYTES = 160
 EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled" / "eval"
@@ -173,12 +179,18 @@ class _Concept:
 
 
 class _Sampler:
-    """Draws one language's concepts: an emoji (people's favourites more often), then one of its words."""
+    """Draws one language's concepts: an emoji (people's favourites more often), then one of its words.
 
-    def __init__(self, lexicon: Lexicon) -> None:
+    `focus` narrows what is drawn (FOCUSES): "everyday" keeps the emoji that have
+    hand-written everyday words, "core" keeps only their names and everyday words.
+    """
+
+    def __init__(self, lexicon: Lexicon, focus: str = "all") -> None:
         by_emoji: dict[str, list[str]] = {}
         for word, char in lexicon.emoji_of.items():
-            by_emoji.setdefault(char, []).append(word)
+            everyday = char in EVERYDAY and (focus == "everyday" or lexicon.source_of[word] in CORE_SOURCES)
+            if focus == "all" or everyday:
+                by_emoji.setdefault(char, []).append(word)
         self.emoji = sorted(by_emoji)
         self.words = [sorted(by_emoji[c]) for c in self.emoji]
         self.emoji_weights = list(itertools.accumulate(
@@ -282,10 +294,10 @@ def _fortune_sentences(known: set[str]) -> list[str]:
 
 
 class _Generator:
-    def __init__(self, lang: str, lexicon: Lexicon) -> None:
+    def __init__(self, lang: str, lexicon: Lexicon, focus: str) -> None:
         self.lang = lang
-        self.sampler = _Sampler(lexicon)
-        self.contexts = _Contexts(lexicon)
+        self.sampler = _Sampler(lexicon, focus)
+        self.contexts = _Contexts(lexicon)  # the whole lexicon: no filler word may name an emoji
 
     def row(self, kind: str, rng: random.Random) -> tuple[str, list[str]]:
         if kind == "word":
@@ -346,14 +358,23 @@ def _is_heldout(key: str) -> bool:
 
 
 def build_corpus(
-    seed: int = 0, languages: Sequence[str] | None = None, rows: int = 1_000_000, max_pairs: int | None = None
+    seed: int = 0,
+    languages: Sequence[str] | None = None,
+    rows: int = 1_000_000,
+    max_pairs: int | None = None,
+    focus: str = "all",
+    kinds: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The corpus as a table with columns text, emoji, lang, kind and split, in random order.
 
     `rows` rows are drawn (fewer remain once duplicates and evaluation texts are
     dropped); English takes ENGLISH_SHARE of them when present, the other
-    languages share the rest. `max_pairs` keeps that many rows.
+    languages share the rest. `max_pairs` keeps that many rows. `focus` narrows the
+    concepts drawn (FOCUSES) and `kinds` the kinds of row (KIND_SHARES), for a first
+    training stage that sees each word often, in short texts.
     """
+    if focus not in FOCUSES:
+        raise ValueError(f"unknown focus {focus!r}; choose from {list(FOCUSES)}")
     languages = list(languages or LANGUAGES)
     unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown:
@@ -366,9 +387,12 @@ def build_corpus(
         shares["en"] = ENGLISH_SHARE if others else 1.0
 
     records, seen = [], set()
-    kinds, kind_weights = list(KIND_SHARES), list(KIND_SHARES.values())
+    kinds = list(kinds or KIND_SHARES)
+    if not set(kinds) <= set(KIND_SHARES):
+        raise ValueError(f"unknown kinds {sorted(set(kinds) - set(KIND_SHARES))}; choose from {list(KIND_SHARES)}")
+    kind_weights = [KIND_SHARES[kind] for kind in kinds]
     for lang in languages:
-        generator = _Generator(lang, build_lexicon(lang))
+        generator = _Generator(lang, build_lexicon(lang), focus)
         for _ in range(round(rows * shares[lang])):
             kind = rng.choices(kinds, kind_weights)[0]
             text, emojis = generator.row(kind, rng)
@@ -449,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows to draw (default 1,000,000)")
     parser.add_argument("--languages", help=f"comma-separated language codes (default: all of {','.join(LANGUAGES)})")
+    focus_help = "all emoji; the everyday ones; those by their names only"
+    parser.add_argument("--focus", choices=FOCUSES, default="all", help=focus_help)
+    parser.add_argument("--kinds", help=f"comma-separated kinds of row (default: all of {','.join(KIND_SHARES)})")
     parser.add_argument("--stats", action="store_true", help="print counts per kind, language and split, and samples")
     args = parser.parse_args(argv)
     if args.out.suffix.lower() not in (".parquet", ".csv", ".jsonl", ".json"):
@@ -456,10 +483,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     start = time.perf_counter()
     languages = args.languages.split(",") if args.languages else None
-    corpus = build_corpus(seed=args.seed, languages=languages, rows=args.rows)
+    kinds = args.kinds.split(",") if args.kinds else None
+    corpus = build_corpus(seed=args.seed, languages=languages, rows=args.rows, focus=args.focus, kinds=kinds)
     seconds = time.perf_counter() - start
     _write(corpus, args.out)
-    recipe = {"seed": args.seed, "rows": args.rows, "languages": languages, "pairs": len(corpus)}
+    recipe = {"seed": args.seed, "rows": args.rows, "languages": languages, "focus": args.focus,
+              "kinds": kinds, "pairs": len(corpus)}  # fmt: skip
     recipe_path(args.out).write_text(json.dumps(recipe) + "\n", encoding="utf-8")
     print(f"wrote {len(corpus):,} pairs to {args.out} (built in {seconds:.1f} s)")
     if args.stats:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,10 @@ class ModelInfo:
     device: str
     dtype: str
     loop_mode: str
-    mode_source: str  # "recorded", "probe", "override" or "default"
+    mode_source: str  # "config", "recorded", "probe", "default" or "override" (see `load`)
     template: str
     template_source: str
+    probe_note: str = ""  # what the probe found, when it ran: winners, margins, why a default stayed
 
 
 class EmojiLM:
@@ -187,18 +189,26 @@ def load(
     template: str | None = None,
     probe: bool = True,
     progress: checkpoint.Progress | None = None,
+    probing: Callable[[int, int], None] | None = None,
 ) -> EmojiLM:
     """Load a checkpoint from the Hub, a local folder, or "bundled".
 
-    The loop mode and prompt template come, in order of preference, from the
-    arguments, from params.json (our checkpoints record both), from a cached or
-    fresh run of the variant probe (the published checkpoint records neither;
-    `probe=False` skips it), or from the defaults. `progress(file, done, total)` is
-    called as Hub files download.
+    The loop mode comes from, in order: the `loop_mode` argument ("override");
+    params.json, where a mode name, `false` or no `loop_residual` at all say it
+    ("config"; "recorded" in our own checkpoints, which carry an `emojilm`
+    section; loop gate tensors say "gated"); then, only for a bare `true` in a
+    checkpoint that is not ours, the variant probe among TRUE_READINGS ("probe"),
+    applied only when it wins clearly; else the documented reading of `true`
+    ("default"). The prompt template: the argument, then our section's record,
+    then the probe, then the default. `probe=False` skips the probe; its choice
+    is cached per checkpoint, so it runs once. `progress(file, done, total)` is
+    called as Hub files download, and `probing(done, total)` as candidates are scored.
     """
     device, dtype = _device_and_dtype(device, dtype)
     if loop_mode is not None and loop_mode not in LOOP_MODES:
-        raise ValueError(f"loop_mode must be one of {LOOP_MODES}, got {loop_mode!r}")
+        raise ValueError(f"loop_mode must be one of {', '.join(LOOP_MODES)}, got {loop_mode!r}")
+    if template is not None:
+        resolve_template(template)  # a bad template fails before any download
     resolved = checkpoint.resolve(source, revision, progress=progress)
     params = read_params(resolved.folder / checkpoint.PARAMS)
     args = args_from_params(params)
@@ -211,9 +221,12 @@ def load(
     del state  # so that fusing frees each original weight as it goes: the peak grows by one block
     model.fuse_weights()
 
-    recorded = params.get("emojilm", {})
-    prompt_template = resolve_template(recorded.get("prompt_template", DEFAULT_TEMPLATE))
-    mode_recorded = isinstance(params.get("model", {}).get("loop_residual"), str) or args.loop_mode == "gated"
+    ours = params.get("emojilm")
+    ours = ours if isinstance(ours, dict) else None
+    said = params.get("model", params).get("loop_residual", False)
+    ambiguous_mode = said is True and ours is None and args.loop_mode != "gated"
+    mode_source = "default" if said is True and args.loop_mode != "gated" else ("recorded" if ours else "config")
+    recorded_template = (ours or {}).get("prompt_template")
     info = ModelInfo(
         source=resolved.source,
         folder=str(resolved.folder),
@@ -223,38 +236,44 @@ def load(
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
         loop_mode=args.loop_mode,
-        mode_source="recorded" if mode_recorded else "default",
-        template=template_name(prompt_template),
-        template_source="recorded" if "prompt_template" in recorded else "default",
+        mode_source=mode_source,
+        template=template_name(resolve_template(recorded_template or DEFAULT_TEMPLATE)),
+        template_source="recorded" if recorded_template else "default",
     )
-    lm = EmojiLM(model, prompt_template, info)
+    lm = EmojiLM(model, recorded_template or DEFAULT_TEMPLATE, info)
     log.info("loaded %r", lm)
 
-    guessed = not mode_recorded or "prompt_template" not in recorded
-    if guessed and probe and loop_mode is None and template is None:
-        _apply_probe(lm, resolved.folder, args.loop_mode if mode_recorded else None)
-    return lm.set_variant(loop_mode, template)
+    lm.set_variant(loop_mode, template)  # a pinned half of the variant is what the probe scores the other under
+    probe_mode = ambiguous_mode and loop_mode is None
+    probe_template = recorded_template is None and template is None
+    if probe and (probe_mode or probe_template):
+        _apply_probe(lm, resolved.folder, probe_mode, probe_template, probing)
+    return lm
 
 
-def _apply_probe(lm: EmojiLM, folder, fixed_mode: str | None) -> None:
-    """Pick the variant by the probe, cached per checkpoint so it runs once."""
-    from emojilm.probe import probe_variants
+def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, probing) -> None:
+    """Run the staged probe (or reuse its cached result) and apply only its clear picks."""
+    from emojilm.probe import CLEAR_RATIO, TRUE_READINGS, StageResult, choose_variant
 
     weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
-    cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{fixed_mode or 'any'}.json"
-    choice: dict[str, Any] | None = None
+    # What was searched, and under which fixed half: a different pin is a different search.
+    search = json.dumps([probe_mode, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO])
+    digest = hashlib.sha256(search.encode()).hexdigest()[:16]
+    cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{digest}.json"
+    stages: dict[str, StageResult] | None = None
     if cached.is_file():
         try:
-            choice = json.loads(cached.read_text())
-        except (OSError, json.JSONDecodeError):
-            choice = None
-    if choice is None:
-        table = probe_variants(lm, modes=[fixed_mode] if fixed_mode else None)
-        best = table.iloc[0]
-        choice = {"loop_mode": best["loop_mode"], "template": best["template"], "score": float(best["score"])}
+            stages = {k: StageResult(**v) for k, v in json.loads(cached.read_text()).items()}
+        except (OSError, ValueError, TypeError):
+            stages = None
+    if stages is None:
+        stages = choose_variant(lm, TRUE_READINGS if probe_mode else None, probe_template, probing)
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(choice))
+            cached.write_text(json.dumps({k: v.to_json() for k, v in stages.items()}))
         except OSError as err:
             log.warning("cannot cache the probe's choice at %s: %s", cached, err)
-    lm.set_variant(None if fixed_mode else choice["loop_mode"], choice["template"], source="probe")
+    for key, stage in stages.items():
+        if stage.clear:
+            lm.set_variant(**{key: stage.winner}, source="probe")
+    lm.info.probe_note = "; ".join(stage.describe(key.replace("_", " ")) for key, stage in stages.items())

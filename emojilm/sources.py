@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 
 import emojilm
+from emojilm.config import LOOP_MODES
 from emojilm.lm import EmojiLM
+from emojilm.prompt import resolve_template
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,18 @@ class SourceConfig:
     hub_wait_s: float = 5.0
     device: str | None = None
     dtype: str | None = None
+    # Pins for the Hub model's variant (the bundled model records its own): skip the probe.
+    loop_mode: str | None = None
+    template: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loop_mode is not None and self.loop_mode not in LOOP_MODES:
+            raise ValueError(f"loop mode pin {self.loop_mode!r} is not one of {', '.join(LOOP_MODES)}")
+        if self.template is not None:
+            try:
+                resolve_template(self.template)
+            except ValueError as problem:
+                raise ValueError(f"template pin: {problem}") from None
 
     @classmethod
     def from_env(cls, **overrides) -> SourceConfig:
@@ -44,6 +58,8 @@ class SourceConfig:
             "hub_wait_s": float(env.get("EMOJILM_HUB_WAIT", 5.0)),
             "device": env.get("EMOJILM_DEVICE") or None,
             "dtype": env.get("EMOJILM_DTYPE") or None,
+            "loop_mode": env.get("EMOJILM_LOOP_MODE") or None,
+            "template": env.get("EMOJILM_TEMPLATE") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -63,6 +79,7 @@ class _Slot:
     started: float = 0.0
     variants: dict = field(default_factory=dict)
     download: tuple[str, int, int | None] | None = None  # file, bytes written, size: the latest Hub file
+    probing: tuple[int, int] | None = None  # variant candidates scored, candidates in all
 
 
 @dataclass(frozen=True)
@@ -101,16 +118,27 @@ class ModelRegistry:
         with self._lock:
             if slot.state in ("loading", "ready"):
                 return
-            slot.state, slot.started, slot.error, slot.download = "loading", time.time(), "", None
-        revision = self.config.hub_revision if source == self.config.hub_repo else None
+            slot.state, slot.started, slot.error, slot.download, slot.probing = "loading", time.time(), "", None, None
+        hub = source == self.config.hub_repo
+        revision = self.config.hub_revision if hub else None
+        pins = {"loop_mode": self.config.loop_mode, "template": self.config.template} if hub else {}
 
         def progress(filename: str, done: int, total: int | None) -> None:
             slot.download = (filename, done, total)
 
+        def probing(done: int, total: int) -> None:
+            slot.probing = (done, total)
+
         def work() -> None:
             try:
                 lm = emojilm.load(
-                    source, revision=revision, device=self.config.device, dtype=self.config.dtype, progress=progress
+                    source,
+                    revision=revision,
+                    device=self.config.device,
+                    dtype=self.config.dtype,
+                    progress=progress,
+                    probing=probing,
+                    **pins,
                 )
             except Exception as err:  # any failure is reported on the page, never raised into the UI
                 log.warning("loading %s failed: %s", source, err)
@@ -131,11 +159,15 @@ class ModelRegistry:
         if slot is None:
             return f"{source!r} is not one of this Space's models."
         if slot.state == "loading":
+            seconds = f"{time.time() - slot.started:.0f} s so far"
+            if slot.probing:
+                done, total = slot.probing
+                return f"{source} is still loading: probing variants: {done} of {total} ({seconds})…"
             if slot.download and slot.download[1] != slot.download[2]:
                 filename, done, total = slot.download
                 share = f" of {_size(total)} ({100 * done / total:.0f} %)" if total else ""
                 return f"{source} is still loading: downloading {filename}, {_size(done)}{share}…"
-            return f"{source} is still loading ({time.time() - slot.started:.0f} s so far)…"
+            return f"{source} is still loading: reading and converting the weights ({seconds})…"
         if slot.state == "failed":
             return f"{source} could not be loaded: {slot.error}"
         return f"{source} is ready."

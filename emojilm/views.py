@@ -107,6 +107,8 @@ def model_info_markdown(lm, note: str = "") -> str:
         f"({info.template_source})",
         f"- {info.device}, {info.dtype}",
     ]
+    if info.probe_note:
+        lines.insert(3, f"- {html.escape(info.probe_note)}")
     if note:
         lines.insert(0, f"> {note}\n")
     return "\n".join(lines)

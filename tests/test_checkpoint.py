@@ -56,7 +56,7 @@ def test_loads_exactly_the_written_weights(make_checkpoint, nested):
     assert loaded_state(lm).keys() == state.keys()
     for key, tensor in loaded_state(lm).items():
         assert torch.equal(tensor, state[key]), key
-    assert (lm.n_loops, lm.info.loop_mode, lm.info.mode_source) == (3, "add", "recorded")
+    assert (lm.n_loops, lm.info.loop_mode, lm.info.mode_source) == (3, "add", "config")
     assert "consolidated.pth" in lm.info.weights
 
 
@@ -150,7 +150,7 @@ def test_wrapper_prefixes_accepted(make_checkpoint, prefix):
 def test_gate_keys_switch_to_gated(make_checkpoint, name):
     folder, _ = make_checkpoint(tiny_params(loop_residual=True), state_override={name: torch.rand(3)})
     lm = load(folder)
-    assert (lm.model.loop_mode, lm.info.loop_mode, lm.info.mode_source) == ("gated", "gated", "recorded")
+    assert (lm.model.loop_mode, lm.info.loop_mode, lm.info.mode_source) == ("gated", "gated", "config")
     plain = load(make_checkpoint(tiny_params(loop_residual=True))[0])
     assert plain.model.loop_mode == "add"
     assert not torch.allclose(logits(lm), logits(plain))

@@ -15,16 +15,19 @@ to overrule the default to pass.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 import emojilm
 import emojilm.probe
-from emojilm.config import args_from_params
+from emojilm.config import DEFAULT_TRUE_MODE, args_from_params
 from emojilm.model import LoopedTransformer
-from emojilm.prompt import KNOWN_PAIRS
-from tests.conftest import write_lingua_checkpoint
+from emojilm.probe import TRUE_READINGS
+from emojilm.prompt import CANDIDATE_TEMPLATES, DEFAULT_TEMPLATE, KNOWN_PAIRS
+from tests.conftest import TINY, random_tokens, write_lingua_checkpoint
+from tests.test_model import reference_loop_logits
 
 TRUE_MODE, TRUE_TEMPLATE = "add_skip_first", "tab"
 MODEL = {"dim": 32, "n_layers": 2, "n_heads": 4, "multiple_of": 16, "max_seqlen": 64, "n_loops": 3}
@@ -91,42 +94,104 @@ def test_probe_ranks_the_true_variant_first(trained_state, tmp_path):
     assert lm.model.loop_mode == "add"  # the probe leaves the model as it found it
 
 
+def count_probe_forwards(monkeypatch) -> list[str]:
+    """Record the loop mode of every candidate the probe scores (one forward each)."""
+    modes = []
+    score = emojilm.probe.score_pairs
+
+    def counted(lm, *args, **kwargs):
+        modes.append(lm.model.loop_mode)
+        return score(lm, *args, **kwargs)
+
+    monkeypatch.setattr(emojilm.probe, "score_pairs", counted)
+    return modes
+
+
 def test_load_applies_the_probe_once(trained_state, tmp_path, monkeypatch):
     folder = write_trained(tmp_path / "ckpt", trained_state)
+    forwards = count_probe_forwards(monkeypatch)
     first = emojilm.load(folder)
     assert (first.info.loop_mode, first.info.mode_source) == (TRUE_MODE, "probe")
     assert (first.info.template, first.info.template_source) == (TRUE_TEMPLATE, "probe")
     assert first.model.loop_mode == TRUE_MODE
+    # staged: every template under the default reading, then the three readings of `true`
+    assert len(forwards) == len(CANDIDATE_TEMPLATES) + len(TRUE_READINGS)
+    assert "clear winner 'tab'" in first.info.probe_note and "clear winner 'add_skip_first'" in first.info.probe_note
 
-    def probe_again(*args, **kwargs):
-        raise AssertionError("the probe ran again instead of using its cached choice")
-
-    monkeypatch.setattr(emojilm.probe, "probe_variants", probe_again)
+    forwards.clear()
     second = emojilm.load(folder)
+    assert forwards == [], "the probe ran again instead of using its cached choice"
     assert (second.model.loop_mode, second.info.mode_source, second.info.template) == (TRUE_MODE, "probe", "tab")
 
 
 @pytest.fixture
 def recorded_wrong_mode(trained_state, tmp_path):
-    """The trained weights with a wrong loop mode on record (and still no template)."""
+    """The trained weights with a wrong loop mode in the config (and still no template)."""
     return emojilm.load(write_trained(tmp_path / "ckpt", trained_state, loop_residual="none"))
 
 
-def test_recorded_mode_is_kept_and_only_the_template_probed(recorded_wrong_mode):
+def test_configured_mode_is_kept_and_only_the_template_probed(recorded_wrong_mode):
     lm = recorded_wrong_mode
-    assert (lm.model.loop_mode, lm.info.loop_mode) == ("none", "none")
+    assert (lm.model.loop_mode, lm.info.loop_mode, lm.info.mode_source) == ("none", "none", "config")
     assert (lm.info.template, lm.info.template_source) == (TRUE_TEMPLATE, "probe")
-
-
-def test_recorded_mode_keeps_its_source(recorded_wrong_mode):
-    assert recorded_wrong_mode.info.mode_source == "recorded"
+    assert "mode probe" not in lm.info.probe_note
 
 
 def test_explicit_choice_skips_the_probe(trained_state, tmp_path, monkeypatch):
-    def no_probe(*args, **kwargs):
-        raise AssertionError("the probe ran although the variant was given")
-
-    monkeypatch.setattr(emojilm.probe, "probe_variants", no_probe)
+    forwards = count_probe_forwards(monkeypatch)
     lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), loop_mode="inject_embeddings", template="colon")
+    assert forwards == []
     assert (lm.model.loop_mode, lm.info.mode_source) == ("inject_embeddings", "override")
     assert (lm.info.template, lm.info.template_source) == ("colon", "override")
+
+
+def test_pinned_template_probes_only_the_mode(trained_state, tmp_path, monkeypatch):
+    forwards = count_probe_forwards(monkeypatch)
+    lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), template=TRUE_TEMPLATE)
+    assert sorted(forwards) == sorted(TRUE_READINGS)
+    assert (lm.model.loop_mode, lm.info.mode_source) == (TRUE_MODE, "probe")
+
+
+# ----------------------------------------------------------------------------- plain lingua checkpoints
+
+RANDOM_MODEL = {**TINY, "n_loops": 2}
+
+
+@pytest.mark.parametrize("loop_residual", [False, "absent"])
+def test_false_or_absent_loop_residual_runs_plain_blocks_without_a_mode_probe(tmp_path, monkeypatch, loop_residual):
+    section = {**RANDOM_MODEL, "loop_residual": loop_residual}
+    if loop_residual == "absent":
+        del section["loop_residual"]
+    state = write_lingua_checkpoint(tmp_path / "ckpt", section, seed=3)
+    forwards = count_probe_forwards(monkeypatch)
+    pinned = emojilm.load(tmp_path / "ckpt", template="tab")
+    assert forwards == [], "a pinned template and a mode the config states leave nothing to probe"
+    assert (pinned.model.loop_mode, pinned.info.mode_source) == ("none", "config")
+
+    tokens = random_tokens(2, 11, seed=4)
+    expected = reference_loop_logits(state, section, "none", tokens, RANDOM_MODEL["n_loops"])[-1]
+    torch.testing.assert_close(pinned.model(tokens).double(), expected, rtol=1e-4, atol=1e-4)
+
+    unpinned = emojilm.load(tmp_path / "ckpt")
+    assert forwards and set(forwards) == {"none"}, "only the template is probed, under the configured mode"
+    assert unpinned.model.loop_mode == "none"
+
+
+def test_random_weights_with_true_keep_the_default_and_say_why(tmp_path):
+    write_lingua_checkpoint(tmp_path / "ckpt", {**RANDOM_MODEL, "loop_residual": True}, seed=5)
+    lm = emojilm.load(tmp_path / "ckpt")
+    assert (lm.model.loop_mode, lm.info.mode_source) == (DEFAULT_TRUE_MODE, "default")
+    assert (lm.info.template, lm.info.template_source) == (DEFAULT_TEMPLATE, "default")
+    note = lm.info.probe_note
+    assert note.count("no clear winner") == 2, note
+    margin = float(note.split("margin ")[1].split(" nats")[0])
+    assert 0 <= margin < 0.5  # random weights cannot tell the variants apart
+
+
+def test_clear_winner_is_a_loss_ratio():
+    table = pd.DataFrame({"score": [-0.010, -0.016, -0.5]})
+    assert emojilm.probe.loss_ratio(table) == pytest.approx(1.6)
+    assert emojilm.probe.is_clear_winner(table)
+    close = pd.DataFrame({"score": [-5.50, -5.52]})
+    assert not emojilm.probe.is_clear_winner(close)
+    assert emojilm.probe.is_clear_winner(pd.DataFrame({"score": [0.0, -0.1]}))  # a perfect winner

@@ -171,12 +171,13 @@ def test_unreachable_hub_falls_back_to_the_bundled_model(monkeypatch, tmp_path):
 def slow_hub_registry(monkeypatch, release: threading.Event, *, fails: bool = True, hub_wait_s: float = 0.1,
                       on_start=None) -> ModelRegistry:  # fmt: skip
     """A registry whose Hub model "slow/hub-model" finishes loading once `release` is set (then
-    raising ConnectionError("gave up") if `fails`); on_start(progress) runs as its load begins."""
+    raising ConnectionError("gave up") if `fails`); on_start(progress, other keyword arguments
+    of emojilm.load) runs as its load begins."""
 
     def load(source, progress=None, **kwargs):
         if source == "slow/hub-model":
             if on_start:
-                on_start(progress)
+                on_start(progress, kwargs)
             release.wait(30)
             if fails:
                 raise ConnectionError("gave up")
@@ -211,7 +212,7 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 def test_status_shows_the_download_progress(monkeypatch):
     release, reported = threading.Event(), threading.Event()
 
-    def report(progress):
+    def report(progress, _):
         progress("params.json", 1_234, 1_234)
         progress("consolidated.pth", 412_000_000, 1_236_000_000)
         reported.set()
@@ -228,6 +229,61 @@ def test_status_shows_the_download_progress(monkeypatch):
         release.set()
     wait_for(lambda: not registry.page_state(BUNDLED, chosen=False).polling)
     assert registry.page_state(BUNDLED, False).note.endswith("slow/hub-model could not be loaded: gave up")
+
+
+def test_status_names_each_loading_phase(monkeypatch):
+    release, downloaded, probing = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def phases(progress, kwargs):
+        seen.update(kwargs)
+        progress("consolidated.pth", 1_236_000_000, 1_236_000_000)
+        downloaded.set()
+        probing.wait(10)
+        kwargs["probing"](5, 11)
+        downloaded.clear()
+        downloaded.set()
+
+    registry = slow_hub_registry(monkeypatch, release, on_start=phases)
+    try:
+        registry.start()
+        assert downloaded.wait(10)
+        assert "reading and converting the weights" in registry.status("slow/hub-model")
+        downloaded.clear()
+        probing.set()
+        wait_for(lambda: "probing" in registry.status("slow/hub-model"))
+        assert "still loading: probing variants: 5 of 11 (" in registry.status("slow/hub-model")
+        assert seen["loop_mode"] is None and seen["template"] is None  # nothing pinned
+    finally:
+        release.set()
+
+
+def test_pins_reach_the_hub_model_only(monkeypatch):
+    calls = {}
+
+    def load(source, **kwargs):
+        calls[source] = kwargs
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(sources.emojilm, "load", load)
+    monkeypatch.setenv("EMOJILM_LOOP_MODE", "inject_embeddings")
+    monkeypatch.setenv("EMOJILM_TEMPLATE", "tab")
+    registry = ModelRegistry(SourceConfig.from_env(hub_repo="a/b", hub_wait_s=5.0))
+    registry.start()
+    wait_for(lambda: len(calls) == 2)
+    assert (calls["a/b"]["loop_mode"], calls["a/b"]["template"]) == ("inject_embeddings", "tab")
+    assert "loop_mode" not in calls[BUNDLED]  # the bundled model records its own variant
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [("EMOJILM_LOOP_MODE", "residual", "none, add, add_skip_first, inject_embeddings, gated"),
+     ("EMOJILM_TEMPLATE", "no slot", "newline")],
+)  # fmt: skip
+def test_bad_pins_name_the_allowed_values(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        SourceConfig.from_env()
 
 
 def test_the_page_moves_to_the_hub_model_once_it_is_ready_unless_the_visitor_chose(monkeypatch):

@@ -200,6 +200,14 @@ def test_bad_input_is_one_line_and_a_failing_status(capsys, tiny, argv, status, 
     assert len(err.splitlines()) == 1 and named in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("name, value", [("EMOJILM_LOOP_MODE", "sideways"), ("EMOJILM_TEMPLATE", "no slot")])
+def test_a_bad_pin_in_the_environment_names_the_allowed_values(capsys, monkeypatch, tiny, name, value):
+    monkeypatch.setenv(name, value)
+    status, out, err = run_cli(capsys, "--model", tiny, "x")
+    assert (status, out) == (2, "")
+    assert len(err.splitlines()) == 1 and "pin" in err and ("inject_embeddings" in err or "newline" in err)
+
+
 def test_missing_model_folder(capsys, tmp_path):
     status, out, err = run_cli(capsys, "--model", tmp_path / "no" / "such" / "folder", "I love pizza")
     assert (status, out) == (1, "")

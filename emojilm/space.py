@@ -33,14 +33,15 @@ TOP_P_RANGE = (0.01, 1.0)
 THRESHOLD_RANGE = (0.0, 1.0)  # adaptive loops' KL threshold, nats (the page's option; the API has none)
 EXAMPLES = [
     "I love pizza",
-    "Let's go to the beach, the sun is out!",
-    "a cup of coffee and a good book",
     "It is raining again and I am so sad",
     "Happy birthday to my dog",
     "We won the football game!",
+    "good morning sunshine",
+    "I need coffee",
+    "let's play guitar",
+    "we are going to the mountains",
+    "so much snow",
     "Ich liebe Pizza",
-    "J'adore le chocolat",
-    "Me encanta el café",
 ]
 
 

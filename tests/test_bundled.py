@@ -9,7 +9,8 @@ import pytest
 
 import emojilm
 from emojilm.checkpoint import BUNDLED_DIR
-from emojilm.evaluate import EVAL_DIR, accuracy_by_loops, load_eval, natural_outputs, natural_table
+from emojilm.evaluate import EVAL_DIR, accuracy_by_loops, emoji_units, load_eval, natural_outputs, natural_table
+from emojilm.space import EXAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,25 @@ def test_card_template_table_reproduces(lm):
     table = accuracy_by_loops(lm, heldout, card["loops"].tolist())
     assert table["n"].tolist() == card["n"].tolist()
     assert (table["hit"] - card["hit"]).abs().max() <= 2 / len(heldout)
+
+
+# What a person would accept for each page example (written here, not taken from the model).
+SENSIBLE = {
+    "I love pizza": "🍕❤️😍",
+    "It is raining again and I am so sad": "🌧️☔💧😢😭☹️😞🙁",
+    "Happy birthday to my dog": "🎂🎉🥳🎁🐶🐕",
+    "We won the football game!": "⚽🏈🏆🥇🎉",
+    "good morning sunshine": "☀️🌞🌅🌄",
+    "I need coffee": "☕",
+    "let's play guitar": "🎸🎶🎵",
+    "we are going to the mountains": "⛰️🏔️🗻🏕️",
+    "so much snow": "❄️☃️⛄🌨️",
+    "Ich liebe Pizza": "🍕❤️",
+}
+
+
+def test_every_page_example_gets_a_sensible_answer(lm):
+    assert set(SENSIBLE) == set(EXAMPLES)
+    for text in EXAMPLES:
+        answer = lm.translate(text, max_new_tokens=32).text
+        assert set(emoji_units(answer)) & set(emoji_units(SENSIBLE[text])), (text, answer)

@@ -223,10 +223,11 @@ def load(
 
     ours = params.get("emojilm")
     ours = ours if isinstance(ours, dict) else None
-    said = params.get("model", params).get("loop_residual", False)
-    ambiguous_mode = said is True and ours is None and args.loop_mode != "gated"
-    mode_source = "default" if said is True and args.loop_mode != "gated" else ("recorded" if ours else "config")
+    # A bare `true` (and no gate tensors) is read the default way, or probed where the checkpoint is not ours.
+    reads_true = params.get("model", params).get("loop_residual", False) is True and args.loop_mode != "gated"
+    mode_source = "default" if reads_true else ("recorded" if ours else "config")
     recorded_template = (ours or {}).get("prompt_template")
+    prompt_template = resolve_template(recorded_template or DEFAULT_TEMPLATE)
     info = ModelInfo(
         source=resolved.source,
         folder=str(resolved.folder),
@@ -237,14 +238,14 @@ def load(
         dtype=str(dtype).removeprefix("torch."),
         loop_mode=args.loop_mode,
         mode_source=mode_source,
-        template=template_name(resolve_template(recorded_template or DEFAULT_TEMPLATE)),
+        template=template_name(prompt_template),
         template_source="recorded" if recorded_template else "default",
     )
-    lm = EmojiLM(model, recorded_template or DEFAULT_TEMPLATE, info)
+    lm = EmojiLM(model, prompt_template, info)
     log.info("loaded %r", lm)
 
     lm.set_variant(loop_mode, template)  # a pinned half of the variant is what the probe scores the other under
-    probe_mode = ambiguous_mode and loop_mode is None
+    probe_mode = reads_true and ours is None and loop_mode is None
     probe_template = recorded_template is None and template is None
     if probe and (probe_mode or probe_template):
         _apply_probe(lm, resolved.folder, probe_mode, probe_template, probing)

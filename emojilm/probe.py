@@ -68,24 +68,25 @@ def probe_variants(
         has_gates = hasattr(lm.model, "loop_gates")
         modes = [m for m in LOOP_MODES if (m == "gated") == has_gates]
     templates = list(templates or CANDIDATE_TEMPLATES)
+    return _ranked([_score_variant(lm, pairs, mode, name) for mode in modes for name in templates])
+
+
+def _score_variant(lm, pairs, mode: str, template: str) -> dict:
+    """One candidate's row: the model run in `mode` on `template` prompts, then left as it was."""
     original = lm.model.loop_mode
-    records = []
     try:
-        for mode in modes:
-            lm.model.set_loop_mode(mode)
-            for name in templates:
-                score, exact = score_pairs(lm, pairs, name)
-                records.append({"loop_mode": mode, "template": name, "score": score, "exact": exact})
+        lm.model.set_loop_mode(mode)
+        score, exact = score_pairs(lm, pairs, template)
     finally:
         lm.model.set_loop_mode(original)
-    return _ranked(records)
+    return {"loop_mode": mode, "template": template, "score": score, "exact": exact}
 
 
 def loss_ratio(table: pd.DataFrame) -> float:
     """The runner-up's loss over the winner's (inf when the winner is perfect or alone)."""
     if len(table) < 2:
         return float("inf")
-    best, runner_up = -table["score"].iloc[0], -table["score"].iloc[1]
+    best, runner_up = -float(table["score"].iloc[0]), -float(table["score"].iloc[1])
     return runner_up / best if best > 0 else float("inf")
 
 
@@ -131,16 +132,11 @@ def choose_variant(
 
     def scored(mode: str, template: str) -> dict:
         nonlocal done
-        original = lm.model.loop_mode
-        try:
-            lm.model.set_loop_mode(mode)
-            score, exact = score_pairs(lm, pairs, template)
-        finally:
-            lm.model.set_loop_mode(original)
+        record = _score_variant(lm, pairs, mode, template)
         done += 1
         if progress:
             progress(done, total)
-        return {"loop_mode": mode, "template": template, "score": score, "exact": exact}
+        return record
 
     results = {}
     if template_names:
@@ -162,7 +158,7 @@ def _ranked(records: list[dict]) -> pd.DataFrame:
 
 def _stage(table: pd.DataFrame, column: str) -> StageResult:
     margin = float(table["margin"].iloc[1]) if len(table) > 1 else float("inf")
-    return StageResult(str(table[column].iloc[0]), bool(is_clear_winner(table)), margin, float(loss_ratio(table)))
+    return StageResult(str(table[column].iloc[0]), is_clear_winner(table), margin, loss_ratio(table))
 
 
 if __name__ == "__main__":  # python -m emojilm.probe SOURCE: the ranked table (the command line is in emojilm.cli)

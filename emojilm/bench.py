@@ -173,18 +173,20 @@ def _status_bytes(field: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def load_in_child(folder: str, device: str, dtype: str | None) -> None:
-    """Run inside a fresh process: load once, print seconds and memory as JSON."""
+def load_in_child(folder: str, device: str, dtype: str | None, probe: bool) -> None:
+    """Run inside a fresh process: load once, print seconds, memory and the variant as JSON."""
     baseline = _status_bytes("VmRSS")  # Python, torch and emojilm imported
-    seconds, lm = timed(lambda: emojilm.load(folder, device=device, dtype=dtype, probe=False))
+    seconds, lm = timed(lambda: emojilm.load(folder, device=device, dtype=dtype, probe=probe))
+    info = lm.info
+    variant = f"{info.loop_mode} ({info.mode_source}), {info.template} ({info.template_source})"
     print(json.dumps({"seconds": seconds, "peak": _status_bytes("VmHWM"), "baseline": baseline,
-                      "weights": fp32_bytes(lm.model), "source": lm.info.weights}))  # fmt: skip
+                      "weights": fp32_bytes(lm.model), "source": info.weights, "variant": variant}))  # fmt: skip
 
 
-def load_in_subprocess(folder: Path, cache: Path, options: argparse.Namespace) -> dict[str, Any]:
+def load_in_subprocess(folder: Path, cache: Path, options: argparse.Namespace, probe: bool = False) -> dict[str, Any]:
     env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
     code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench import load_in_child; "
-    code += f"load_in_child({str(folder)!r}, {options.device!r}, {options.dtype!r})"
+    code += f"load_in_child({str(folder)!r}, {options.device!r}, {options.dtype!r}, {probe!r})"
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
@@ -194,16 +196,20 @@ def load_in_subprocess(folder: Path, cache: Path, options: argparse.Namespace) -
 # ----------------------------------------------------------------------------- measurements
 
 
-def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> dict[str, float]:
-    """First load (consolidated.pth → safetensors cache) and cached load, each in a fresh process."""
+def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> dict[str, Any]:
+    """First load (consolidated.pth → safetensors cache) and cached load, each in a fresh process;
+    then the same two as a default load runs them (with the variant probe, where the config leaves
+    the variant open), from another empty cache."""
     runs = []
     for i in range(options.repeats):
-        cache = work / f"cache{i}"
-        first = load_in_subprocess(folder, cache, options)
-        second = load_in_subprocess(folder, cache, options)
-        assert "converted to" in first["source"] and "cached" in second["source"], (first, second)
-        runs.append((first, second))
-        shutil.rmtree(cache)
+        plain, probed = work / f"cache{i}", work / f"probed{i}"
+        run = [load_in_subprocess(folder, plain, options), load_in_subprocess(folder, plain, options),
+               load_in_subprocess(folder, probed, options, probe=True),
+               load_in_subprocess(folder, probed, options, probe=True)]  # fmt: skip
+        assert "converted to" in run[0]["source"] and "cached" in run[1]["source"], run
+        runs.append(run)
+        shutil.rmtree(plain)
+        shutil.rmtree(probed)
     weights = runs[0][0]["weights"]
 
     def med(which: int, key: str) -> float:
@@ -212,6 +218,10 @@ def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> di
     return {
         "load from consolidated.pth (convert)": med(0, "seconds"),
         "load from safetensors cache": med(1, "seconds"),
+        "default load, first start (convert + probe)": med(2, "seconds"),
+        "default load, first start / convert": statistics.median(run[2]["seconds"] / run[0]["seconds"] for run in runs),
+        "default load, second start (cached weights and choice)": med(3, "seconds"),
+        "variant after a default load": runs[0][2]["variant"],
         "peak RSS, convert": med(0, "peak") / 1e9,
         "peak RSS, convert / fp32 weights": med(0, "peak") / weights,
         "peak RSS - baseline, convert / fp32 weights": (med(0, "peak") - med(0, "baseline")) / weights,
@@ -464,6 +474,8 @@ UNITS = {
     "fp32 weights": "MB",
     "load from consolidated.pth (convert)": "s",
     "load from safetensors cache": "s",
+    "default load, first start (convert + probe)": "s",
+    "default load, second start (cached weights and choice)": "s",
     "peak RSS, convert": "GB",
     "peak RSS, cached": "GB",
     "bandwidth beside the decode runs": "GB/s",

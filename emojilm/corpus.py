@@ -364,11 +364,12 @@ def build_corpus(
     max_pairs: int | None = None,
     focus: str = "all",
     kinds: Sequence[str] | None = None,
+    english_share: float = ENGLISH_SHARE,
 ) -> pd.DataFrame:
     """The corpus as a table with columns text, emoji, lang, kind and split, in random order.
 
     `rows` rows are drawn (fewer remain once duplicates and evaluation texts are
-    dropped); English takes ENGLISH_SHARE of them when present, the other
+    dropped); English takes `english_share` of them when present, the other
     languages share the rest. `max_pairs` keeps that many rows. `focus` narrows the
     concepts drawn (FOCUSES) and `kinds` the kinds of row (KIND_SHARES), for a first
     training stage that sees each word often, in short texts.
@@ -379,12 +380,14 @@ def build_corpus(
     unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown:
         raise ValueError(f"unsupported languages {unknown}; choose from {list(LANGUAGES)}")
+    if not 0.0 <= english_share <= 1.0:
+        raise ValueError(f"english_share must be between 0 and 1, got {english_share}")
     rng = random.Random(seed)
     banned = eval_texts()
     others = [lang for lang in languages if lang != "en"]
-    shares = {lang: (1 - ENGLISH_SHARE if "en" in languages else 1.0) / max(1, len(others)) for lang in others}
+    shares = {lang: (1 - english_share if "en" in languages else 1.0) / max(1, len(others)) for lang in others}
     if "en" in languages:
-        shares["en"] = ENGLISH_SHARE if others else 1.0
+        shares["en"] = english_share if others else 1.0
 
     records, seen = [], set()
     kinds = list(kinds or KIND_SHARES)
@@ -476,19 +479,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     focus_help = "all emoji; the everyday ones; those by their names only"
     parser.add_argument("--focus", choices=FOCUSES, default="all", help=focus_help)
     parser.add_argument("--kinds", help=f"comma-separated kinds of row (default: all of {','.join(KIND_SHARES)})")
+    share_help = f"share of the rows in English when other languages are drawn too (default {ENGLISH_SHARE})"
+    parser.add_argument("--english-share", type=float, default=ENGLISH_SHARE, help=share_help)
     parser.add_argument("--stats", action="store_true", help="print counts per kind, language and split, and samples")
     args = parser.parse_args(argv)
     if args.out.suffix.lower() not in (".parquet", ".csv", ".jsonl", ".json"):
         parser.error("--out must end in .parquet, .csv or .jsonl")
+    if not 0.0 <= args.english_share <= 1.0:
+        parser.error("--english-share must be between 0 and 1")
 
     start = time.perf_counter()
     languages = args.languages.split(",") if args.languages else None
     kinds = args.kinds.split(",") if args.kinds else None
-    corpus = build_corpus(seed=args.seed, languages=languages, rows=args.rows, focus=args.focus, kinds=kinds)
+    corpus = build_corpus(seed=args.seed, languages=languages, rows=args.rows, focus=args.focus, kinds=kinds,
+                          english_share=args.english_share)
     seconds = time.perf_counter() - start
     _write(corpus, args.out)
     recipe = {"seed": args.seed, "rows": args.rows, "languages": languages, "focus": args.focus,
-              "kinds": kinds, "pairs": len(corpus)}  # fmt: skip
+              "kinds": kinds, "english_share": args.english_share, "pairs": len(corpus)}  # fmt: skip
     recipe_path(args.out).write_text(json.dumps(recipe) + "\n", encoding="utf-8")
     print(f"wrote {len(corpus):,} pairs to {args.out} (built in {seconds:.1f} s)")
     if args.stats:

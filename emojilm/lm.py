@@ -254,11 +254,11 @@ def load(
 
 def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, probing) -> None:
     """Run the staged probe (or reuse its cached result) and apply only its clear picks."""
-    from emojilm.probe import CLEAR_RATIO, TRUE_READINGS, StageResult, choose_variant
+    from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, TRUE_READINGS, StageResult, choose_variant
 
     weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
     # What was searched, and under which fixed half: a different pin is a different search.
-    search = json.dumps([probe_mode, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO])
+    search = json.dumps([probe_mode, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS])
     digest = hashlib.sha256(search.encode()).hexdigest()[:16]
     cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{digest}.json"
     stages: dict[str, StageResult] | None = None

@@ -7,8 +7,9 @@ candidates by the log-likelihood of pairs whose answer is not in doubt.
 
 `probe_variants` ranks a whole grid (the command line's table). `choose_variant`
 is what loading uses: a staged search (the template under the current mode,
-then the modes under that template: 8 + 3 forwards instead of 32) that accepts
-a pick only when it wins clearly, and otherwise keeps the documented default.
+then the modes under that template), pair by pair, that stops as soon as the
+verdict is settled, accepts a pick only when it wins clearly, and otherwise
+keeps the documented default.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 import torch
 
 from emojilm.config import LOOP_MODES
-from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt
+from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt, template_name
 
 # A pick is clear when the runner-up's loss (mean negative log p per answer byte) is at
 # least CLEAR_RATIO times the winner's. A ratio, not a difference: a well-trained model's
@@ -30,30 +31,48 @@ CLEAR_RATIO = 1.5
 # Readings of `loop_residual: true` the probe may choose between (gated needs gate tensors).
 TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
 
-Progress = Callable[[int, int], None]  # (candidates scored, candidates in all)
+# What a load scores, cheapest first: a published-shape forward costs ~30 ms per token on
+# two cores, so a load scores short pairs one at a time (the card's example among them) and
+# stops once the verdict is settled; the command line's full table scores all KNOWN_PAIRS.
+LOADING_PAIRS = tuple(sorted((p for p in KNOWN_PAIRS if p[0] in ("I love pizza", "pizza", "my cat", "happy birthday")),
+                             key=lambda pair: len(pair[0].encode()) + len(pair[1].encode())))  # fmt: skip
+# A loading stage stops early when, after at least MIN_CLEAR_PAIRS pairs, one candidate wins
+# clearly; or when, after any pair, every candidate's loss is within TIE_RATIO of the best:
+# weights that cannot tell the variants apart (random ones score ~5.5 nats/byte everywhere)
+# will not tell them apart on two more pairs, and the default stands either way.
+MIN_CLEAR_PAIRS = 2
+TIE_RATIO = 1.1
+
+Progress = Callable[[int, int], None]  # (forwards run, forwards the search may run)
 
 
 @torch.no_grad()
-def score_pairs(lm, pairs: Sequence[tuple[str, str]], template: str) -> tuple[float, float]:
-    """Mean log-probability per answer byte (EOS included) and the share of answers
-    whose every byte is the model's top choice under teacher forcing."""
+def score_rows(lm, rows: Sequence[tuple[str, str, str]]) -> list[tuple[float, int, bool]]:
+    """For each (template, text, answer) row, in one forward of the model as it is set:
+    the summed log-probability of the answer bytes (EOS included), their number, and
+    whether every one of them is the model's top choice under teacher forcing."""
     tok = lm.tokenizer
-    rows = []
-    for text, answer in pairs:
-        prompt = tok.encode(format_prompt(text, template), bos=True)
-        rows.append((prompt, tok.encode(answer, eos=True)))
-    width = max(len(p) + len(a) for p, a in rows)
-    tokens = torch.full((len(rows), width), tok.eos_id, dtype=torch.long)
-    answer_mask = torch.zeros(len(rows), width, dtype=torch.bool)
-    for i, (prompt, answer) in enumerate(rows):
+    encoded = [(tok.encode(format_prompt(text, template), bos=True), tok.encode(answer, eos=True))
+               for template, text, answer in rows]  # fmt: skip
+    width = max(len(p) + len(a) for p, a in encoded)
+    tokens = torch.full((len(encoded), width), tok.eos_id, dtype=torch.long)
+    answer_mask = torch.zeros(len(encoded), width, dtype=torch.bool)
+    for i, (prompt, answer) in enumerate(encoded):
         tokens[i, : len(prompt) + len(answer)] = torch.tensor(prompt + answer)
         answer_mask[i, len(prompt) : len(prompt) + len(answer)] = True
     tokens = tokens.to(lm.device)
     logp = lm.model(tokens).float().log_softmax(-1)[:, :-1]
     targets, mask = tokens[:, 1:], answer_mask[:, 1:].to(lm.device)
-    target_logp = logp.gather(-1, targets[..., None])[..., 0]
+    target_logp = torch.where(mask, logp.gather(-1, targets[..., None])[..., 0], 0.0)
     hit = (logp.argmax(-1) == targets) | ~mask
-    return float(target_logp[mask].mean()), float(hit.all(-1).float().mean())
+    return list(zip(target_logp.sum(-1).tolist(), mask.sum(-1).tolist(), hit.all(-1).tolist(), strict=True))
+
+
+def score_pairs(lm, pairs: Sequence[tuple[str, str]], template: str) -> tuple[float, float]:
+    """Mean log-probability per answer byte (EOS included) and the share of answers
+    whose every byte is the model's top choice under teacher forcing."""
+    scores = score_rows(lm, [(template, text, answer) for text, answer in pairs])
+    return sum(s[0] for s in scores) / sum(s[1] for s in scores), sum(s[2] for s in scores) / len(scores)
 
 
 def probe_variants(
@@ -117,37 +136,73 @@ def choose_variant(
     modes: Sequence[str] | None,
     probe_template: bool,
     progress: Progress | None = None,
-    pairs: Sequence[tuple[str, str]] = KNOWN_PAIRS,
+    pairs: Sequence[tuple[str, str]] = LOADING_PAIRS,
 ) -> dict[str, StageResult]:
     """Staged search: {"template": ..., "loop_mode": ...} for the stages that ran.
 
     The template is scored under the model's current loop mode (when probe_template),
     then `modes` (when given, at least two) under the template that won clearly, or
-    the current one. The model is left as it was found; applying a pick is the caller's.
+    the current one. Each stage scores `pairs` one at a time and may stop early
+    (MIN_CLEAR_PAIRS, TIE_RATIO). The model is left as it was found; applying a
+    pick is the caller's.
     """
     template_names = list(CANDIDATE_TEMPLATES) if probe_template else []
     modes = list(modes or [])
-    total, done = len(template_names) + len(modes), 0
-    current = lm.template
-
-    def scored(mode: str, template: str) -> dict:
-        nonlocal done
-        record = _score_variant(lm, pairs, mode, template)
-        done += 1
-        if progress:
-            progress(done, total)
-        return record
-
+    template = template_name(lm.template)
+    search = _Search(lm, pairs, progress, forwards=len(pairs) * (bool(template_names) + len(modes)))
     results = {}
     if template_names:
-        table = _ranked([scored(lm.model.loop_mode, name) for name in template_names])
-        results["template"] = _stage(table, "template")
+        results["template"] = _stage(search.stage([(lm.model.loop_mode, name) for name in template_names]), "template")
         if results["template"].clear:
-            current = results["template"].winner
+            template = results["template"].winner
     if modes:
-        table = _ranked([scored(mode, current) for mode in modes])
-        results["loop_mode"] = _stage(table, "loop_mode")
+        results["loop_mode"] = _stage(search.stage([(mode, template) for mode in modes]), "loop_mode")
     return results
+
+
+class _Search:
+    """Per-pair scores of (mode, template) candidates, each computed once, in as few forwards
+    as the modes allow (candidates that share a mode share a forward)."""
+
+    def __init__(self, lm, pairs: Sequence[tuple[str, str]], progress: Progress | None, forwards: int) -> None:
+        self.lm, self.pairs, self.progress = lm, list(pairs), progress
+        self.scores: dict[tuple[str, str, tuple[str, str]], tuple[float, int, bool]] = {}
+        self.done, self.expected = 0, forwards  # forwards run, and the most the search may still run in all
+
+    def stage(self, candidates: list[tuple[str, str]]) -> pd.DataFrame:
+        modes = list(dict.fromkeys(mode for mode, _ in candidates))
+        planned, before = len(self.pairs) * len(modes), self.done
+        for k, pair in enumerate(self.pairs, start=1):
+            for mode in modes:
+                self._score(mode, [t for m, t in candidates if m == mode and (m, t, pair) not in self.scores], pair)
+            table = self._table(candidates, self.pairs[:k])
+            if (k >= MIN_CLEAR_PAIRS and is_clear_winner(table)) or loss_ratio(table) < TIE_RATIO:
+                break
+        self.expected -= planned - (self.done - before)  # what this stage did not need
+        return table
+
+    def _score(self, mode: str, templates: list[str], pair: tuple[str, str]) -> None:
+        if not templates:
+            return
+        original = self.lm.model.loop_mode
+        try:
+            self.lm.model.set_loop_mode(mode)
+            rows = score_rows(self.lm, [(template, *pair) for template in templates])
+        finally:
+            self.lm.model.set_loop_mode(original)
+        self.scores.update({(mode, template, pair): row for template, row in zip(templates, rows, strict=True)})
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, max(self.expected, self.done))
+
+    def _table(self, candidates: list[tuple[str, str]], pairs: list[tuple[str, str]]) -> pd.DataFrame:
+        records = []
+        for mode, template in candidates:
+            rows = [self.scores[mode, template, pair] for pair in pairs]
+            score = sum(r[0] for r in rows) / sum(r[1] for r in rows)
+            records.append({"loop_mode": mode, "template": template, "score": score,
+                            "exact": sum(r[2] for r in rows) / len(rows), "pairs": len(rows)})  # fmt: skip
+        return _ranked(records)
 
 
 def _ranked(records: list[dict]) -> pd.DataFrame:

@@ -24,8 +24,8 @@ import emojilm
 import emojilm.probe
 from emojilm.config import DEFAULT_TRUE_MODE, args_from_params
 from emojilm.model import LoopedTransformer
-from emojilm.probe import TRUE_READINGS
-from emojilm.prompt import CANDIDATE_TEMPLATES, DEFAULT_TEMPLATE, KNOWN_PAIRS
+from emojilm.probe import LOADING_PAIRS, TRUE_READINGS
+from emojilm.prompt import DEFAULT_TEMPLATE, KNOWN_PAIRS
 from tests.conftest import TINY, random_tokens, write_lingua_checkpoint
 from tests.test_model import reference_loop_logits
 
@@ -95,15 +95,15 @@ def test_probe_ranks_the_true_variant_first(trained_state, tmp_path):
 
 
 def count_probe_forwards(monkeypatch) -> list[str]:
-    """Record the loop mode of every candidate the probe scores (one forward each)."""
+    """Record the loop mode of every forward the probe runs."""
     modes = []
-    score = emojilm.probe.score_pairs
+    score = emojilm.probe.score_rows
 
     def counted(lm, *args, **kwargs):
         modes.append(lm.model.loop_mode)
         return score(lm, *args, **kwargs)
 
-    monkeypatch.setattr(emojilm.probe, "score_pairs", counted)
+    monkeypatch.setattr(emojilm.probe, "score_rows", counted)
     return modes
 
 
@@ -114,8 +114,13 @@ def test_load_applies_the_probe_once(trained_state, tmp_path, monkeypatch):
     assert (first.info.loop_mode, first.info.mode_source) == (TRUE_MODE, "probe")
     assert (first.info.template, first.info.template_source) == (TRUE_TEMPLATE, "probe")
     assert first.model.loop_mode == TRUE_MODE
-    # staged: every template under the default reading, then the three readings of `true`
-    assert len(forwards) == len(CANDIDATE_TEMPLATES) + len(TRUE_READINGS)
+    # staged: the templates under the default reading, all of them in one forward per pair; then
+    # the other two readings of `true` under the winner ("add" under it is scored already)
+    templates_stage = forwards[: forwards.index("add_skip_first")]
+    assert templates_stage == ["add"] * len(templates_stage) and 1 <= len(templates_stage) <= len(LOADING_PAIRS)
+    modes_stage = forwards[len(templates_stage) :]
+    assert set(modes_stage) == {"add_skip_first", "inject_embeddings"}
+    assert len(forwards) <= len(LOADING_PAIRS) * len(TRUE_READINGS)
     assert "clear winner 'tab'" in first.info.probe_note and "clear winner 'add_skip_first'" in first.info.probe_note
 
     forwards.clear()
@@ -137,6 +142,19 @@ def test_configured_mode_is_kept_and_only_the_template_probed(recorded_wrong_mod
     assert "mode probe" not in lm.info.probe_note
 
 
+def test_progress_counts_forwards_up_to_a_shrinking_total(trained_state, tmp_path):
+    lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), probe=False)
+    reports = []
+    stages = emojilm.probe.choose_variant(
+        lm, TRUE_READINGS, True, progress=lambda done, total: reports.append((done, total))
+    )
+    assert stages["template"].winner == TRUE_TEMPLATE and stages["loop_mode"].winner == TRUE_MODE
+    assert [done for done, _ in reports] == list(range(1, len(reports) + 1))
+    totals = [total for _, total in reports]
+    assert totals == sorted(totals, reverse=True) and totals[0] <= len(LOADING_PAIRS) * (1 + len(TRUE_READINGS))
+    assert all(done <= total for done, total in reports)
+
+
 def test_explicit_choice_skips_the_probe(trained_state, tmp_path, monkeypatch):
     forwards = count_probe_forwards(monkeypatch)
     lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), loop_mode="inject_embeddings", template="colon")
@@ -148,7 +166,7 @@ def test_explicit_choice_skips_the_probe(trained_state, tmp_path, monkeypatch):
 def test_pinned_template_probes_only_the_mode(trained_state, tmp_path, monkeypatch):
     forwards = count_probe_forwards(monkeypatch)
     lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), template=TRUE_TEMPLATE)
-    assert sorted(forwards) == sorted(TRUE_READINGS)
+    assert set(forwards) == set(TRUE_READINGS) and len(forwards) % len(TRUE_READINGS) == 0  # a pair = 3 forwards
     assert (lm.model.loop_mode, lm.info.mode_source) == (TRUE_MODE, "probe")
 
 
@@ -177,9 +195,13 @@ def test_false_or_absent_loop_residual_runs_plain_blocks_without_a_mode_probe(tm
     assert unpinned.model.loop_mode == "none"
 
 
-def test_random_weights_with_true_keep_the_default_and_say_why(tmp_path):
+def test_random_weights_with_true_keep_the_default_and_say_why(tmp_path, monkeypatch):
     write_lingua_checkpoint(tmp_path / "ckpt", {**RANDOM_MODEL, "loop_residual": True}, seed=5)
+    forwards = count_probe_forwards(monkeypatch)
     lm = emojilm.load(tmp_path / "ckpt")
+    # every variant ties on the first pair, so each stage stops there: one forward for all
+    # templates, then one per other reading of `true`
+    assert forwards == ["add", "add_skip_first", "inject_embeddings"]
     assert (lm.model.loop_mode, lm.info.mode_source) == (DEFAULT_TRUE_MODE, "default")
     assert (lm.info.template, lm.info.template_source) == (DEFAULT_TEMPLATE, "default")
     note = lm.info.probe_note

@@ -11,11 +11,15 @@ downloaded. `--quick` shrinks that model to 6 layers.
 
 Every figure is the median of `--repeats` runs. Loading is measured in fresh
 subprocesses (peak resident memory is per process), first from consolidated.pth
-(converting it into an empty temporary EMOJILM_CACHE), then from that cache.
+(converting it into an empty temporary EMOJILM_CACHE), then from that cache;
+then as a default load runs it (with the variant probe where the config leaves
+the variant open), from another empty cache, twice.
 Decoding is memory-bound: each new byte streams every block's weights once per
 loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
-bandwidth being measured by a 256 MB matrix-vector product in the weights' dtype
+bandwidth being the machine's: a sum over 1 GiB by all the run's threads, sampled
 just before and just after each decode run; the ratio shown is the median of the runs' ratios.
+A step of 2, 4 and 8 rows is timed against a step of one row (what a speculative
+check or the trace's per-loop answers pay for their rows).
 `--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
 otherwise (the CPU-only weight-format rows are left out there).
 Nothing is asserted: the script only prints.
@@ -82,11 +86,12 @@ class Plan:
     trace_repeats: int
 
 
+STEP_ROWS = (1, 2, 4, 8)  # rows per decode step in the rows figures
 HELDOUT = "heldout.jsonl"  # a model folder's held-out phrases (the bundled model has them)
 HELDOUT_SAMPLE = 30  # the first ones are timed with and without drafting, and traced
 
 SMALL_PLAN = Plan(decode_bytes=32, naive_bytes=16, answer_bytes=64, trace_repeats=3)
-LARGE_PLAN = Plan(decode_bytes=6, naive_bytes=2, answer_bytes=6, trace_repeats=1)
+LARGE_PLAN = Plan(decode_bytes=6, naive_bytes=2, answer_bytes=12, trace_repeats=1)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -231,27 +236,26 @@ def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> di
 
 
 class BandwidthProbe:
-    """GB/s of a matrix-vector product (the weights' device and dtype) whose matrix (256 MB) cannot sit in cache.
+    """GB/s at which all the run's threads stream memory: a sum over a 1 GiB buffer, which no cache holds.
 
+    This is the machine's limit, measured independently of the model's kernels.
     Sampled beside every decode run: on a shared VM the bandwidth drifts by a
     fifth from minute to minute, so a ratio to one early figure would drift too.
     """
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, megabytes: int = 256) -> None:
-        side = int(math.sqrt(megabytes * 2**20 / dtype.itemsize))
-        self.matrix = torch.randn(side, side, device=device, dtype=dtype)
-        self.vector = torch.randn(side, device=device, dtype=dtype)
+    def __init__(self, device: torch.device, megabytes: int = 1024) -> None:
+        self.buffer = torch.ones(megabytes * 2**20 // 4, device=device)
         self.sample()  # touch every page once
 
-    def sample(self, min_seconds: float = 0.05) -> float:
-        """Repeat the product until min_seconds have passed (one takes ~13 ms on a CPU core, 0.1 ms on a GPU)."""
-        count, started = 0, time.perf_counter()
-        while count == 0 or time.perf_counter() - started < min_seconds:
-            torch.mv(self.matrix, self.vector)
-            synchronize(self.matrix.device)
-            count += 1
-        seconds = time.perf_counter() - started
-        return count * self.matrix.numel() * self.matrix.element_size() / seconds / 1e9
+    def sample(self, min_seconds: float = 0.1) -> float:
+        """Repeat the sum until min_seconds have passed (one takes ~50 ms on two CPU cores); the best pass's rate."""
+        best, started = math.inf, time.perf_counter()
+        while best == math.inf or time.perf_counter() - started < min_seconds:
+            begin = time.perf_counter()
+            self.buffer.sum()
+            synchronize(self.buffer.device)
+            best = min(best, time.perf_counter() - begin)
+        return self.buffer.numel() * self.buffer.element_size() / best / 1e9
 
 
 def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
@@ -308,6 +312,34 @@ def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dic
         "cached / naive": decode_rate / naive_rate,
         "naive bytes == cached bytes": same,
     }
+
+
+@torch.no_grad()
+def measure_rows(lm, repeats: int) -> dict[str, float]:
+    """One decode step (one new position) for 1, 2, 4 and 8 rows at once, after a prefill of the
+    benchmark sentence: what the rows of a speculative check or of the trace's per-loop answers
+    cost. Row counts alternate within each run, and each ratio is the median of the runs' own."""
+    model, prompt = lm.model, torch.tensor([lm.prompt_ids(TEXT)], device=lm.device)
+    length = prompt.shape[1]
+    cache = model.new_cache(None, 1, length + 1)
+    model(prompt, cache=cache)
+    caches = {rows: cache.repeat_rows(rows) for rows in STEP_ROWS}
+
+    def step(rows: int) -> float:
+        ids = torch.full((rows, 1), ord(" "), device=lm.device)
+        synchronize(lm.device)
+        started = time.perf_counter()
+        model(ids, cache=caches[rows], start=length)
+        synchronize(lm.device)
+        return time.perf_counter() - started
+
+    for rows in STEP_ROWS:  # warm-up: oneDNN builds its kernels per shape
+        step(rows)
+    runs = [{rows: step(rows) for rows in STEP_ROWS} for _ in range(repeats)]
+    figures = {"step of 1 row": statistics.median(run[1] for run in runs)}
+    for rows in STEP_ROWS[1:]:
+        figures[f"step of {rows} rows / step of 1 row"] = statistics.median(run[rows] / run[1] for run in runs)
+    return figures
 
 
 def measure_translation(lm, plan: Plan, repeats: int, texts: dict[str, list[str]]) -> dict[str, Any]:
@@ -482,6 +514,7 @@ UNITS = {
     "prompt bytes": "bytes",
     "prefill (incl. first read-out)": "bytes/s",
     "time to first byte": "s",
+    "step of 1 row": "s",
     "decode (cached, greedy)": "bytes/s",
     "decode time per byte": "ms",
     "decode time per block application": "µs",
@@ -506,15 +539,17 @@ def benchmark_model(name: str, folder: Path, plan: Plan, options: argparse.Names
     args = lm.model.args
     shape = f"dim {args.dim}, {args.n_layers} layers × {args.n_loops} loops, {args.n_heads} heads, {args.loop_mode}"
     print(f"[{name}] {shape}; decoding ...", file=sys.stderr, flush=True)
-    probe = BandwidthProbe(lm.device, lm.model.tok_embeddings.weight.dtype)
+    probe = BandwidthProbe(lm.device)
     figures = {
         "parameters": lm.model.num_params() / 1e6,
         "fp32 weights": fp32_bytes(lm.model) / 1e6,
         "weights as loaded": f"{lm.info.dtype} on {lm.info.device}",
         **figures,
         **measure_decoding(lm, plan, repeats, probe),
+        **measure_rows(lm, repeats),
+        "few-row products": "oneDNN packed" if lm.model.packed else "x @ W",
     }
-    del probe  # 256 MB
+    del probe  # 1 GiB
     texts = sample_texts(folder, plan)
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats, texts)

@@ -491,8 +491,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     languages = args.languages.split(",") if args.languages else None
     kinds = args.kinds.split(",") if args.kinds else None
-    corpus = build_corpus(seed=args.seed, languages=languages, rows=args.rows, focus=args.focus, kinds=kinds,
-                          english_share=args.english_share)
+    corpus = build_corpus(
+        seed=args.seed,
+        languages=languages,
+        rows=args.rows,
+        focus=args.focus,
+        kinds=kinds,
+        english_share=args.english_share,
+    )
     seconds = time.perf_counter() - start
     _write(corpus, args.out)
     recipe = {"seed": args.seed, "rows": args.rows, "languages": languages, "focus": args.focus,

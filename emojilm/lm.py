@@ -220,6 +220,7 @@ def load(
     model = checkpoint.build_model(args, state).to(device=device, dtype=dtype)
     del state  # so that fusing frees each original weight as it goes: the peak grows by one block
     model.fuse_weights()
+    model.pack_weights()  # where oneDNN's packed path works (CPU, fp32); otherwise a no-op
 
     ours = params.get("emojilm")
     ours = ours if isinstance(ours, dict) else None

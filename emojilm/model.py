@@ -14,7 +14,8 @@ loop's input is the *loop mode* (h0 is the token embedding, B(h) all blocks once
                        loops beyond the trained count reuse the last gate)
 
 Logits are output(norm(h)); `loop_logits` reads them out after every loop.
-For inference, `fuse_weights` lays the weights out for fast one-byte steps.
+For inference, `fuse_weights` lays the weights out for fast one-byte steps, and
+`pack_weights` adds copies for fast steps of a few rows (`kernels`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emojilm import kernels
 from emojilm.config import LOOP_MODES, ModelArgs
 from emojilm.kvcache import BranchCache, KVCache, repeat_kv
 
@@ -80,16 +82,25 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.register_buffer("wqkv", None, persistent=False)  # [dim, q+k+v] once fused
+        self.packed: dict[str, torch.Tensor | None] = {}  # kernels.packed_copy of the fused matrices
 
     def fuse(self) -> None:
         self.wqkv = fuse_linears(self.wq, self.wk, self.wv)
         fuse_linears(self.wo)  # alone, for the transposed layout only
 
+    def pack(self) -> None:
+        self.packed = {"qkv": kernels.packed_copy(self.wqkv), "o": kernels.packed_copy(self.wo.weight.t())}
+
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """The q, k and v projections side by side: [B, T, (H + 2 H_kv) * D]."""
         if self.wqkv is None:
             return torch.cat([self.wq(x), self.wk(x), self.wv(x)], dim=-1)
-        return x @ self.wqkv
+        return kernels.matmul(x, self.wqkv, self.packed.get("qkv"))
+
+    def out(self, x: torch.Tensor) -> torch.Tensor:
+        if self.wqkv is None:
+            return self.wo(x)
+        return kernels.matmul(x, self.wo.weight.t(), self.packed.get("o"))
 
     def forward(
         self,
@@ -110,7 +121,7 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv), is_causal=True)
         else:
             out = cache.attend(loop, layer, start, q, k, v)
-        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+        return self.out(out.transpose(1, 2).reshape(B, T, -1))
 
 
 class FeedForward(nn.Module):
@@ -120,16 +131,19 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
         self.register_buffer("w13", None, persistent=False)  # [dim, 2 * hidden] once fused
+        self.packed: dict[str, torch.Tensor | None] = {}  # kernels.packed_copy of the fused matrices
 
     def fuse(self) -> None:
         self.w13 = fuse_linears(self.w1, self.w3)
 
+    def pack(self) -> None:
+        self.packed = {"13": kernels.packed_copy(self.w13), "2": kernels.packed_copy(self.w2.weight.t())}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.w13 is None:
-            gate, up = self.w1(x), self.w3(x)
-        else:
-            gate, up = (x @ self.w13).chunk(2, dim=-1)
-        return self.w2(F.silu(gate) * up)
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = kernels.matmul(x, self.w13, self.packed.get("13")).chunk(2, dim=-1)
+        return kernels.matmul(F.silu(gate) * up, self.w2.weight.t(), self.packed.get("2"))
 
 
 class TransformerBlock(nn.Module):
@@ -284,6 +298,20 @@ class LoopedTransformer(nn.Module):
             block.attention.fuse()
             block.feed_forward.fuse()
         return self
+
+    def pack_weights(self) -> bool:
+        """Give every fused matrix oneDNN's prepacked copy for steps of a few rows (`kernels`);
+        after fuse_weights, for CPU fp32 inference. False where the packed path is unavailable."""
+        for block in self.layers:
+            block.attention.pack()
+            block.feed_forward.pack()
+        return self.packed
+
+    @property
+    def packed(self) -> bool:
+        """Whether products of a few rows run through packed copies (all of them)."""
+        copies = [p for block in self.layers for m in (block.attention, block.feed_forward) for p in m.packed.values()]
+        return bool(copies) and all(p is not None for p in copies)
 
     def new_cache(self, n_loops: int | None, batch: int, max_len: int) -> KVCache:
         weight = self.tok_embeddings.weight

@@ -1,0 +1,113 @@
+"""The few-rows product path (oneDNN's packed linear) and its fallback (x @ W) compute the same model.
+
+Every step shape a decode meets is checked against the float64 reference of
+tests/test_model.py: one row, a few rows (the trace's per-loop answers), a few
+positions of one row (a speculative check), and a prefill, for every loop mode,
+on the packed path and on the fallback.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+import emojilm
+from emojilm import kernels
+from tests.test_model import MODES, make_model, reference_loop_logits
+
+STEP_ROWS = (1, 2, 4, 8)
+
+
+def without_packing(monkeypatch) -> None:
+    """As on a torch build without oneDNN: packing declines, x @ W serves every product."""
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+
+
+def count_packed_products(monkeypatch) -> list[int]:
+    rows = []
+    product = kernels._packed_product
+
+    def counted(x, packed):
+        rows.append(x.shape[0])
+        return product(x, packed)
+
+    monkeypatch.setattr(kernels, "_packed_product", counted)
+    return rows
+
+
+@pytest.fixture(params=["packed", "fallback"])
+def path(request, monkeypatch):
+    if request.param == "fallback":
+        without_packing(monkeypatch)
+    return request.param
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_step_shape_matches_the_reference(make_checkpoint, mode, path):
+    model, state, section = make_model(make_checkpoint, "gqa", mode)
+    assert model.packed == (path == "packed")
+    n_loops = model.args.n_loops
+    tokens = torch.randint(0, 256, (max(STEP_ROWS), 12), generator=torch.Generator().manual_seed(2))
+    expected = reference_loop_logits(state, section, mode, tokens, n_loops)[-1]  # [rows, T, vocab]
+    with torch.no_grad():
+        for rows in STEP_ROWS:  # a prefill of 10 positions, then one position for `rows` rows at once
+            cache = model.new_cache(n_loops, rows, 12)
+            model(tokens[:rows, :10], cache=cache)
+            step = model(tokens[:rows, 10:11], cache=cache, start=10)
+            torch.testing.assert_close(step[:, 0].double(), expected[:rows, 10], rtol=1e-4, atol=1e-4)
+        for width in (2, 4, 8):  # one row, `width` positions at once after a prefill of 3
+            cache = model.new_cache(n_loops, 1, 12)
+            model(tokens[:1, :3], cache=cache)
+            chunk = model(tokens[:1, 3 : 3 + width], cache=cache, start=3)
+            torch.testing.assert_close(chunk.double(), expected[:1, 3 : 3 + width], rtol=1e-4, atol=1e-4)
+
+
+def test_products_of_a_few_rows_take_the_packed_path(make_checkpoint, monkeypatch):
+    model, _, _ = make_model(make_checkpoint, "gqa", "add")
+    assert model.packed, "this torch build packs fp32 CPU weights"
+    seen = count_packed_products(monkeypatch)
+    n_blocks = model.args.n_layers * model.args.n_loops
+    with torch.no_grad():
+        for rows, packed in ((1, False), (4, True), (16, True), (17, False)):
+            seen.clear()
+            model(torch.zeros(rows, 1, dtype=torch.long))
+            assert seen == ([rows] * 4 * n_blocks if packed else []), rows  # four matrices per block
+
+
+@pytest.mark.parametrize("mode", ["add", "inject_embeddings", "gated"])
+def test_greedy_answers_and_traces_are_the_same_on_both_paths(make_checkpoint, monkeypatch, mode):
+    packed, _, _ = make_model(make_checkpoint, "gqa", mode, seed=4)
+    without_packing(monkeypatch)
+    fallback, _, _ = make_model(make_checkpoint, "gqa", mode, seed=4)
+    assert packed.packed and not fallback.packed
+    fast, plain = (emojilm.EmojiLM(m, "{text}\n", None) for m in (packed, fallback))
+    for text in ("I love pizza", "a cup of coffee", "ünïcødé ☕"):
+        assert fast.translate(text, max_new_tokens=12).token_ids == plain.translate(text, max_new_tokens=12).token_ids
+        drafted = fast.translate(text, max_new_tokens=12, draft_loops=1)
+        assert drafted.token_ids == plain.translate(text, max_new_tokens=12).token_ids
+        ours, theirs = fast.trace(text, max_new_tokens=8), plain.trace(text, max_new_tokens=8)
+        assert ours.output == theirs.output
+        pd.testing.assert_frame_equal(ours.per_loop_outputs, theirs.per_loop_outputs, rtol=1e-4)
+
+
+def test_a_failing_or_disagreeing_kernel_falls_back_to_x_at_w(monkeypatch, caplog):
+    dense = torch.randn(32, 48)
+    assert kernels.packed_copy(dense) is not None
+    monkeypatch.setattr(kernels, "_packed_product", lambda x, packed: torch.zeros(x.shape[0], 48))
+    assert kernels.packed_copy(dense) is None
+    assert "disagrees" in caplog.text
+
+    def refused(x, packed):
+        raise RuntimeError("no oneDNN kernel for this CPU")
+
+    monkeypatch.setattr(kernels, "_packed_product", refused)
+    assert kernels.packed_copy(dense) is None
+    assert "no oneDNN kernel" in caplog.text
+    x = torch.randn(3, 32)
+    torch.testing.assert_close(kernels.matmul(x, dense, None), x @ dense, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_only_fp32_weights_are_packed(dtype):
+    assert kernels.packed_copy(torch.randn(32, 48).to(dtype)) is None

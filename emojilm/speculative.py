@@ -19,7 +19,10 @@ How long a draft grows is the draft's own call: it goes on while it is sure of
 its bytes (most of an emoji's bytes follow from its first), up to DRAFT_LENGTH.
 Every round ends with a pass of all the remaining loops, so long rounds pay
 where drafts are kept; where the draft is unsure, rounds shrink to one byte and
-cost what a plain step costs.
+cost what a plain step costs. A draft can be sure and still wrong (random
+weights are), so rounds also stay at one byte while the share of drafted bytes
+the full model kept is below the break-even share (`worth_drafting_ahead`):
+drafting then costs what plain decoding costs, never more.
 """
 
 from __future__ import annotations
@@ -52,6 +55,18 @@ class DraftStats:
 def default_draft_loops(n_loops: int) -> int:
     """Draft loops for a run of n_loops: a quarter of them, at least one (0 means no drafting)."""
     return max(1, n_loops // 4) if n_loops > 1 else 0
+
+
+def worth_drafting_ahead(stats: DraftStats, break_even: float) -> bool:
+    """Whether a round should draft past its first byte: while the share of drafted bytes kept
+    so far (one kept in two assumed before any) is at least `break_even`.
+
+    A round of G bytes costs G draft passes of draft_loops loops plus one pass of the other
+    loops over G positions (on the packed few-row path about the cost of one position), and
+    yields 1 + (bytes kept) bytes; against plain steps of n_loops loops, a second drafted
+    byte pays for itself when kept more often than draft_loops / n_loops, the default.
+    """
+    return (stats.accepted + 1) / (stats.drafted + 2) >= break_even
 
 
 def judge(
@@ -99,6 +114,7 @@ def speculative_tokens(
     min_confidence: float = DRAFT_CONFIDENCE,  # 0: always draft draft_length bytes; above 1: one
     cache: KVCache | None = None,
     stop_id: int | None = None,
+    break_even: float | None = None,  # worth_drafting_ahead's share; None: draft_loops / n_loops, 0: always
 ) -> Iterator[int]:
     """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS.
 
@@ -118,7 +134,8 @@ def speculative_tokens(
     done = 1
     while done < max_new_tokens:
         position = length + done - 1  # where `token`, the last id yielded, goes
-        steps = min(draft_length, max_new_tokens - done)
+        ahead = worth_drafting_ahead(stats, draft_loops / n_loops if break_even is None else break_even)
+        steps = min(draft_length if ahead else 1, max_new_tokens - done)
         fed, states, draft_logits = [token], [], []
         for i in range(steps):
             *_, h = model.loop_states(fed[-1][:, None], draft_loops, cache=cache, start=position + i)

@@ -7,7 +7,7 @@ import torch
 
 from emojilm.config import LOOP_MODES
 from emojilm.sampling import SamplingParams, filtered_probs
-from emojilm.speculative import DraftStats, default_draft_loops, judge, speculative_tokens
+from emojilm.speculative import DraftStats, default_draft_loops, judge, speculative_tokens, worth_drafting_ahead
 from tests.tiny_lms import TRAINED_LOOPS, naive_greedy, tiny_lm
 
 TEXTS = ["I love pizza", "héllo wörld ☕"]
@@ -49,7 +49,7 @@ def test_draft_confidence_sets_how_far_drafts_go_not_the_output(min_confidence, 
     prompt = torch.tensor([lm.prompt_ids("pizza")])
     stats = DraftStats()
     steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), 30, torch.Generator(), stats,
-                               draft_length=4, min_confidence=min_confidence)  # fmt: skip
+                               draft_length=4, min_confidence=min_confidence, break_even=0.0)  # fmt: skip
     assert list(steps) == naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, 30)
     if drafts == "full":  # every round but the last (cut by the budget) drafts 4 bytes
         assert stats.drafted > 4 * (stats.rounds - 1)
@@ -57,6 +57,29 @@ def test_draft_confidence_sets_how_far_drafts_go_not_the_output(min_confidence, 
         assert stats.drafted == stats.rounds
     else:
         assert stats.rounds < stats.drafted < 4 * (stats.rounds - 1)
+
+
+def test_drafts_stay_one_byte_while_too_few_drafted_bytes_are_kept():
+    """Below the break-even share, rounds stop drafting ahead; the output stays the same."""
+    lm = tiny_lm("add", head_scale=20.0)
+    prompt = torch.tensor([lm.prompt_ids("pizza")])
+    expected = naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, 30)
+    runs = {}
+    for break_even in (0.0, 0.99):
+        stats = DraftStats()
+        steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), 30, torch.Generator(),
+                                   stats, draft_length=4, min_confidence=0.0, break_even=break_even)  # fmt: skip
+        assert list(steps) == expected
+        runs[break_even] = stats
+    assert runs[0.0].drafted > runs[0.0].rounds  # rounds draft ahead
+    assert runs[0.99].drafted == runs[0.99].rounds  # no round does: not even the prior reaches 0.99
+
+
+def test_worth_drafting_ahead_compares_the_kept_share_with_break_even():
+    assert worth_drafting_ahead(DraftStats(), 0.25)  # before any draft: one kept in two
+    assert not worth_drafting_ahead(DraftStats(rounds=5, drafted=10, accepted=1), 0.25)
+    assert worth_drafting_ahead(DraftStats(rounds=5, drafted=10, accepted=8), 0.25)
+    assert worth_drafting_ahead(DraftStats(rounds=5, drafted=10, accepted=0), 0.0)
 
 
 @pytest.mark.parametrize("stop_id", [None, "first answer id"])

@@ -202,7 +202,8 @@ def load(
     ("default"). The prompt template: the argument, then our section's record,
     then the probe, then the default. `probe=False` skips the probe; its choice
     is cached per checkpoint, so it runs once. `progress(file, done, total)` is
-    called as Hub files download, and `probing(done, total)` as candidates are scored.
+    called as Hub files download, and `probing(done, total)` after each forward pass of the
+    probe (total: the most passes it may still need in all).
     """
     device, dtype = _device_and_dtype(device, dtype)
     if loop_mode is not None and loop_mode not in LOOP_MODES:

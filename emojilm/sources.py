@@ -79,7 +79,7 @@ class _Slot:
     started: float = 0.0
     variants: dict = field(default_factory=dict)
     download: tuple[str, int, int | None] | None = None  # file, bytes written, size: the latest Hub file
-    probing: tuple[int, int] | None = None  # variant candidates scored, candidates in all
+    probing: tuple[int, int] | None = None  # probe forwards run, the most it may run
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class ModelRegistry:
             seconds = f"{time.time() - slot.started:.0f} s so far"
             if slot.probing:
                 done, total = slot.probing
-                return f"{source} is still loading: probing variants: {done} of {total} ({seconds})…"
+                return f"{source} is still loading: probing variants: pass {done} of at most {total} ({seconds})…"
             if slot.download and slot.download[1] != slot.download[2]:
                 filename, done, total = slot.download
                 share = f" of {_size(total)} ({100 * done / total:.0f} %)" if total else ""

@@ -252,7 +252,7 @@ def test_status_names_each_loading_phase(monkeypatch):
         downloaded.clear()
         probing.set()
         wait_for(lambda: "probing" in registry.status("slow/hub-model"))
-        assert "still loading: probing variants: 5 of 11 (" in registry.status("slow/hub-model")
+        assert "still loading: probing variants: pass 5 of at most 11 (" in registry.status("slow/hub-model")
         assert seen["loop_mode"] is None and seen["template"] is None  # nothing pinned
     finally:
         release.set()

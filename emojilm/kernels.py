@@ -9,9 +9,12 @@ one-row rate), so a 4-row step cost ~1.5x a 1-row one. oneDNN's prepacked
 linear (the kernel torch.compile's CPU weight freezing emits) keeps ~0.85x.
 
 That kernel is a private torch op, so it is used only behind a check: a
-matrix gets a packed copy only on CPU in fp32, when torch has oneDNN, and when
-the packed product of a random input agrees with x @ W; otherwise x @ W
-serves every row count. The packed copy is a second copy of the weights.
+matrix gets a packed copy only on CPU in fp32, when torch has oneDNN, when it
+is large enough to stream from memory (PACK_MIN_BYTES: on matrices that sit in
+cache the packed call's overhead dominates, and the bundled model's 4-row step
+went from 1.2x to 1.8x a 1-row one), and when the packed product of a random
+input agrees with x @ W; otherwise x @ W serves every row count. The packed
+copy is a second copy of the weights.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ log = logging.getLogger(__name__)
 
 PACKED_ROWS = range(2, 17)  # rows per product that the packed copy serves; 1 row and prefills use x @ W
 PACK_HINT = 4  # the row count oneDNN lays the copy out for (fast from 2 to 8 rows in trials)
+PACK_MIN_BYTES = 2**20  # smaller matrices stay in a core's L2 cache: x @ W serves them faster
 
 
 def packed_copy(dense: torch.Tensor) -> torch.Tensor | None:
     """oneDNN's prepacked copy of a [in, out] matrix, or None where that path is unavailable."""
     if dense.device.type != "cpu" or dense.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return None
+    if dense.numel() * dense.element_size() < PACK_MIN_BYTES:
         return None
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(dense.t().contiguous(), PACK_HINT)

@@ -36,7 +36,7 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1", "--dtype", dtype])
     lines = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert lines["weights as loaded"][-3:] == [dtype, "on", "cpu"]
-    assert lines["few-row products"][-2:] == (["oneDNN", "packed"] if dtype == "float32" else ["@", "W"])
+    assert lines["few-row products"][-2:] == ["@", "W"]  # a tiny model's matrices sit in cache
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure
     for count in ("costs over 1.5 translations", "needs over 1.5 translations' loop passes"):

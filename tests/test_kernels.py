@@ -19,6 +19,12 @@ from tests.test_model import MODES, make_model, reference_loop_logits
 STEP_ROWS = (1, 2, 4, 8)
 
 
+@pytest.fixture(autouse=True)
+def pack_tiny_matrices(monkeypatch):
+    """The test models' matrices are far below PACK_MIN_BYTES: pack them anyway, to test the path."""
+    monkeypatch.setattr(kernels, "PACK_MIN_BYTES", 0)
+
+
 def without_packing(monkeypatch) -> None:
     """As on a torch build without oneDNN: packing declines, x @ W serves every product."""
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
@@ -111,3 +117,10 @@ def test_a_failing_or_disagreeing_kernel_falls_back_to_x_at_w(monkeypatch, caplo
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_only_fp32_weights_are_packed(dtype):
     assert kernels.packed_copy(torch.randn(32, 48).to(dtype)) is None
+
+
+def test_matrices_that_fit_in_cache_are_not_packed(monkeypatch):
+    monkeypatch.setattr(kernels, "PACK_MIN_BYTES", 2**20)
+    assert kernels.packed_copy(torch.randn(256, 1023)) is None  # just under 1 MiB
+    assert kernels.packed_copy(torch.randn(256, 1024)) is not None
+    assert not emojilm.load("bundled").model.packed  # 0.2-0.4 MB matrices

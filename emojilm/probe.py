@@ -14,7 +14,8 @@ keeps the documented default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -90,14 +91,21 @@ def probe_variants(
     return _ranked([_score_variant(lm, pairs, mode, name) for mode in modes for name in templates])
 
 
-def _score_variant(lm, pairs, mode: str, template: str) -> dict:
-    """One candidate's row: the model run in `mode` on `template` prompts, then left as it was."""
+@contextmanager
+def _in_mode(lm, mode: str) -> Iterator[None]:
+    """Run the model in `mode` inside the block, then leave it as it was."""
     original = lm.model.loop_mode
     try:
         lm.model.set_loop_mode(mode)
-        score, exact = score_pairs(lm, pairs, template)
+        yield
     finally:
         lm.model.set_loop_mode(original)
+
+
+def _score_variant(lm, pairs, mode: str, template: str) -> dict:
+    """One candidate's row: the model run in `mode` on `template` prompts."""
+    with _in_mode(lm, mode):
+        score, exact = score_pairs(lm, pairs, template)
     return {"loop_mode": mode, "template": template, "score": score, "exact": exact}
 
 
@@ -184,12 +192,8 @@ class _Search:
     def _score(self, mode: str, templates: list[str], pair: tuple[str, str]) -> None:
         if not templates:
             return
-        original = self.lm.model.loop_mode
-        try:
-            self.lm.model.set_loop_mode(mode)
+        with _in_mode(self.lm, mode):
             rows = score_rows(self.lm, [(template, *pair) for template in templates])
-        finally:
-            self.lm.model.set_loop_mode(original)
         self.scores.update({(mode, template, pair): row for template, row in zip(templates, rows, strict=True)})
         self.done += 1
         if self.progress:

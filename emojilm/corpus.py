@@ -21,7 +21,7 @@ hand-written evaluation texts (assets/bundled/eval) is dropped, so the natural
 evaluation never meets its own texts in training.
 
 Usage: python -m emojilm.corpus --out data/corpus.jsonl [--seed 0] [--rows 1000000] [--languages en,de]
-       [--focus everyday|core]
+       [--focus everyday|core|common] [--english-share 0.6]
        [--kinds word,phrase] [--stats]
 Data (once): apt-get install unicode-cldr-core wordnet-base fortunes; pip install wordfreq emoji emojis
 """
@@ -49,8 +49,9 @@ COLUMNS = ["text", "emoji", "lang", "kind", "split"]
 LANGUAGES = ("en", *OTHER_LANGUAGES)
 # What a corpus draws: every emoji; the everyday ones; the everyday ones by their names only
 # (narrower corpora repeat each word more often: a first training stage learns faster on them).
-FOCUSES = ("all", "everyday", "core")
+FOCUSES = ("all", "everyday", "core", "common")
 CORE_SOURCES = {"everyday", "cldr-name", "emoji-name", "plural"}
+COMMON_SOURCES = CORE_SOURCES | {"alias", "cldr-keyword", "family-keyword"}
 HELDOUT_FRACTION = 0.01
 MAX_TEXT_BYTES = 160
 EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled" / "eval"
@@ -60,7 +61,7 @@ ENGLISH_SHARE = 0.6
 KIND_SHARES = {"word": 0.14, "phrase": 0.44, "multi": 0.2, "context": 0.22}
 # How much a source's words are trusted, as a sampling weight.
 SOURCE_WEIGHT = {"everyday": 4.0, "cldr-name": 2.0, "emoji-name": 1.5, "alias": 1.5, "cldr-keyword": 1.0,
-                 "tag": 0.8, "wordnet": 0.8, "plural": 1.2}  # fmt: skip
+                 "tag": 0.8, "wordnet": 0.8, "plural": 1.2, "family-keyword": 0.8}  # fmt: skip
 # Emoji with hand-written everyday words are the ones people use most.
 EVERYDAY_EMOJI_WEIGHT = 10.0
 
@@ -182,14 +183,22 @@ class _Sampler:
     """Draws one language's concepts: an emoji (people's favourites more often), then one of its words.
 
     `focus` narrows what is drawn (FOCUSES): "everyday" keeps the emoji that have
-    hand-written everyday words, "core" keeps only their names and everyday words.
+    hand-written everyday words, "core" keeps only their names and everyday words,
+    "common" keeps every emoji by its names, aliases and keywords (no tags or
+    WordNet synonyms), so languages without everyday words get their keywords.
     """
 
     def __init__(self, lexicon: Lexicon, focus: str = "all") -> None:
         by_emoji: dict[str, list[str]] = {}
         for word, char in lexicon.emoji_of.items():
-            everyday = char in EVERYDAY and (focus == "everyday" or lexicon.source_of[word] in CORE_SOURCES)
-            if focus == "all" or everyday:
+            source = lexicon.source_of[word]
+            kept = {
+                "all": True,
+                "everyday": char in EVERYDAY,
+                "core": char in EVERYDAY and source in CORE_SOURCES,
+                "common": source in COMMON_SOURCES,
+            }[focus]
+            if kept:
                 by_emoji.setdefault(char, []).append(word)
         self.emoji = sorted(by_emoji)
         self.words = [sorted(by_emoji[c]) for c in self.emoji]
@@ -476,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows to draw (default 1,000,000)")
     parser.add_argument("--languages", help=f"comma-separated language codes (default: all of {','.join(LANGUAGES)})")
-    focus_help = "all emoji; the everyday ones; those by their names only"
+    focus_help = "all emoji; the everyday ones; those by their names only; all by names and keywords"
     parser.add_argument("--focus", choices=FOCUSES, default="all", help=focus_help)
     parser.add_argument("--kinds", help=f"comma-separated kinds of row (default: all of {','.join(KIND_SHARES)})")
     share_help = f"share of the rows in English when other languages are drawn too (default {ENGLISH_SHARE})"

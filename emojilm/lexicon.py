@@ -88,8 +88,12 @@ COUNTRY_CODES = [
 ]
 # fmt: on
 
-# A CLDR keyword shared by more emoji than this names none of them.
+# A CLDR keyword shared by more emoji than this names none of them...
 MAX_KEYWORD_SHARE = 2
+# ...unless it names a small family ("кот": the cat and its ten faces): then, in the
+# languages without hand-written everyday words, it goes to the family's first
+# everyday emoji, after every other source has had its say.
+MAX_FAMILY_SHARE = 12
 
 # Everyday English words for the emoji people use most, written by hand: chat words,
 # plain names, plurals and verb forms that the databases lack. First word first.
@@ -828,8 +832,19 @@ def build_lexicon(lang: str) -> Lexicon:
                 if len(shared[_clean_alias(tag).casefold()]) <= MAX_KEYWORD_SHARE:
                     lexicon.claim(_clean_alias(tag), char, "tag")
         _add_wordnet_forms(lexicon)
+    if lang != "en":
+        _add_family_keywords(lexicon, annotations, shared)
     lexicon.frequency = {word: _zipf(word, lang) for word in lexicon.emoji_of}
     return lexicon
+
+
+def _add_family_keywords(lexicon: Lexicon, annotations: list, shared: dict[str, set[str]]) -> None:
+    """Keywords a few emoji share, for the first of them (CLDR order) that people use every day."""
+    for char, _, keywords in annotations:
+        for keyword in keywords:
+            family = shared[keyword.casefold()]
+            if MAX_KEYWORD_SHARE < len(family) <= MAX_FAMILY_SHARE and char in EVERYDAY:
+                lexicon.claim(keyword, char, "family-keyword")
 
 
 def _add_wordnet_forms(lexicon: Lexicon) -> None:

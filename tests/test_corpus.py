@@ -17,7 +17,7 @@ if not (lexicon_mod.CLDR_DIR.is_dir() and lexicon_mod.WORDNET_DIR.is_dir() and c
 
 from emojilm.corpus import COLUMNS, build_corpus, load_pairs, main  # noqa: E402
 from emojilm.evaluate import emoji_units, load_eval  # noqa: E402
-from emojilm.lexicon import build_lexicon  # noqa: E402
+from emojilm.lexicon import EVERYDAY, _cldr_annotations, build_lexicon, inventory, unqualified  # noqa: E402
 
 LANGUAGES = ["en", "de", "ja"]
 
@@ -96,6 +96,33 @@ def test_lexicon_knows_everyday_words_and_other_languages():
     # A word belongs to one emoji only.
     for lexicon in (english, german, japanese):
         assert all(re.search(r"[^\W\d_]", word) for word in lexicon.emoji_of)
+
+
+def test_family_keywords_go_to_their_first_everyday_member():
+    """In CLDR "кот" names the cat and its ten faces: it goes to the first of them people use every day."""
+    russian = build_lexicon("ru")
+    families: dict[str, list[str]] = {}
+    for cp, _, keywords in _cldr_annotations("ru"):
+        char = inventory().get(unqualified(cp))
+        for keyword in keywords if char else []:
+            families.setdefault(" ".join(keyword.casefold().split()), []).append(char)
+    claimed = [word for word, source in russian.source_of.items() if source == "family-keyword"]
+    assert len(claimed) > 50 and russian.emoji_of["кот"] in ("🐱", "🐈")
+    for word in claimed:
+        family = families[word]
+        assert 2 < len(set(family)) <= 12, word
+        assert russian.emoji_of[word] == next(char for char in family if char in EVERYDAY), word
+    # English has hand-written everyday words; its shared keywords stay unclaimed.
+    assert "family-keyword" not in set(build_lexicon("en").source_of.values())
+
+
+def test_common_focus_adds_the_emoji_and_keywords_core_leaves_out():
+    core, common = (build_corpus(seed=0, languages=["en", "ru"], rows=20_000, focus=f) for f in ("core", "common"))
+    core_emoji, common_emoji = (set(emoji_units("".join(c["emoji"]))) for c in (core, common))
+    everyday = {unqualified(char) for char in EVERYDAY}
+    assert core_emoji < common_emoji and {unqualified(char) for char in core_emoji} <= everyday
+    assert {"🍆", "💣", "🇫🇷"} <= common_emoji - everyday
+    assert common["text"].str.contains("кот").any() and not core["text"].str.contains(r"\bкот\b").any()
 
 
 def test_rows_and_unknown_language():

@@ -33,7 +33,13 @@ CSS = (Path(__file__).parent / "assets" / "style.css").read_text(encoding="utf-8
 AUTO = "auto (from the checkpoint or the probe)"
 # The link box gets the page's own address with the request's query string; Copy link copies it.
 LINK_JS = "(query) => query.startsWith('?') ? new URL(query, window.location.href).href : query"
-COPY_JS = "(link) => { if (link.startsWith('http')) navigator.clipboard.writeText(link); }"
+# It answers in the note under the link box, since the button itself shows nothing.
+COPY_JS = """async (link) => {
+    if (!link) return 'Nothing to copy yet: translate first.';
+    if (!link.startsWith('http')) return link;  // the box says why there is no link
+    try { await navigator.clipboard.writeText(link); return '✅ Link copied.'; }
+    catch (err) { return 'The browser did not let the page copy: select the link above and copy it.'; }
+}"""
 
 try:  # ZeroGPU Spaces: run model calls on a borrowed GPU
     import spaces
@@ -80,6 +86,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
                 )
                 summary = gr.Markdown(elem_id="elm-summary")
                 link = gr.Textbox(label="Link to this answer", interactive=False, max_lines=1, elem_id="elm-link")
+                copy_note = gr.Markdown(elem_id="elm-copy-note")  # what Copy link did
                 link_query = gr.Textbox(visible=False)  # the request's query string, made absolute by LINK_JS
             with gr.Column(scale=2):
                 # The same ranges as the API's (a link may ask for anything the API takes).
@@ -186,7 +193,9 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
                 api_visibility="private",
             )  # fmt: skip
             answered.success(None, link_query, link, js=LINK_JS)
-        copy_link.click(None, link, None, js=COPY_JS)
+        # A new answer has a new link, and the notes about the page's link and its copy are done with.
+        gr.on([translate.click, text.submit], lambda: ("", ""), None, [link_note, copy_note], api_visibility="private")
+        copy_link.click(None, link, copy_note, js=COPY_JS)
         # .input, not .change: a switch made by refresh or a link must not count as the visitor's choice.
         gr.on(
             [model.input, loop_mode.input, template.input], switch_model, [model, loop_mode, template],

@@ -230,6 +230,8 @@ def wait_for_answer(page, expected: str, link=re.compile("^http")) -> str:
 
 
 def test_a_link_answers_as_the_api_does_and_its_copied_link_gives_the_same_answer(open_page, client, server):
+    from playwright.sync_api import expect
+
     expected, _ = translate(client, "a cup of coffee", 0.8, 0.9, 3, 64, 7)
     page = open_page("?text=a+cup+of+coffee&temperature=0.8&top_p=0.9&loops=3&seed=7")
     link = wait_for_answer(page, expected)
@@ -241,6 +243,7 @@ def test_a_link_answers_as_the_api_does_and_its_copied_link_gives_the_same_answe
     assert page.locator("#elm-link-note").inner_text().strip() == ""
 
     page.get_by_role("button", name="🔗 Copy link").click()
+    expect(page.locator("#elm-copy-note")).to_have_text("✅ Link copied.")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == link and copied.startswith(server)
     query = dict(parse_qsl(urlsplit(copied).query))
@@ -253,6 +256,8 @@ def test_a_link_answers_as_the_api_does_and_its_copied_link_gives_the_same_answe
 
 
 def test_a_bad_link_opens_on_its_text_with_the_good_values_and_says_what_it_left_out(open_page, client):
+    from playwright.sync_api import expect
+
     text = "I love pizza and the sea. " * 800  # 20,800 characters: over the limit
     page = open_page(f"?text={text.replace(' ', '+')}&temperature=banana&loops=-3&model=nope&top_p=0.9")
     cut = text[:MAX_TEXT_CHARS]
@@ -270,6 +275,15 @@ def test_a_bad_link_opens_on_its_text_with_the_good_values_and_says_what_it_left
     note = page.locator("#elm-link-note").inner_text()
     assert "\n" not in note.strip()
     assert all(name in note for name in ("temperature", "'banana'", "loops", "'-3'", "model", "'nope'", "text"))
+    page.get_by_role("button", name="🔗 Copy link").click()  # there is no link: the note says why
+    expect(page.locator("#elm-copy-note")).to_have_text(links.TOO_LONG)
+
+    # The visitor's own translation leaves the link behind: its notes go.
+    page.get_by_label("Text", exact=True).fill("I love pizza")
+    page.get_by_role("button", name="Translate ✨").click()
+    wait_for_answer(page, translate(client, "I love pizza", 0.0, 0.9, None, 64, None)[0])
+    expect(page.locator("#elm-link-note")).to_have_text("")
+    expect(page.locator("#elm-copy-note")).to_have_text("")
 
 
 def test_page_moves_to_the_default_model_once_it_is_ready(browser, tmp_path):

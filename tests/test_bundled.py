@@ -56,7 +56,7 @@ SENSIBLE = {
     "It is raining again and I am so sad": "🌧️☔💧😢😭☹️😞🙁",
     "Happy birthday to my dog": "🎂🎉🥳🎁🐶🐕",
     "We won the football game!": "⚽🏈🏆🥇🎉",
-    "good morning sunshine": "☀️🌞🌅🌄",
+    "what a sunny day": "☀️🌞😎🌤️⛅",
     "I need coffee": "☕",
     "let's play guitar": "🎸🎶🎵",
     "we are going to the mountains": "⛰️🏔️🗻🏕️",

@@ -194,7 +194,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             )  # fmt: skip
             answered.success(None, link_query, link, js=LINK_JS)
         # A new answer has a new link, and the notes about the page's link and its copy are done with.
-        gr.on([translate.click, text.submit], lambda: ("", ""), None, [link_note, copy_note], api_visibility="private")
+        gr.on([translate.click, text.submit], None, None, [link_note, copy_note], js="() => ['', '']")
         copy_link.click(None, link, copy_note, js=COPY_JS)
         # .input, not .change: a switch made by refresh or a link must not count as the visitor's choice.
         gr.on(

@@ -47,8 +47,9 @@ from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, WORDNET_DIR, Lexicon, bui
 
 COLUMNS = ["text", "emoji", "lang", "kind", "split"]
 LANGUAGES = ("en", *OTHER_LANGUAGES)
-# What a corpus draws: every emoji; the everyday ones; the everyday ones by their names only
-# (narrower corpora repeat each word more often: a first training stage learns faster on them).
+# What a corpus draws: every emoji; the everyday ones; the everyday ones by their names only;
+# every emoji by its names, aliases and keywords (narrower corpora repeat each word more
+# often: a first training stage learns faster on them).
 FOCUSES = ("all", "everyday", "core", "common")
 CORE_SOURCES = {"everyday", "cldr-name", "emoji-name", "plural"}
 COMMON_SOURCES = CORE_SOURCES | {"alias", "cldr-keyword", "family-keyword"}

@@ -3,7 +3,8 @@
 Training-time only: the app never imports this module. The sources, best first:
 
 * EVERYDAY: everyday English words written by hand for the emoji people use most
-  ("fries" -> 🍟, "xmas" -> 🎄, "lol" -> 😂), which no database lists;
+  ("fries" -> 🍟, "xmas" -> 🎄, "lol" -> 😂), which no database lists, and the same
+  for the other languages (``everyday_words``: "mdr", "с днём рождения", "ㅋㅋㅋ");
 * CLDR annotations (Debian ``unicode-cldr-core``): a short name and keywords for
   every emoji in ~147 locales ("Pizza | Pizzastück | Pizzeria");
 * the ``emoji`` package's names and aliases, and gemoji's aliases and tags (``emojis``);
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import emoji
 from emojis.db.db import EMOJI_DB
+
+from emojilm.everyday_words import everyday_words
 
 CLDR_DIR = Path("/usr/share/unicode/cldr/common")
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -796,6 +799,9 @@ def build_lexicon(lang: str) -> Lexicon:
         for char, words in EVERYDAY.items():
             for word in words.split("|"):
                 lexicon.claim(word.strip(), char, "everyday")
+    for char, words in everyday_words(lang).items():
+        for word in words:
+            lexicon.claim(word, char, "everyday")
     for char, name, _ in annotations:
         for form in _short_forms(name):
             lexicon.claim(form, char, "cldr-name")

@@ -795,13 +795,10 @@ def build_lexicon(lang: str) -> Lexicon:
     lexicon = Lexicon(lang)
     annotations = [(kept[unqualified(cp)], name, kws) for cp, name, kws in _cldr_annotations(lang)
                    if unqualified(cp) in kept]  # fmt: skip
-    if lang == "en":
-        for char, words in EVERYDAY.items():
-            for word in words.split("|"):
-                lexicon.claim(word.strip(), char, "everyday")
-    for char, words in everyday_words(lang).items():
+    hand_written = {c: w.split("|") for c, w in EVERYDAY.items()} if lang == "en" else everyday_words(lang)
+    for char, words in hand_written.items():
         for word in words:
-            lexicon.claim(word, char, "everyday")
+            lexicon.claim(word, char, "everyday")  # claim() trims the spaces around "|"
     for char, name, _ in annotations:
         for form in _short_forms(name):
             lexicon.claim(form, char, "cldr-name")

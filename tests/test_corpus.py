@@ -109,10 +109,10 @@ def test_lexicon_knows_everyday_words_and_other_languages():
 def test_everyday_words_of_other_languages_come_first_and_name_kept_emoji():
     """Hand-written chat words, greetings and inflected forms win over CLDR's keywords."""
     kept = set(inventory().values())
-    for lang in OTHER_LANGUAGES:
+    lexicons = {lang: build_lexicon(lang) for lang in OTHER_LANGUAGES}
+    for lang, lexicon in lexicons.items():
         table = everyday_words(lang)
         assert len(table) >= 75 and set(table) <= kept, lang
-        lexicon = build_lexicon(lang)
         # Each word belongs to the first line that lists it, whatever CLDR says.
         first = {}
         for char, words in table.items():
@@ -120,7 +120,7 @@ def test_everyday_words_of_other_languages_come_first_and_name_kept_emoji():
                 first.setdefault(" ".join(word.casefold().split()), char)
         for word, char in first.items():
             assert lexicon.emoji_of[word] == char and lexicon.source_of[word] == "everyday", (lang, word)
-    russian, korean = build_lexicon("ru"), build_lexicon("ko")
+    russian, korean = lexicons["ru"], lexicons["ko"]
     assert russian.emoji_of["собаку"] == russian.emoji_of["собака"] == "🐶" and korean.emoji_of["ㅋㅋㅋ"] == "😂"
     assert everyday_words("en") == {}  # English has its own, larger list (EVERYDAY)
 

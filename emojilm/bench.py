@@ -19,7 +19,7 @@ loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
 bandwidth being the machine's: a sum over 1 GiB by all the run's threads, sampled
 just before and just after each decode run; the ratio shown is the median of the runs' ratios.
 A step of 2, 4 and 8 rows is timed against a step of one row (what a speculative
-check or the trace's per-loop answers pay for their rows).
+check or the trace's per-loop answers pay for their rows), fed three ways (STEP_KINDS).
 `--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
 otherwise (the CPU-only weight-format rows are left out there).
 Nothing is asserted: the script only prints.
@@ -51,6 +51,7 @@ from emojilm import checkpoint
 from emojilm.config import args_from_params
 from emojilm.corpus import load_pairs
 from emojilm.generation import Generation, decode_steps
+from emojilm.kvcache import BranchCache
 from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams
 from emojilm.space import EXAMPLES
@@ -314,31 +315,47 @@ def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dic
     }
 
 
+# How a step feeds R rows at once, as the app's callers do (STEP_ROWS rows each):
+STEP_KINDS = {
+    "rows": "R sequences side by side, each with its own copy of the prompt's keys/values",
+    "positions": "R new positions of one sequence (a speculative check)",
+    "branches": "R rows branching from one shared prompt (the trace's per-loop answers and alternatives)",
+}
+
+
 @torch.no_grad()
 def measure_rows(lm, repeats: int) -> dict[str, float]:
-    """One decode step (one new position) for 1, 2, 4 and 8 rows at once, after a prefill of the
-    benchmark sentence: what the rows of a speculative check or of the trace's per-loop answers
-    cost. Row counts alternate within each run, and each ratio is the median of the runs' own."""
+    """One decode step after a prefill of the benchmark sentence, for 1, 2, 4 and 8 rows at once,
+    fed each way of STEP_KINDS: what the rows of a speculative check or of the trace cost. All
+    steps alternate within each run, and each ratio (to a step of one row) is the median of the runs' own."""
     model, prompt = lm.model, torch.tensor([lm.prompt_ids(TEXT)], device=lm.device)
-    length = prompt.shape[1]
-    cache = model.new_cache(None, 1, length + 1)
+    length, most = prompt.shape[1], max(STEP_ROWS)
+    cache = model.new_cache(None, 1, length + most)
     model(prompt, cache=cache)
-    caches = {rows: cache.repeat_rows(rows) for rows in STEP_ROWS}
+    copies = {rows: cache.repeat_rows(rows) for rows in STEP_ROWS}
 
-    def step(rows: int) -> float:
+    def step(kind: str, rows: int) -> float:
         ids = torch.full((rows, 1), ord(" "), device=lm.device)
+        if kind == "positions":
+            ids, step_cache, start = ids.view(1, rows), cache, length
+        elif kind == "branches":
+            step_cache, start = BranchCache.grow(cache, torch.full((rows,), length, device=lm.device), 1), 0
+        else:
+            step_cache, start = copies[rows], length
         synchronize(lm.device)
         started = time.perf_counter()
-        model(ids, cache=caches[rows], start=length)
+        model(ids, cache=step_cache, start=start)
         synchronize(lm.device)
         return time.perf_counter() - started
 
-    for rows in STEP_ROWS:  # warm-up: oneDNN builds its kernels per shape
-        step(rows)
-    runs = [{rows: step(rows) for rows in STEP_ROWS} for _ in range(repeats)]
-    figures = {"step of 1 row": statistics.median(run[1] for run in runs)}
-    for rows in STEP_ROWS[1:]:
-        figures[f"step of {rows} rows / step of 1 row"] = statistics.median(run[rows] / run[1] for run in runs)
+    steps = [("rows", 1)] + [(kind, rows) for kind in STEP_KINDS for rows in STEP_ROWS[1:]]
+    for kind, rows in steps:  # warm-up: oneDNN builds its kernels per shape
+        step(kind, rows)
+    runs = [{(kind, rows): step(kind, rows) for kind, rows in steps} for _ in range(repeats)]
+    figures = {"step of 1 row": statistics.median(run[("rows", 1)] for run in runs)}
+    for kind, rows in steps[1:]:
+        ratio = statistics.median(run[(kind, rows)] / run[("rows", 1)] for run in runs)
+        figures[f"step of {rows} {kind} / step of 1 row"] = ratio
     return figures
 
 
@@ -435,22 +452,27 @@ def translations_rate(lm, texts: list[str], plan: Plan, **options) -> tuple[floa
 
 def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: int) -> dict[str, Any]:
     """Greedy lm.translate with and without self-speculative drafting, on each named set of texts:
-    speed, the share of drafted bytes kept, same bytes. Plain and drafted runs alternate, and the
-    ratio is the median of each pair's, so the machine's drift between runs cancels out."""
+    speed, the share of drafted bytes kept, same bytes. Each repeat runs plain, drafted, plain: the
+    drafted rate is divided by the mean of the plain runs around it, so the machine's drift cancels
+    out, and the second plain run over the first shows how far two identical runs differ (the noise
+    band of the ratio). Ratios are medians over the repeats."""
     draft_loops = default_draft_loops(lm.n_loops)
     figures: dict[str, Any] = {"speculative: draft loops": draft_loops}
     for name, inputs in texts.items():
-        pairs = [
-            (translations_rate(lm, inputs, plan), translations_rate(lm, inputs, plan, draft_loops=draft_loops))
-            for _ in range(repeats)
-        ]
-        (_, plain), (_, fast) = pairs[0]
-        stats = [r.draft_stats for r in fast]
+        runs = []
+        for _ in range(repeats):
+            before = translations_rate(lm, inputs, plan)
+            fast = translations_rate(lm, inputs, plan, draft_loops=draft_loops)
+            runs.append((before, fast, translations_rate(lm, inputs, plan)))
+        (_, plain), (_, drafted), _ = runs[0]
+        stats = [r.draft_stats for r in drafted]
+        rates = [(before, fast, after) for (before, _), (fast, _), (after, _) in runs]
         figures |= {
-            f"speculative decode (greedy), {name}": statistics.median(f for _, (f, _) in pairs),
-            f"speculative / plain decode, {name}": statistics.median(f / p for (p, _), (f, _) in pairs),
+            f"speculative decode (greedy), {name}": statistics.median(fast for _, fast, _ in rates),
+            f"speculative / plain decode, {name}": statistics.median(2 * f / (b + a) for b, f, a in rates),
+            f"plain / plain decode (noise band), {name}": statistics.median(a / b for b, _, a in rates),
             f"drafted bytes kept, {name}": sum(s.accepted for s in stats) / sum(s.drafted for s in stats),
-            f"speculative bytes == plain bytes, {name}": [r.token_ids for r in fast] == [r.token_ids for r in plain],
+            f"speculative bytes == plain bytes, {name}": [r.token_ids for r in drafted] == [r.token_ids for r in plain],
         }
     return figures
 

@@ -21,7 +21,8 @@ Every round ends with a pass of all the remaining loops, so long rounds pay
 where drafts are kept; where the draft is unsure, rounds shrink to one byte and
 cost what a plain step costs. A draft can be sure and still wrong (random
 weights are), so rounds also stay at one byte while the share of drafted bytes
-the full model kept is below the break-even share (`worth_drafting_ahead`):
+the full model kept is below the break-even share (`break_even_share`, which
+counts the measured extra cost of verifying two positions instead of one):
 drafting then costs what plain decoding costs, never more.
 """
 
@@ -38,6 +39,9 @@ from emojilm.sampling import SamplingParams, filtered_probs, sample
 
 DRAFT_LENGTH = 8  # the most bytes one round drafts: two 4-byte emoji, or one with its 3-byte variation selector
 DRAFT_CONFIDENCE = 0.5  # a draft ends after a byte to which its read-out gave less probability than this
+# What a pass over two positions costs beyond a pass over one, as a share of it: 0.19 measured at
+# the published shape on a 2-core CPU (docs/benchmarks.md, "step of 2 positions"), rounded up.
+SECOND_POSITION_COST = 0.2
 
 
 @dataclass
@@ -57,15 +61,22 @@ def default_draft_loops(n_loops: int) -> int:
     return max(1, n_loops // 4) if n_loops > 1 else 0
 
 
+def break_even_share(draft_loops: int, n_loops: int, second_position_cost: float = SECOND_POSITION_COST) -> float:
+    """The share of drafted bytes kept above which drafting a second byte pays for itself.
+
+    A round of one byte costs what a plain step costs (n_loops loop passes over one
+    position). A round of two costs two draft passes of draft_loops loops plus one pass
+    of the other loops over two positions (1 + second_position_cost times a one-position
+    pass), and yields one byte more than a one-byte round when its first drafted byte is
+    kept: in plain steps, that is worth it when the kept share exceeds the extra cost.
+    """
+    two_bytes = (2 * draft_loops + (n_loops - draft_loops) * (1 + second_position_cost)) / n_loops
+    return two_bytes - 1
+
+
 def worth_drafting_ahead(stats: DraftStats, break_even: float) -> bool:
     """Whether a round should draft past its first byte: while the share of drafted bytes kept
-    so far (one kept in two assumed before any) is at least `break_even`.
-
-    A round of G bytes costs G draft passes of draft_loops loops plus one pass of the other
-    loops over G positions (on the packed few-row path about the cost of one position), and
-    yields 1 + (bytes kept) bytes; against plain steps of n_loops loops, a second drafted
-    byte pays for itself when kept more often than draft_loops / n_loops, the default.
-    """
+    so far (one kept in two assumed before any) is at least `break_even` (`break_even_share`)."""
     return (stats.accepted + 1) / (stats.drafted + 2) >= break_even
 
 
@@ -114,7 +125,7 @@ def speculative_tokens(
     min_confidence: float = DRAFT_CONFIDENCE,  # 0: always draft draft_length bytes; above 1: one
     cache: KVCache | None = None,
     stop_id: int | None = None,
-    break_even: float | None = None,  # worth_drafting_ahead's share; None: draft_loops / n_loops, 0: always
+    break_even: float | None = None,  # worth_drafting_ahead's share; None: break_even_share, 0: always
 ) -> Iterator[int]:
     """Yield up to max_new_tokens ids continuing prompt [1, T]; the caller stops at EOS.
 
@@ -127,6 +138,8 @@ def speculative_tokens(
     if not 1 <= draft_loops < n_loops:
         raise ValueError(f"draft_loops must be from 1 to {n_loops - 1} for {n_loops} loops, got {draft_loops}")
     length = prompt.shape[1]
+    if break_even is None:
+        break_even = break_even_share(draft_loops, n_loops)
     if cache is None:
         cache = model.new_cache(n_loops, 1, length + max_new_tokens)
     token = sample(model(prompt, n_loops, cache=cache)[:, -1], params, [generator])
@@ -134,7 +147,7 @@ def speculative_tokens(
     done = 1
     while done < max_new_tokens:
         position = length + done - 1  # where `token`, the last id yielded, goes
-        ahead = worth_drafting_ahead(stats, draft_loops / n_loops if break_even is None else break_even)
+        ahead = worth_drafting_ahead(stats, break_even)
         steps = min(draft_length if ahead else 1, max_new_tokens - done)
         fed, states, draft_logits = [token], [], []
         for i in range(steps):

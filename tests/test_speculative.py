@@ -7,7 +7,14 @@ import torch
 
 from emojilm.config import LOOP_MODES
 from emojilm.sampling import SamplingParams, filtered_probs
-from emojilm.speculative import DraftStats, default_draft_loops, judge, speculative_tokens, worth_drafting_ahead
+from emojilm.speculative import (
+    DraftStats,
+    break_even_share,
+    default_draft_loops,
+    judge,
+    speculative_tokens,
+    worth_drafting_ahead,
+)
 from tests.tiny_lms import TRAINED_LOOPS, naive_greedy, tiny_lm
 
 TEXTS = ["I love pizza", "héllo wörld ☕"]
@@ -73,6 +80,21 @@ def test_drafts_stay_one_byte_while_too_few_drafted_bytes_are_kept():
         runs[break_even] = stats
     assert runs[0.0].drafted > runs[0.0].rounds  # rounds draft ahead
     assert runs[0.99].drafted == runs[0.99].rounds  # no round does: not even the prior reaches 0.99
+
+
+@pytest.mark.parametrize(("draft_loops", "n_loops"), [(1, 4), (2, 8), (3, 8), (1, 2)])
+@pytest.mark.parametrize("second_position_cost", [0.0, 0.2, 0.5])
+def test_at_the_break_even_share_a_two_byte_round_yields_what_plain_steps_do(draft_loops, n_loops,
+                                                                             second_position_cost):  # fmt: skip
+    share = break_even_share(draft_loops, n_loops, second_position_cost)
+    # Cost in one-position passes of all loops: two draft passes, then the other loops over two positions.
+    round_cost = (2 * draft_loops + (n_loops - draft_loops) * (1 + second_position_cost)) / n_loops
+    expected_bytes = 1 + share  # the replacement (or next) byte, plus the first drafted byte when kept
+    assert expected_bytes == pytest.approx(round_cost)  # as many bytes per pass as plain decoding
+    if second_position_cost == 0.0:
+        assert share == pytest.approx(draft_loops / n_loops)
+    else:  # verifying two positions costs more than one: a draft must be kept more often
+        assert share > draft_loops / n_loops
 
 
 def test_worth_drafting_ahead_compares_the_kept_share_with_break_even():

@@ -487,7 +487,7 @@ def measure_weight_formats(lm, repeats: int) -> dict[str, float]:
     matrices = []
     for block in lm.model.layers:
         attention, feed_forward = block.attention, block.feed_forward
-        matrices += [attention.wqkv, attention.wo.weight.t(), feed_forward.w13, feed_forward.w2.weight.t()]
+        matrices += [attention.wqkv, attention.wo_t, feed_forward.w13, feed_forward.w2_t]
     formats = {  # bf16 in the layout it runs fastest in here, [out, in] rows like int8
         "fp32": [(w.float(), None) for w in matrices],
         "bf16": [(w.t().contiguous().bfloat16().t(), None) for w in matrices],

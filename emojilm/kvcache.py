@@ -59,10 +59,12 @@ class KVCache:
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Store k/v [B, H_kv, T, D] at positions start.. and attend q [B, H, T, D] causally to all so far."""
         T, end = k.shape[2], start + k.shape[2]
-        self.k[loop, layer, :, :, start:end] = k
-        self.v[loop, layer, :, :, start:end] = v
+        # One view per (loop, layer) and narrow(): a decode step runs this in every block, where each op call counts.
+        layer_k, layer_v = self.k[loop][layer], self.v[loop][layer]
+        layer_k.narrow(2, start, T).copy_(k)
+        layer_v.narrow(2, start, T).copy_(v)
         rep = q.shape[1] // k.shape[1]
-        keys, values = repeat_kv(self.k[loop, layer, :, :, :end], rep), repeat_kv(self.v[loop, layer, :, :, :end], rep)
+        keys, values = repeat_kv(layer_k.narrow(2, 0, end), rep), repeat_kv(layer_v.narrow(2, 0, end), rep)
         if start == 0:
             return F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         if T == 1:

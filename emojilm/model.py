@@ -51,9 +51,9 @@ def rope_table(head_dim: int, max_seqlen: int, theta: float) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope: [T or B, T, D/2]."""
+    """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope: [T or B, T, 1, D/2]."""
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rope.unsqueeze(-2)).flatten(-2).type_as(x)
+    return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)
 
 
 def fuse_linears(*linears: nn.Linear) -> torch.Tensor:
@@ -82,14 +82,15 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.register_buffer("wqkv", None, persistent=False)  # [dim, q+k+v] once fused
+        self.register_buffer("wo_t", None, persistent=False)  # [q, dim] once fused: wo's transposed view
         self.packed: dict[str, torch.Tensor | None] = {}  # kernels.packed_copy of the fused matrices
 
     def fuse(self) -> None:
         self.wqkv = fuse_linears(self.wq, self.wk, self.wv)
-        fuse_linears(self.wo)  # alone, for the transposed layout only
+        self.wo_t = fuse_linears(self.wo)  # alone, for the transposed layout only
 
     def pack(self) -> None:
-        self.packed = {"qkv": kernels.packed_copy(self.wqkv), "o": kernels.packed_copy(self.wo.weight.t())}
+        self.packed = {"qkv": kernels.packed_copy(self.wqkv), "o": kernels.packed_copy(self.wo_t)}
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """The q, k and v projections side by side: [B, T, (H + 2 H_kv) * D]."""
@@ -100,7 +101,7 @@ class Attention(nn.Module):
     def out(self, x: torch.Tensor) -> torch.Tensor:
         if self.wqkv is None:
             return self.wo(x)
-        return kernels.matmul(x, self.wo.weight.t(), self.packed.get("o"))
+        return kernels.matmul(x, self.wo_t, self.packed.get("o"))
 
     def forward(
         self,
@@ -131,19 +132,21 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
         self.register_buffer("w13", None, persistent=False)  # [dim, 2 * hidden] once fused
+        self.register_buffer("w2_t", None, persistent=False)  # [hidden, dim] once fused: w2's transposed view
         self.packed: dict[str, torch.Tensor | None] = {}  # kernels.packed_copy of the fused matrices
 
     def fuse(self) -> None:
         self.w13 = fuse_linears(self.w1, self.w3)
+        self.w2_t = fuse_linears(self.w2)
 
     def pack(self) -> None:
-        self.packed = {"13": kernels.packed_copy(self.w13), "2": kernels.packed_copy(self.w2.weight.t())}
+        self.packed = {"13": kernels.packed_copy(self.w13), "2": kernels.packed_copy(self.w2_t)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.w13 is None:
             return self.w2(F.silu(self.w1(x)) * self.w3(x))
         gate, up = kernels.matmul(x, self.w13, self.packed.get("13")).chunk(2, dim=-1)
-        return kernels.matmul(F.silu(gate) * up, self.w2.weight.t(), self.packed.get("2"))
+        return kernels.matmul(F.silu(gate) * up, self.w2_t, self.packed.get("2"))
 
 
 class TransformerBlock(nn.Module):
@@ -232,7 +235,7 @@ class LoopedTransformer(nn.Module):
         end = positions.stop if isinstance(positions, slice) else int(positions.max()) + 1
         if end > self.args.max_seqlen:
             raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
-        rope = self._rope_on(tokens.device)[positions]
+        rope = self._rope_on(tokens.device)[positions].unsqueeze(-2)  # one rotation for all heads
         if (state is None) != (first_loop == 0):
             raise ValueError("a state must be given exactly when starting after loop 0")
         h0 = self.tok_embeddings(tokens)

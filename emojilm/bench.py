@@ -84,7 +84,7 @@ class Plan:
     decode_bytes: int  # new bytes per cached-decode run (prefill not included)
     naive_bytes: int  # new bytes per full-recompute run
     answer_bytes: int  # max_new_tokens for translate and trace
-    trace_repeats: int
+    trace_repeats: int  # runs of lm.trace alone (the trace reusing a translation runs `repeats` times)
 
 
 STEP_ROWS = (1, 2, 4, 8)  # rows per decode step in the rows figures
@@ -370,7 +370,7 @@ def measure_translation(lm, plan: Plan, repeats: int, texts: dict[str, list[str]
     translations = [timed(lambda: lm.translate(TEXT, **options)) for _ in range(repeats)]
     translate_s = statistics.median(seconds for seconds, _ in translations)
     trace_s = median_of(plan.trace_repeats, lambda: timed(lambda: lm.trace(TEXT, **options))[0])
-    pairs = [trace_after_translation(lm, TEXT, options) for _ in range(plan.trace_repeats)]
+    pairs = [trace_after_translation(lm, TEXT, options) for _ in range(repeats)]
     figures = {
         "translation bytes (incl. EOS)": len(translations[0][1].token_ids),
         "translation (lm.translate)": translate_s,
@@ -652,7 +652,7 @@ def main(argv: list[str] | None = None) -> None:
             write_random_checkpoint(work / "random" / "ckpt", shape)
             results[name] = benchmark_model(name, work / "random" / "ckpt", LARGE_PLAN, options, work / "random")
     print(machine_line(options.threads, options.device))
-    print(f"each figure: median of {options.repeats} runs (trace: {LARGE_PLAN.trace_repeats} for the random model)")
+    print(f"each figure: median of {options.repeats} runs (lm.trace alone: {LARGE_PLAN.trace_repeats} at real shape)")
     with pd.option_context("display.max_colwidth", 80):
         print(as_table(results).to_string())
 

@@ -444,10 +444,12 @@ def sample_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
     return texts
 
 
-def translations_rate(lm, texts: list[str], plan: Plan, **options) -> tuple[float, list[Generation]]:
-    """Greedy translations of the texts: bytes/s after each one's first byte, and the results."""
-    results = [lm.translate(text, max_new_tokens=plan.answer_bytes, **options) for text in texts]
-    return sum(len(r.token_ids) - 1 for r in results) / sum(r.decode_s for r in results), results
+def translations_rate(lm, texts: list[str], plan: Plan, **options) -> tuple[float, list[Generation], int]:
+    """Greedy translations of the texts: bytes/s after each one's first byte, the results, and the loop passes made."""
+    results, passes = loop_passes(
+        lm.model, lambda: [lm.translate(text, max_new_tokens=plan.answer_bytes, **options) for text in texts]
+    )
+    return sum(len(r.token_ids) - 1 for r in results) / sum(r.decode_s for r in results), results, passes
 
 
 def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: int) -> dict[str, Any]:
@@ -455,7 +457,7 @@ def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: in
     speed, the share of drafted bytes kept, same bytes. Each repeat runs plain, drafted, plain: the
     drafted rate is divided by the mean of the plain runs around it, so the machine's drift cancels
     out, and the second plain run over the first shows how far two identical runs differ (the noise
-    band of the ratio). Ratios are medians over the repeats."""
+    band of the ratio). Ratios are medians over the repeats; loop passes count the first repeat's."""
     draft_loops = default_draft_loops(lm.n_loops)
     figures: dict[str, Any] = {"speculative: draft loops": draft_loops}
     for name, inputs in texts.items():
@@ -464,13 +466,14 @@ def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: in
             before = translations_rate(lm, inputs, plan)
             fast = translations_rate(lm, inputs, plan, draft_loops=draft_loops)
             runs.append((before, fast, translations_rate(lm, inputs, plan)))
-        (_, plain), (_, drafted), _ = runs[0]
+        (_, plain, plain_passes), (_, drafted, drafted_passes), _ = runs[0]
         stats = [r.draft_stats for r in drafted]
-        rates = [(before, fast, after) for (before, _), (fast, _), (after, _) in runs]
+        rates = [(before[0], fast[0], after[0]) for before, fast, after in runs]
         figures |= {
             f"speculative decode (greedy), {name}": statistics.median(fast for _, fast, _ in rates),
             f"speculative / plain decode, {name}": statistics.median(2 * f / (b + a) for b, f, a in rates),
             f"plain / plain decode (noise band), {name}": statistics.median(a / b for b, _, a in rates),
+            f"loop passes, speculative / plain, {name}": drafted_passes / plain_passes,
             f"drafted bytes kept, {name}": sum(s.accepted for s in stats) / sum(s.drafted for s in stats),
             f"speculative bytes == plain bytes, {name}": [r.token_ids for r in drafted] == [r.token_ids for r in plain],
         }

@@ -24,6 +24,7 @@ POSITIVE_FIGURES = [
     "step of 4 positions / step of 1 row",
     "step of 8 branches / step of 1 row",
     "plain / plain decode (noise band), page's examples",
+    "loop passes, speculative / plain, page's examples",
     "default load, first start / convert",
     "mat-vec pass, bf16 / fp32 speed",
     "mat-vec pass, int8 / fp32 speed",

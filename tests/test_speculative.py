@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from emojilm.config import LOOP_MODES
+from emojilm.generation import decode_steps
 from emojilm.sampling import SamplingParams, filtered_probs
 from emojilm.speculative import (
     DraftStats,
@@ -66,20 +67,39 @@ def test_draft_confidence_sets_how_far_drafts_go_not_the_output(min_confidence, 
         assert stats.rounds < stats.drafted < 4 * (stats.rounds - 1)
 
 
+def layer_applications(lm, steps) -> tuple[list, int]:
+    """The ids a (lazy) iterator yields, and how many positions the first layer was applied to on the way."""
+    positions = 0
+
+    def count(_, inputs) -> None:
+        nonlocal positions
+        positions += inputs[0].shape[0] * inputs[0].shape[1]
+
+    handle = lm.model.layers[0].register_forward_pre_hook(count)
+    try:
+        return [int(i) for i in steps], positions
+    finally:
+        handle.remove()
+
+
 def test_drafts_stay_one_byte_while_too_few_drafted_bytes_are_kept():
-    """Below the break-even share, rounds stop drafting ahead; the output stays the same."""
+    """Below the break-even share, rounds stop drafting ahead: the output stays the same, and
+    the layers run on exactly as many positions as in plain decoding (no loop computed twice)."""
     lm = tiny_lm("add", head_scale=20.0)
     prompt = torch.tensor([lm.prompt_ids("pizza")])
-    expected = naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, 30)
+    expected, plain_work = layer_applications(lm, decode_steps(lm.model, prompt, [TRAINED_LOOPS], SamplingParams(), 30))
+    assert expected == naive_greedy(lm, prompt[0].tolist(), TRAINED_LOOPS, 30)
     runs = {}
     for break_even in (0.0, 0.99):
         stats = DraftStats()
         steps = speculative_tokens(lm.model, prompt, TRAINED_LOOPS, 1, SamplingParams(), 30, torch.Generator(),
                                    stats, draft_length=4, min_confidence=0.0, break_even=break_even)  # fmt: skip
-        assert list(steps) == expected
-        runs[break_even] = stats
-    assert runs[0.0].drafted > runs[0.0].rounds  # rounds draft ahead
-    assert runs[0.99].drafted == runs[0.99].rounds  # no round does: not even the prior reaches 0.99
+        ids, work = layer_applications(lm, steps)
+        assert ids == expected
+        runs[break_even] = stats, work
+    assert runs[0.0][0].drafted > runs[0.0][0].rounds  # rounds draft ahead
+    assert runs[0.99][0].drafted == runs[0.99][0].rounds  # no round does: not even the prior reaches 0.99
+    assert runs[0.99][1] == plain_work
 
 
 @pytest.mark.parametrize(("draft_loops", "n_loops"), [(1, 4), (2, 8), (3, 8), (1, 2)])

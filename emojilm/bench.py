@@ -18,6 +18,8 @@ Decoding is memory-bound: each new byte streams every block's weights once per
 loop, so the bound is (block bytes × loops + read-out bytes) / bandwidth, the
 bandwidth being the machine's: a sum over 1 GiB by all the run's threads, sampled
 just before and just after each decode run; the ratio shown is the median of the runs' ratios.
+Prefill is compute-bound: its bound divides the rate of a large matrix product in
+the same dtype (sampled before each run) by the FLOPs of one prompt byte.
 A step of 2, 4 and 8 rows is timed against a step of one row (what a speculative
 check or the trace's per-loop answers pay for their rows), fed three ways (STEP_KINDS).
 `--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
@@ -259,6 +261,20 @@ class BandwidthProbe:
         return self.buffer.numel() * self.buffer.element_size() / best / 1e9
 
 
+def gemm_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, min_seconds: float = 0.1) -> float:
+    """GFLOP/s of a large square matrix product in dtype: the arithmetic limit of all the run's
+    threads, measured apart from the model (the best pass over min_seconds)."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    a @ b  # warm-up
+    best, started = math.inf, time.perf_counter()
+    while best == math.inf or time.perf_counter() - started < min_seconds:
+        begin = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - begin)
+    return 2 * size**3 / best / 1e9
+
+
 def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
     """(time to first byte, seconds for the following new_bytes - 1 bytes, ids): decode_steps ignoring EOS."""
     started = time.perf_counter()
@@ -285,8 +301,11 @@ def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
 def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dict[str, float]:
     prompt_len = len(lm.prompt_ids(TEXT))
     streamed = streamed_bytes_per_byte(lm.model, lm.n_loops)
-    runs, rates, bandwidths = [], [], []
+    # A prefilled byte runs every block's matrices once per loop: 2 FLOPs per weight (attention's own is small).
+    flops = 2 * sum(p.numel() for p in lm.model.layers.parameters()) * lm.n_loops
+    runs, rates, bandwidths, gemm_rates = [], [], [], []
     for _ in range(repeats):  # the bound of each run: bandwidth sampled just before and just after it
+        gemm_rates.append(gemm_rate(lm.device, lm.model.norm.weight.dtype))
         before = probe.sample()
         runs.append(greedy_cached(lm, plan.decode_bytes))
         rates.append((plan.decode_bytes - 1) / runs[-1][1])
@@ -295,6 +314,7 @@ def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dic
     first_byte = statistics.median(run[0] for run in runs)
     decode_rate = statistics.median(rates)
     bandwidth = statistics.median(bandwidths)
+    prefill_ratios = [prompt_len / run[0] / (gemm * 1e9 / flops) for run, gemm in zip(runs, gemm_rates, strict=True)]
     naive = [greedy_naive(lm, plan.naive_bytes) for _ in range(repeats)]
     naive_rate = statistics.median(plan.naive_bytes / run[0] for run in naive)
     same = naive[0][1] == runs[0][2][: plan.naive_bytes]
@@ -303,6 +323,9 @@ def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dic
         "prompt bytes": prompt_len,
         "prefill (incl. first read-out)": prompt_len / first_byte,
         "time to first byte": first_byte,
+        "large matrix product beside the runs": statistics.median(gemm_rates),
+        "compute bound for prefill": statistics.median(gemm_rates) * 1e9 / flops,
+        "prefill / compute bound": statistics.median(prefill_ratios),
         "decode (cached, greedy)": decode_rate,
         "decode time per byte": 1e3 / decode_rate,
         "decode time per block application": 1e6 / decode_rate / blocks_per_byte,
@@ -538,6 +561,8 @@ UNITS = {
     "bandwidth beside the decode runs": "GB/s",
     "prompt bytes": "bytes",
     "prefill (incl. first read-out)": "bytes/s",
+    "large matrix product beside the runs": "GFLOP/s",
+    "compute bound for prefill": "bytes/s",
     "time to first byte": "s",
     "step of 1 row": "s",
     "decode (cached, greedy)": "bytes/s",

@@ -32,6 +32,18 @@ class ByteTokenizer:
         return StreamDecoder()
 
 
+def invalid_utf8_bytes(ids: Iterable[int]) -> int:
+    """How many of the byte ids (special ids dropped) form no UTF-8 character: the bytes `decode` shows as U+FFFD."""
+    data, count = bytes(i for i in ids if 0 <= i < N_BYTES), 0
+    while True:
+        try:
+            data.decode("utf-8")
+            return count
+        except UnicodeDecodeError as error:  # everything before error.start decoded
+            count += error.end - error.start
+            data = data[error.end :]
+
+
 class StreamDecoder:
     """Incremental decoder: releases text only at complete UTF-8 characters.
 

@@ -10,6 +10,7 @@ import html
 import pandas as pd
 
 from emojilm.generation import Generation
+from emojilm.tokenizer import invalid_utf8_bytes
 from emojilm.trace import Trace
 
 # Heatmap colours: probability 0 → pale grey, 1 → the accent colour.
@@ -82,7 +83,8 @@ def convergence_frame(trace: Trace) -> pd.DataFrame:
 
 
 def summary_line(result: Generation, seed: int | None = None) -> str:
-    """One line under the answer: bytes, loops, the seed used, time, speed (and a note if the input was cut)."""
+    """One line under the answer: bytes, loops, the seed used, time, speed, and notes if the input
+    was cut or the answer holds bytes that form no character (a byte model can emit any byte)."""
     n_bytes = len([i for i in result.token_ids if i < 256])
     loops = f"{result.n_loops} loops"
     if result.loops_per_char and result.mean_loops < result.n_loops:
@@ -94,6 +96,9 @@ def summary_line(result: Generation, seed: int | None = None) -> str:
         line += f" · {result.draft_stats.acceptance:.0%} of bytes drafted by the first loops kept"
     if result.truncated:
         line += " · ⚠️ the text was too long and was cut to fit the model's context"
+    # Counted once the answer is whole: mid-stream, a character's first bytes wait for the rest.
+    if result.done and (invalid := invalid_utf8_bytes(result.token_ids)):
+        line += f" · ⚠️ {invalid} of the answer's bytes form no character (shown as �)"
     return line
 
 

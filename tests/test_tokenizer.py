@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emojilm.tokenizer import BOS_ID, EOS_ID, VOCAB_SIZE, ByteTokenizer
+from emojilm.tokenizer import BOS_ID, EOS_ID, VOCAB_SIZE, ByteTokenizer, invalid_utf8_bytes
 
 tok = ByteTokenizer()
 
@@ -61,6 +61,26 @@ def test_lone_surrogates():
 @given(st.lists(st.integers(0, VOCAB_SIZE - 1)))
 def test_decode_drops_special_ids(ids):
     assert tok.decode(ids) == bytes(i for i in ids if i < 256).decode("utf-8", "replace")
+
+
+@given(st.binary())
+def test_invalid_utf8_bytes_counts_the_bytes_no_character_takes(data):
+    # Independently: surrogateescape turns each such byte into one lone surrogate U+DC80-U+DCFF.
+    escaped = data.decode("utf-8", "surrogateescape")
+    assert invalid_utf8_bytes(list(data)) == sum(0xDC80 <= ord(c) <= 0xDCFF for c in escaped)
+
+
+@pytest.mark.parametrize(
+    ("data", "invalid"),
+    [
+        ("🍕❤️".encode(), 0),
+        ("\ufffd".encode(), 0),  # the replacement character itself is valid text
+        ("🍕".encode() + b"\xff\xfe" + "❤️".encode(), 2),
+        (b"ab" + "🍕".encode()[:3], 3),  # a 4-byte emoji cut short at the end
+    ],
+)
+def test_invalid_utf8_bytes_examples(data, invalid):
+    assert invalid_utf8_bytes([BOS_ID, *data, EOS_ID]) == invalid
 
 
 def test_decode_drops_bos_eos_and_out_of_range():

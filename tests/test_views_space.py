@@ -446,6 +446,15 @@ def test_summary_line_mentions_truncation_only_when_the_text_was_cut(truncated):
     assert ("too long" in line) == truncated
 
 
+def test_summary_line_warns_of_answer_bytes_that_form_no_character():
+    assert "no character" not in views.summary_line(generation())
+    result = generation()
+    result.token_ids = [0xF0, 0x9F, *"🍕".encode(), 0xFF, 257]
+    assert "⚠️ 3 of the answer's bytes form no character" in views.summary_line(result)
+    result.done = False  # a streamed snapshot: its last bytes may still be completed
+    assert "no character" not in views.summary_line(result)
+
+
 def test_summary_line_shows_the_seed_used_when_given():
     assert "seed" not in views.summary_line(generation())
     assert " · seed 1234 · " in views.summary_line(generation(), seed=1234)

@@ -332,6 +332,7 @@ def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dic
         "bandwidth beside the decode runs": bandwidth,
         "bandwidth bound for decode": bandwidth * 1e9 / streamed,
         "decode / bandwidth bound": statistics.median(ratios),
+        "decode / bandwidth bound, lowest run": min(ratios),
         "naive decode (full recompute)": naive_rate,
         "cached / naive": decode_rate / naive_rate,
         "naive bytes == cached bytes": same,

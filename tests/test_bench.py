@@ -13,6 +13,7 @@ from tests.tiny_lms import tiny_lm
 POSITIVE_FIGURES = [
     "bandwidth beside the decode runs",
     "decode / bandwidth bound",
+    "decode / bandwidth bound, lowest run",
     "prefill / compute bound",
     "speculative / plain decode, page's examples",
     "speculative / plain decode, 30 held-out phrases",

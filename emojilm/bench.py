@@ -134,6 +134,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def fastest_pass(run: Callable[[], Any], device: torch.device, min_seconds: float = 0.1) -> float:
+    """Seconds of the fastest of the runs repeated until min_seconds have passed (at least one)."""
+    best, started = math.inf, time.perf_counter()
+    while best == math.inf or time.perf_counter() - started < min_seconds:
+        begin = time.perf_counter()
+        run()
+        synchronize(device)
+        best = min(best, time.perf_counter() - begin)
+    return best
+
+
 def streamed_bytes_per_byte(model: LoopedTransformer, n_loops: int) -> int:
     """Weight bytes one decode step must read: every block once per loop, plus the final norm and read-out."""
     blocks = sum(p.numel() * p.element_size() for p in model.layers.parameters())
@@ -250,29 +261,18 @@ class BandwidthProbe:
         self.buffer = torch.ones(megabytes * 2**20 // 4, device=device)
         self.sample()  # touch every page once
 
-    def sample(self, min_seconds: float = 0.1) -> float:
-        """Repeat the sum until min_seconds have passed (one takes ~50 ms on two CPU cores); the best pass's rate."""
-        best, started = math.inf, time.perf_counter()
-        while best == math.inf or time.perf_counter() - started < min_seconds:
-            begin = time.perf_counter()
-            self.buffer.sum()
-            synchronize(self.buffer.device)
-            best = min(best, time.perf_counter() - begin)
+    def sample(self) -> float:
+        """The rate of the fastest sum over 0.1 s (one takes ~50 ms on two CPU cores)."""
+        best = fastest_pass(self.buffer.sum, self.buffer.device)
         return self.buffer.numel() * self.buffer.element_size() / best / 1e9
 
 
-def gemm_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, min_seconds: float = 0.1) -> float:
+def gemm_rate(device: torch.device, dtype: torch.dtype, size: int = 2048) -> float:
     """GFLOP/s of a large square matrix product in dtype: the arithmetic limit of all the run's
-    threads, measured apart from the model (the best pass over min_seconds)."""
+    threads, measured apart from the model (the fastest pass over 0.1 s)."""
     a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     a @ b  # warm-up
-    best, started = math.inf, time.perf_counter()
-    while best == math.inf or time.perf_counter() - started < min_seconds:
-        begin = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - begin)
-    return 2 * size**3 / best / 1e9
+    return 2 * size**3 / fastest_pass(lambda: a @ b, device) / 1e9
 
 
 def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:

@@ -26,15 +26,20 @@ class ByteTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Bytes to text; special ids are dropped, invalid UTF-8 becomes U+FFFD."""
-        return bytes(i for i in ids if 0 <= i < N_BYTES).decode("utf-8", errors="replace")
+        return _byte_string(ids).decode("utf-8", errors="replace")
 
     def stream(self) -> StreamDecoder:
         return StreamDecoder()
 
 
+def _byte_string(ids: Iterable[int]) -> bytes:
+    """The byte ids as bytes; special and out-of-range ids are dropped."""
+    return bytes(i for i in ids if 0 <= i < N_BYTES)
+
+
 def invalid_utf8_bytes(ids: Iterable[int]) -> int:
     """How many of the byte ids (special ids dropped) form no UTF-8 character: the bytes `decode` shows as U+FFFD."""
-    data, count = bytes(i for i in ids if 0 <= i < N_BYTES), 0
+    data, count = _byte_string(ids), 0
     while True:
         try:
             data.decode("utf-8")

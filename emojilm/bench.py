@@ -286,7 +286,7 @@ def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
     return first - started, time.perf_counter() - first, ids
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
     """Greedy decoding that recomputes the whole sequence at every step (no cache): (seconds, ids)."""
     ids = lm.prompt_ids(TEXT)
@@ -347,7 +347,7 @@ STEP_KINDS = {
 }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def measure_rows(lm, repeats: int) -> dict[str, float]:
     """One decode step after a prefill of the benchmark sentence, for 1, 2, 4 and 8 rows at once,
     fed each way of STEP_KINDS: what the rows of a speculative check or of the trace cost. All

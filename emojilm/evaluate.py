@@ -96,7 +96,7 @@ def load_eval(folder: Path = EVAL_DIR) -> pd.DataFrame:
     return table[["set", "lang", "topic", "text", "accept"]]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_by_loops(
     lm, texts: Sequence[str], loops: Sequence[int], max_new_tokens: int = 32, batch_size: int = 64
 ) -> list[list[str]]:

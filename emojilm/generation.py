@@ -25,7 +25,7 @@ MIN_PROMPT = 16  # context bytes always left for the prompt, whatever max_new_to
 MAX_THRESHOLD = 10.0  # adaptive-loop KL threshold (nats); larger would exit after one loop always
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_steps(
     model: LoopedTransformer,
     prompts: torch.Tensor,
@@ -225,7 +225,7 @@ def longest_start_that_fits(lm, text: str, budget: int) -> list[int]:
     return lm.prompt_ids(text[:good])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def adaptive_step(model: LoopedTransformer, token: torch.Tensor, cache: KVCache, start: int,
                   n_loops: int, threshold: float) -> tuple[torch.Tensor, int]:  # fmt: skip
     """Run one token loop by loop, stopping once two successive read-outs agree.
@@ -283,7 +283,7 @@ def stream(
     return _decode(lm, result, _plain_tokens(lm, ids, params, n_loops, max_new_tokens, adaptive_threshold, cache))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _plain_tokens(lm, ids: list[int], params: SamplingParams, n_loops: int, max_new_tokens: int,
                   adaptive_threshold: float, cache: KVCache) -> Iterator[tuple[int, int]]:  # fmt: skip
     """Yield (id, loops it used) one at a time, up to max_new_tokens; the caller stops at EOS."""

@@ -208,7 +208,9 @@ class LoopedTransformer(nn.Module):
         """The complex64 RoPE table on `device`, computed once per device (kept in fp32 whatever the weights)."""
         if self._rope is None or self._rope.device != device:
             args = self.args
-            self._rope = torch.view_as_complex(rope_table(args.head_dim, args.max_seqlen, args.rope_theta)).to(device)
+            with torch.inference_mode(False):  # made by a decode, still usable by training (autograd)
+                table = rope_table(args.head_dim, args.max_seqlen, args.rope_theta)
+                self._rope = torch.view_as_complex(table).to(device)
         return self._rope
 
     def loop_states(

@@ -47,7 +47,7 @@ TIE_RATIO = 1.1
 Progress = Callable[[int, int], None]  # (forwards run, forwards the search may run)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_rows(lm, rows: Sequence[tuple[str, str, str]]) -> list[tuple[float, int, bool]]:
     """For each (template, text, answer) row, in one forward of the model as it is set:
     the summed log-probability of the answer bytes (EOS included), their number, and

@@ -111,7 +111,7 @@ def judge(
     return len(drafted), None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def speculative_tokens(
     model: LoopedTransformer,
     prompt: torch.Tensor,

@@ -63,7 +63,7 @@ def _show(ids: list[int]) -> str:
     return bytes(ids[:end]).decode("utf-8", "replace")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_trace(
     lm,
     text: str,

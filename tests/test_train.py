@@ -113,6 +113,17 @@ def test_accuracy_by_loops_has_a_row_per_loop_count(trained):
     assert table.set_index("loops").loc[2, "hit"] >= 0.5
 
 
+def test_a_model_that_has_decoded_still_trains(trained):
+    """Evaluation decodes in inference mode; what it caches on the model must not block backward."""
+    lm = emojilm.load(trained.out)
+    accuracy_by_loops(lm, pd.DataFrame(PAIRS[:1], columns=["text", "emoji"]), loops=[1])
+    tokens, targets = make_batch(encode_pairs(pd.DataFrame(PAIRS, columns=["text", "emoji"]), trained.template, 64),
+                                 torch.device("cpu"))  # fmt: skip
+    loss, _ = loss_at_loops(lm.model, tokens, targets, 1, 0.5)
+    loss.backward()
+    assert lm.model.tok_embeddings.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     ("output", "expected", "hit"),
     [("🍕❤️", "🍕❤️", True), ("❤🍕", "🍕❤️", True), ("🍕", "🍕❤️", False), ("🐱", "🍕", False), ("", "🍕", False)],

@@ -45,9 +45,14 @@ def tiny_config(out, data, **changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
-def mean_loss(model, cfg: TrainConfig) -> float:
+def pairs_batch(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of PAIRS as one training batch: (tokens, targets)."""
     pairs = pd.DataFrame(PAIRS, columns=["text", "emoji"])
-    tokens, targets = make_batch(encode_pairs(pairs, cfg.template, cfg.max_seqlen), torch.device("cpu"))
+    return make_batch(encode_pairs(pairs, cfg.template, cfg.max_seqlen), torch.device("cpu"))
+
+
+def mean_loss(model, cfg: TrainConfig) -> float:
+    tokens, targets = pairs_batch(cfg)
     with torch.no_grad():
         return float(loss_at_loops(model, tokens, targets, cfg.n_loops, 0.0)[1])
 
@@ -117,9 +122,7 @@ def test_a_model_that_has_decoded_still_trains(trained):
     """Evaluation decodes in inference mode; what it caches on the model must not block backward."""
     lm = emojilm.load(trained.out)
     accuracy_by_loops(lm, pd.DataFrame(PAIRS[:1], columns=["text", "emoji"]), loops=[1])
-    tokens, targets = make_batch(encode_pairs(pd.DataFrame(PAIRS, columns=["text", "emoji"]), trained.template, 64),
-                                 torch.device("cpu"))  # fmt: skip
-    loss, _ = loss_at_loops(lm.model, tokens, targets, 1, 0.5)
+    loss, _ = loss_at_loops(lm.model, *pairs_batch(trained), 1, 0.5)
     loss.backward()
     assert lm.model.tok_embeddings.weight.grad.abs().sum() > 0
 

@@ -254,6 +254,8 @@ def main() -> None:
     parser.add_argument("--loop-mode", help=f"pin the Hub model's loop mode ({modes}) [$EMOJILM_LOOP_MODE]")
     parser.add_argument("--template", help="pin the Hub model's prompt template (a name or a string with {text}) "
                         "[$EMOJILM_TEMPLATE]")  # fmt: skip
+    parser.add_argument("--dtype", help="weight format: float32, bfloat16, int8, or auto (default: the fastest "
+                        "that agrees with float32 on the model) [$EMOJILM_DTYPE]")  # fmt: skip
     parser.add_argument("--host", default=None, help="server name (default 127.0.0.1; 0.0.0.0 in a Space)")
     parser.add_argument("--port", type=int, default=None, help="port (default $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
@@ -261,7 +263,12 @@ def main() -> None:
 
     try:
         config = SourceConfig.from_env(
-            hub_repo=args.repo, hub_revision=args.revision, loop_mode=args.loop_mode, template=args.template
+            hub_repo=args.repo,
+            hub_revision=args.revision,
+            loop_mode=args.loop_mode,
+            template=args.template,
+            dtype=args.dtype,
+            check_texts=tuple(EXAMPLES),
         )
     except ValueError as problem:
         parser.error(str(problem))

@@ -52,9 +52,10 @@ import emojilm
 from emojilm import checkpoint
 from emojilm.config import args_from_params
 from emojilm.corpus import load_pairs
+from emojilm.evaluate import load_eval, natural_outputs
 from emojilm.generation import Generation, decode_steps
 from emojilm.kvcache import BranchCache
-from emojilm.model import LoopedTransformer
+from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
 from emojilm.sampling import SamplingParams
 from emojilm.space import EXAMPLES
 from emojilm.speculative import default_draft_loops
@@ -111,11 +112,17 @@ def median_of(repeats: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def machine_line(threads: int, device: str) -> str:
     cpu = platform.processor() or "unknown CPU"
     with open("/proc/cpuinfo", encoding="utf-8") as info:
         cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with open("/proc/cpuinfo", encoding="utf-8") as info:  # which kernels can win depends on these
+        flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    cpu += " [" + " ".join(f for f in KERNEL_FLAGS if f in flags) + "]"
     gpu = f", GPU: {torch.cuda.get_device_name(device)}" if torch.device(device).type == "cuda" else ""
     return (
         f"machine: {cpu}, {os.cpu_count()} cores ({usable} usable by this process){gpu}, "
@@ -146,10 +153,18 @@ def fastest_pass(run: Callable[[], Any], device: torch.device, min_seconds: floa
 
 
 def streamed_bytes_per_byte(model: LoopedTransformer, n_loops: int) -> int:
-    """Weight bytes one decode step must read: every block once per loop, plus the final norm and read-out."""
-    blocks = sum(p.numel() * p.element_size() for p in model.layers.parameters())
+    """Weight bytes one decode step must read, in the model's format: every block's matrices (the copy its
+    kernel reads) and norms once per loop, plus the final norm and read-out."""
+    matrices = sum(p.nbytes for p in model.products())
+    norms = sum(b.attention_norm.weight.nbytes + b.ffn_norm.weight.nbytes for b in model.layers)
     head = model.tok_embeddings.weight if model.args.weight_tying else model.output.weight
-    return blocks * n_loops + (head.numel() + model.norm.weight.numel()) * head.element_size()
+    return (matrices + norms) * n_loops + head.nbytes + model.norm.weight.nbytes
+
+
+def resident_weight_bytes(model: LoopedTransformer) -> int:
+    """Bytes the loaded weights hold: the model's tensors plus the kernels' packed copies."""
+    tensors = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.state_dict().values()}
+    return sum(tensors.values()) + sum(p.packed_bytes for p in model.products())
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -199,13 +214,16 @@ def load_in_child(folder: str, device: str, dtype: str | None, probe: bool) -> N
     info = lm.info
     variant = f"{info.loop_mode} ({info.mode_source}), {info.template} ({info.template_source})"
     print(json.dumps({"seconds": seconds, "peak": _status_bytes("VmHWM"), "baseline": baseline,
-                      "weights": fp32_bytes(lm.model), "source": info.weights, "variant": variant}))  # fmt: skip
+                      "weights": fp32_bytes(lm.model), "resident": resident_weight_bytes(lm.model),
+                      "source": info.weights, "variant": variant}))  # fmt: skip
 
 
-def load_in_subprocess(folder: Path, cache: Path, options: argparse.Namespace, probe: bool = False) -> dict[str, Any]:
+def load_in_subprocess(
+    folder: Path, cache: Path, options: argparse.Namespace, probe: bool = False, dtype: str | None = None
+) -> dict[str, Any]:
     env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
     code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench import load_in_child; "
-    code += f"load_in_child({str(folder)!r}, {options.device!r}, {options.dtype!r}, {probe!r})"
+    code += f"load_in_child({str(folder)!r}, {options.device!r}, {dtype or options.dtype!r}, {probe!r})"
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
@@ -298,19 +316,32 @@ def greedy_naive(lm, new_bytes: int) -> tuple[float, list[int]]:
     return time.perf_counter() - started, ids[length:]
 
 
-def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dict[str, float]:
-    prompt_len = len(lm.prompt_ids(TEXT))
+def bounded_decode(lm, plan: Plan, repeats: int, probe: BandwidthProbe, before_each: Callable[[], Any] = list):
+    """Greedy cached decode runs, each with its bound (the bandwidth sampled just before and just after it,
+    over the bytes a step reads in the model's format): (runs, bytes/s, GB/s, rate / bound), one per run."""
     streamed = streamed_bytes_per_byte(lm.model, lm.n_loops)
-    # A prefilled byte runs every block's matrices once per loop: 2 FLOPs per weight (attention's own is small).
-    flops = 2 * sum(p.numel() for p in lm.model.layers.parameters()) * lm.n_loops
-    runs, rates, bandwidths, gemm_rates = [], [], [], []
-    for _ in range(repeats):  # the bound of each run: bandwidth sampled just before and just after it
-        gemm_rates.append(gemm_rate(lm.device, lm.model.norm.weight.dtype))
+    runs, rates, bandwidths = [], [], []
+    for _ in range(repeats):
+        before_each()
         before = probe.sample()
         runs.append(greedy_cached(lm, plan.decode_bytes))
         rates.append((plan.decode_bytes - 1) / runs[-1][1])
         bandwidths.append((before + probe.sample()) / 2)
     ratios = [rate / (bandwidth * 1e9 / streamed) for rate, bandwidth in zip(rates, bandwidths, strict=True)]
+    return runs, rates, bandwidths, ratios
+
+
+def measure_decoding(lm, plan: Plan, repeats: int, probe: BandwidthProbe) -> dict[str, float]:
+    prompt_len = len(lm.prompt_ids(TEXT))
+    streamed = streamed_bytes_per_byte(lm.model, lm.n_loops)
+    # A prefilled byte runs every block's matrices once per loop: 2 FLOPs per weight (attention's own is small).
+    flops = 2 * sum(p.n_weights for p in lm.model.products()) * lm.n_loops
+    gemm_rates: list[float] = []
+
+    def sample_gemm_rate() -> None:  # the prefill's bound of each run, sampled just before it
+        gemm_rates.append(gemm_rate(lm.device, lm.model.dtype))
+
+    runs, rates, bandwidths, ratios = bounded_decode(lm, plan, repeats, probe, sample_gemm_rate)
     first_byte = statistics.median(run[0] for run in runs)
     decode_rate = statistics.median(rates)
     bandwidth = statistics.median(bandwidths)
@@ -504,48 +535,90 @@ def measure_speculative(lm, texts: dict[str, list[str]], plan: Plan, repeats: in
     return figures
 
 
-def measure_weight_formats(lm, repeats: int) -> dict[str, float]:
-    """Speed of one pass of mat-vecs over every block matrix, bf16 and int8 weight-only against fp32.
+# ----------------------------------------------------------------------------- weight formats
 
-    Decode is this pass n_loops times per byte, so a format that is not faster
-    here cannot make decoding faster on this CPU. The matrices are [in, out] in
-    the layout a decode step reads (the model's fused ones).
-    """
-    matrices = []
-    for block in lm.model.layers:
-        attention, feed_forward = block.attention, block.feed_forward
-        matrices += [attention.wqkv, attention.wo_t, feed_forward.w13, feed_forward.w2_t]
-    formats = {  # bf16 in the layout it runs fastest in here, [out, in] rows like int8
-        "fp32": [(w.float(), None) for w in matrices],
-        "bf16": [(w.t().contiguous().bfloat16().t(), None) for w in matrices],
-        "int8": [_int8_rows(w.t().contiguous()) for w in matrices],
+FORMATS = ("float32", "bfloat16", "int8")
+
+
+@torch.inference_mode()
+def teacher_forced_logits(lm, sequences: list[list[int]]) -> list[torch.Tensor]:
+    """Logits [T, vocab] along each id sequence, one forward each (so no padding enters the comparison)."""
+    return [lm.model(torch.tensor([ids], device=lm.device))[0].float().cpu() for ids in sequences]
+
+
+def measure_formats(source: Path, plan: Plan, options: argparse.Namespace, work: Path, texts, natural: bool):
+    """Each weight format against float32 in the same run (float32 first): loading in fresh processes,
+    decode against the bound of the bytes that format reads, an answer plus its trace, agreement with
+    float32's logits and greedy answers, and, with `natural`, the natural set's hit rate; then which
+    format the Space's default ("auto") picks for this model on this machine."""
+    inputs = [text for group in texts.values() for text in group]
+    probe = BandwidthProbe(torch.device(options.device))
+    columns: dict[str, dict[str, Any]] = {}
+    reference: dict[str, Any] = {}
+    for weight_format in ("float32", *(f for f in options.formats if f != "float32")):
+        print(f"  [{weight_format}] loading, decoding, translating ...", file=sys.stderr, flush=True)
+        cache = work / f"cache-{weight_format}"
+        convert, cached = (load_in_subprocess(source, cache, options, dtype=weight_format) for _ in range(2))
+        os.environ["EMOJILM_CACHE"] = str(cache)
+        lm = emojilm.load(source, device=options.device, dtype=weight_format, probe=False)
+        _, rates, _, ratios = bounded_decode(lm, plan, options.repeats, probe)
+        options_12 = {"max_new_tokens": plan.answer_bytes, "seed": 0}
+        pairs = [trace_after_translation(lm, TEXT, options_12) for _ in range(options.repeats)]
+        answers = [lm.translate(text, max_new_tokens=plan.answer_bytes).token_ids for text in inputs]
+        if not reference:  # float32: the answers and logits every format is compared with
+            sequences = [lm.prompt_ids(text) + answer for text, answer in zip(inputs, answers, strict=True)]
+            reference = {"answers": answers, "sequences": sequences, "rate": statistics.median(rates),
+                         "answer + trace": statistics.median(a + t for a, t in pairs)}  # fmt: skip
+            reference["logits"] = teacher_forced_logits(lm, sequences)
+        logits = teacher_forced_logits(lm, reference["sequences"])
+        compared = list(zip(logits, reference["logits"], strict=True))
+        same_top = torch.cat([(ours.argmax(-1) == theirs.argmax(-1)).float() for ours, theirs in compared])
+        same_answers = sum(a == b for a, b in zip(answers, reference["answers"], strict=True))
+        answer_and_trace = statistics.median(a + t for a, t in pairs)
+        column = {
+            "kernel": lm.info.kernel,
+            "weights read per decoded byte": streamed_bytes_per_byte(lm.model, lm.n_loops) / 1e6,
+            "resident weights (plain + packed copies)": cached["resident"] / 1e6,
+            "load, converting from the checkpoint": convert["seconds"],
+            "load, from the format's cache": cached["seconds"],
+            "peak RSS, converting": convert["peak"] / 1e9,
+            "peak RSS, from the format's cache": cached["peak"] / 1e9,
+            "decode (cached, greedy)": statistics.median(rates),
+            "decode / float32 decode": statistics.median(rates) / reference["rate"],
+            "decode / bandwidth bound of the bytes it reads": statistics.median(ratios),
+            "answer + its trace (benchmark sentence)": answer_and_trace,
+            "answer + its trace / float32's": answer_and_trace / reference["answer + trace"],
+            "trace reusing the translation / translation": reuse_ratio(pairs),
+            "max |Δlogit| vs float32 (teacher-forced)": max(float((a - b).abs().max()) for a, b in compared),
+            "top byte same as float32's (teacher-forced)": float(same_top.mean()),
+            f"greedy answers same as float32's ({len(inputs)} texts)": same_answers / len(inputs),
+        }
+        if natural:
+            column |= natural_set_figures(lm, reference)
+        columns[weight_format] = column
+        del lm
+    del probe
+    os.environ["EMOJILM_CACHE"] = str(work / "cache-auto")
+    auto = emojilm.load(source, device=options.device, dtype="auto", probe=False, check_texts=EXAMPLES)
+    for weight_format, column in columns.items():
+        column["the Space's default (auto) here"] = weight_format == auto.info.dtype
+    return columns, auto.info.format_note
+
+
+def natural_set_figures(lm, reference: dict[str, Any]) -> dict[str, Any]:
+    """The natural set at the trained loop count: hit rate, and answers identical to float32's."""
+    table = load_eval()
+    scored = natural_outputs(lm, table, [lm.n_loops])
+    model_rows = scored[scored["loops"] == lm.n_loops]
+    outputs = model_rows["output"].tolist()
+    reference.setdefault("natural", (outputs, float(model_rows["hit"].mean())))
+    float32_outputs, float32_hit = reference["natural"]
+    return {
+        f"natural set hit ({len(table)} texts)": float(model_rows["hit"].mean()),
+        "natural set hit - float32's (points)": 100 * (float(model_rows["hit"].mean()) - float32_hit),
+        "natural set answers same as float32's": sum(a == b for a, b in zip(outputs, float32_outputs, strict=True))
+        / len(outputs),
     }
-
-    def one_pass(weights) -> float:
-        # Inputs made before timing; int8 weight-only matmuls take fp32 ones.
-        inputs = [
-            torch.randn(1, w.shape[0 if scale is None else 1], dtype=w.dtype if scale is None else torch.float32)
-            for w, scale in weights
-        ]
-
-        def run() -> None:
-            for (w, scale), x in zip(weights, inputs, strict=True):
-                if scale is None:
-                    x @ w
-                else:
-                    torch._weight_int8pack_mm(x, w, scale)
-
-        run()
-        return median_of(repeats, lambda: timed(run)[0])
-
-    seconds = {name: one_pass(weights) for name, weights in formats.items()}
-    return {f"mat-vec pass, {name} / fp32 speed": seconds["fp32"] / seconds[name] for name in ("bf16", "int8")}
-
-
-def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8 weights and their scales, the layout torch._weight_int8pack_mm takes."""
-    scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-    return (weight / scale[:, None]).round().to(torch.int8), scale.float()
 
 
 # ----------------------------------------------------------------------------- one model, the table
@@ -577,6 +650,13 @@ UNITS = {
     "trace reusing the translation": "s",
     "speculative decode (greedy)": "bytes/s",
     "drafted bytes kept": "share",
+    "weights read per decoded byte": "MB",
+    "resident weights (plain + packed copies)": "MB",
+    "load, converting from the checkpoint": "s",
+    "load, from the format's cache": "s",
+    "peak RSS, converting": "GB",
+    "peak RSS, from the format's cache": "GB",
+    "answer + its trace (benchmark sentence)": "s",
 }
 
 
@@ -598,18 +678,21 @@ def benchmark_model(name: str, folder: Path, plan: Plan, options: argparse.Names
         **figures,
         **measure_decoding(lm, plan, repeats, probe),
         **measure_rows(lm, repeats),
-        "few-row products": "oneDNN packed" if lm.model.packed else "x @ W",
+        "kernel": lm.info.kernel,
     }
     del probe  # 1 GiB
     texts = sample_texts(folder, plan)
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats, texts)
-    print(f"[{name}] speculative decoding and weight formats ...", file=sys.stderr, flush=True)
+    print(f"[{name}] speculative decoding ...", file=sys.stderr, flush=True)
     figures |= measure_speculative(lm, texts, plan, repeats)
-    if lm.device.type == "cpu":  # which format a CPU streams fastest; a GPU runs bf16
-        figures |= measure_weight_formats(lm, repeats)
+    del lm
+    formats = None
+    if options.formats:
+        print(f"[{name}] weight formats ...", file=sys.stderr, flush=True)
+        formats = measure_formats(source, plan, options, work / "formats", texts, natural=name == "bundled")
     print(f"[{name}] done", file=sys.stderr, flush=True)
-    return {"shape": shape, **figures}
+    return {"shape": shape, **figures}, formats
 
 
 def as_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -658,9 +741,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                        help="weights' dtype (default: float32 on CPU, bfloat16 on a GPU)")  # fmt: skip
+    parser.add_argument("--dtype", choices=WEIGHT_FORMATS, default=None,
+                        help="the main table's weight format (default: float32 on CPU, bfloat16 on a GPU)")  # fmt: skip
+    parser.add_argument("--formats", default=",".join(FORMATS), type=_format_list,
+                        help="weight formats compared with float32 in a table of their own, comma-separated "
+                        "(default: %(default)s; '' for none)")  # fmt: skip
     return parser.parse_args(argv)
+
+
+def _format_list(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in WEIGHT_FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown weight format(s) {', '.join(unknown)}; expected {WEIGHT_FORMATS}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -669,21 +763,29 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(options.threads)
     options.threads = torch.get_num_threads()
     torch.manual_seed(0)
-    results = {}
+    results, formats = {}, {}
     with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
         work = Path(tmp)
         folder = checkpoint.resolve(options.model).folder
-        results[options.model] = benchmark_model(options.model, folder, SMALL_PLAN, options, work / "model")
+        name = options.model
+        results[name], formats[name] = benchmark_model(name, folder, SMALL_PLAN, options, work / "model")
         if options.real_shape:
             shape = REAL_SHAPE | ({"n_layers": 6} if options.quick else {})
             name = f"random {shape['n_layers']}×{shape['n_loops']}"
             print(f"[{name}] writing a random lingua checkpoint ...", file=sys.stderr, flush=True)
             write_random_checkpoint(work / "random" / "ckpt", shape)
-            results[name] = benchmark_model(name, work / "random" / "ckpt", LARGE_PLAN, options, work / "random")
+            ckpt = work / "random" / "ckpt"
+            results[name], formats[name] = benchmark_model(name, ckpt, LARGE_PLAN, options, work / "random")
     print(machine_line(options.threads, options.device))
     print(f"each figure: median of {options.repeats} runs (lm.trace alone: {LARGE_PLAN.trace_repeats} at real shape)")
     with pd.option_context("display.max_colwidth", 80):
         print(as_table(results).to_string())
+        for name, measured in formats.items():
+            if measured:
+                columns, auto_note = measured
+                print(f"\nweight formats, {name} (each against float32 in this run):")
+                print(as_table(columns).to_string())
+                print(f"the Space's default (auto): {auto_note}")
 
 
 if __name__ == "__main__":

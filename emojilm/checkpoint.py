@@ -187,6 +187,37 @@ def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
     return _load_safetensors(converted), f"{CONSOLIDATED} (converted to {converted})"
 
 
+def weights_file(folder: Path) -> Path:
+    """The file read_state_dict reads: model.safetensors, else consolidated.pth."""
+    return folder / SAFETENSORS if (folder / SAFETENSORS).is_file() else folder / CONSOLIDATED
+
+
+def format_cache(folder: Path, name: str) -> Path:
+    """Where a folder's weights converted to another format (or a verdict about them) are cached,
+    keyed by the weights file's identity like `converted_path`."""
+    return cache_dir() / "converted" / file_key(weights_file(folder)) / name
+
+
+def read_format_cache(folder: Path, weight_format: str) -> dict[str, torch.Tensor] | None:
+    """The folder's weights as converted to weight_format by an earlier load, if cached and readable."""
+    path = format_cache(folder, f"model-{weight_format}.safetensors")
+    if not path.is_file():
+        return None
+    try:
+        return _load_safetensors(path)
+    except CheckpointError as err:
+        log.warning("%s weights cache %s is corrupt (%s); converting again", weight_format, path, err)
+        return None
+
+
+def save_format_cache(state: dict[str, torch.Tensor], folder: Path, weight_format: str) -> None:
+    """Cache weights converted to weight_format; a failure only costs the next start a conversion."""
+    try:
+        _save_atomic(state, format_cache(folder, f"model-{weight_format}.safetensors"))
+    except CheckpointError as err:
+        log.warning("%s; the %s weights are not cached", err, weight_format)
+
+
 def converted_path(pth: Path) -> Path:
     """Cache path for a .pth's conversion, keyed by the file's identity.
 

@@ -24,7 +24,7 @@ import pandas as pd
 import emojilm
 from emojilm import views
 from emojilm.config import LOOP_MODES
-from emojilm.lm import EmojiLM
+from emojilm.lm import DTYPES, EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES, resolve_template
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import BUNDLED, SourceConfig, _plain
@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default, as the page: a quarter of the loops when greedy and not adaptive, else 0)")  # fmt: skip
     add("--adaptive", metavar="THRESHOLD", help="adaptive loops: stop looping a byte once two successive loops "
         "agree within THRESHOLD nats of KL, 0-5 (the page suggests 0.05)")  # fmt: skip
+    add("--dtype", choices=DTYPES, help="weight format: float32 (exact), bfloat16, int8 (weight-only), or auto: "
+        "the fastest here that agrees with float32 on the model (default, as the app) [$EMOJILM_DTYPE]")  # fmt: skip
     add("--loop-mode", choices=LOOP_MODES, help="run the checkpoint with this loop-residual mode "
         "(default: from the checkpoint or the probe)")  # fmt: skip
     add("--template", metavar="NAME", help=f"prompt template: one of {', '.join(CANDIDATE_TEMPLATES)}, or a "
@@ -151,7 +153,7 @@ def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO)
             resolve_template(args.template)
         except ValueError as problem:
             raise UsageError(f"--template: {problem}") from None
-    lm = load_model(args.model, args.revision, err, loop_mode=args.loop_mode, template=args.template)
+    lm = load_model(args.model, args.revision, err, loop_mode=args.loop_mode, template=args.template, dtype=args.dtype)
     top_k, draft_loops = check_settings(lm, args)
 
     if args.texts:
@@ -204,6 +206,7 @@ def load_model(
     *,
     loop_mode: str | None = None,
     template: str | None = None,
+    dtype: str | None = None,
     note_prefix: str = "emojilm",
 ) -> EmojiLM:
     """The model a command asked for; with no source, the app's default model or else the bundled one.
@@ -212,8 +215,8 @@ def load_model(
     cannot load falls back to the bundled one with a one-line note on `err`.
     """
     try:
-        config = SourceConfig.from_env(hub_revision=revision)
-    except ValueError as problem:  # a bad $EMOJILM_LOOP_MODE or $EMOJILM_TEMPLATE
+        config = SourceConfig.from_env(hub_revision=revision, dtype=dtype)
+    except ValueError as problem:  # a bad $EMOJILM_LOOP_MODE, $EMOJILM_TEMPLATE or $EMOJILM_DTYPE
         raise UsageError(_one_line(problem)) from None
     if revision and source is not None and (source == BUNDLED or Path(source).expanduser().exists()):
         raise UsageError(f"--revision applies to a Hub model, not to {source!r}")

@@ -1,20 +1,30 @@
-"""Matrix products for inference: torch's x @ W, and oneDNN's prepacked linear for a few rows.
+"""Matrix products for inference, one prepared matrix per format: float32, bfloat16, int8.
 
 A decode step multiplies a few rows by every weight matrix: one row for a byte,
 2 to 32 for a speculative check or for the trace's per-loop answers. Such a
-product runs at the speed the matrix streams from memory. torch's x @ W over a
-[in, out] matrix reaches the machine's streaming rate for one row, but at 2-8
-rows its kernel blocks poorly (on a 2-core Xeon, 4 rows stream at ~0.7x the
-one-row rate), so a 4-row step cost ~1.5x a 1-row one. oneDNN's prepacked
-linear (the kernel torch.compile's CPU weight freezing emits) keeps ~0.85x.
+product runs at the speed the matrix streams from memory, so the only way past
+float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 
-That kernel is a private torch op, so it is used only behind a check: a
-matrix gets a packed copy only on CPU in fp32, when torch has oneDNN, when it
-is large enough to stream from memory (PACK_MIN_BYTES: on matrices that sit in
-cache the packed call's overhead dominates, and the bundled model's 4-row step
-went from 1.2x to 1.8x a 1-row one), and when the packed product of a random
-input agrees with x @ W; otherwise x @ W serves every row count. The packed
-copy is a second copy of the weights.
+- float32 (exact, the reference): torch's x @ W over the fused [in, out] matrix
+  for one row and prefills; oneDNN's prepacked linear for 2-32 rows, where x @ W
+  blocks poorly (on a 2-core Xeon 4 rows streamed at ~0.7x the one-row rate, the
+  packed kernel at ~0.85x). Only for matrices of PACK_MIN_BYTES or more: on
+  matrices that sit in cache the packed call's overhead dominates (the bundled
+  model's 4-row step went from 1.2x to 1.8x a 1-row one). The packed copy is a
+  second copy of the weights.
+- bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
+  for every row count (on an AMX Xeon, one pass over [5632, 1024] matrices took
+  0.82x the time of F.linear and 0.54x that of x @ W^T); F.linear where it is missing.
+- int8 weight-only, symmetric, one scale per output row: torch._weight_int8pack_mm,
+  which takes bf16 inputs (with fp32 inputs the same kernel ran 6x slower);
+  where it is missing, the rows are dequantized for each product (slow, exact).
+
+bfloat16 and int8 products take float32 inputs and return float32 outputs: only
+the product itself runs in the format, so the rest of the model is float32's.
+
+The fast kernels are private torch ops, so each serves only behind a check: it
+must exist in this build, run on this device, and agree with the plain
+computation on a random input; otherwise the fallback serves, and says so.
 """
 
 from __future__ import annotations
@@ -22,16 +32,21 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
 PACKED_ROWS = range(2, 33)  # rows served by the packed copy (faster up to 32 in trials); 1 row, prefills: x @ W
 PACK_HINT = 4  # the row count oneDNN lays the copy out for (fast from 2 to 8 rows in trials)
 PACK_MIN_BYTES = 2**20  # smaller matrices stay in a core's L2 cache: x @ W serves them faster
+INT8_MAX = 127
+# bf16 and int8 products run over row chunks of at most this many rows: on a 2-core AMX Xeon, one
+# row times [5632, 1024] streamed at 24 GB/s in int8 (29 in bf16) and two halves at 33 (39).
+CHUNK_ROWS = 4096
 
 
 def packed_copy(dense: torch.Tensor) -> torch.Tensor | None:
-    """oneDNN's prepacked copy of a [in, out] matrix, or None where that path is unavailable."""
+    """oneDNN's prepacked copy of a float32 [in, out] matrix, or None where that path is unavailable."""
     if dense.device.type != "cpu" or dense.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
         return None
     if dense.numel() * dense.element_size() < PACK_MIN_BYTES:
@@ -58,3 +73,151 @@ def matmul(x: torch.Tensor, dense: torch.Tensor, packed: torch.Tensor | None) ->
 
 def _packed_product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 rows of an [out, in] matrix and their bf16 scales (one per row: |row| max / 127)."""
+    weight = weight.detach().float()
+    scale = (weight.abs().amax(dim=1).clamp_min(1e-12) / INT8_MAX).bfloat16()
+    # The kernel takes bf16 scales: round with the very scale it will use (the row's max may then clamp by <0.4 %).
+    rows = (weight / scale.float()[:, None]).round().clamp(-INT8_MAX, INT8_MAX)
+    return rows.to(torch.int8), scale
+
+
+def dequantize_rows(rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return rows.float() * scale.float()[:, None]
+
+
+class Product:
+    """One (fused) weight matrix, prepared for products x [..., in] -> [..., out] in one format."""
+
+    kernel = ""  # the kernel's name, for the model panel and the bench
+    packed = None  # oneDNN's packed copy, where the kernel reads one
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def n_weights(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes a product streams: the copy the kernel reads."""
+        raise NotImplementedError
+
+    @property
+    def packed_bytes(self) -> int:
+        """Memory held by the packed copy beside the plain matrix (its layout is opaque: as large as the matrix)."""
+        return 0 if self.packed is None else self.nbytes
+
+
+class DenseProduct(Product):
+    """x @ W over a fused [in, out] matrix (float32; float16 on a GPU), packed for a few rows where that works."""
+
+    def __init__(self, dense: torch.Tensor) -> None:
+        self.dense, self.packed = dense, packed_copy(dense)
+        self.kernel = "x @ W, oneDNN packed for 2-32 rows" if self.packed is not None else "x @ W"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return matmul(x.to(self.dense.dtype), self.dense, self.packed).to(x.dtype)
+
+    @property
+    def n_weights(self) -> int:
+        return self.dense.numel()
+
+    @property
+    def nbytes(self) -> int:
+        return self.dense.numel() * self.dense.element_size()
+
+
+class BFloat16Product(Product):
+    """oneDNN's prepacked bf16 linear over an [out, in] matrix (in row chunks), else F.linear."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight
+        packed = [_bf16_packed(chunk) for chunk in weight.split(chunk_rows(weight.shape[0]))]
+        self.packed = packed if all(p is not None for p in packed) else None
+        self.kernel = "oneDNN packed bf16" if self.packed is not None else "F.linear bf16"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        if self.packed is None:
+            out = F.linear(flat, self.weight)
+        else:
+            out = _cat([_packed_product(flat, chunk) for chunk in self.packed])
+        return out.view(*x.shape[:-1], self.weight.shape[0]).to(x.dtype)
+
+    @property
+    def n_weights(self) -> int:
+        return self.weight.numel()
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.numel() * 2
+
+
+class Int8Product(Product):
+    """int8 rows [out, in] with a bf16 scale per row: torch._weight_int8pack_mm on bf16 inputs, in row
+    chunks, else dequantized."""
+
+    def __init__(self, rows: torch.Tensor, scale: torch.Tensor) -> None:
+        self.rows, self.scale = rows, scale
+        sizes = chunk_rows(rows.shape[0])
+        self.chunks = list(zip(rows.split(sizes), scale.split(sizes), strict=True))
+        self.fast = _int8_kernel_works(rows, scale)
+        self.kernel = "torch._weight_int8pack_mm" if self.fast else "int8 dequantized per product"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fast:
+            return F.linear(x, dequantize_rows(self.rows, self.scale).to(x.dtype))  # float32 x: exact products
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        out = _cat([torch._weight_int8pack_mm(flat, rows, scale) for rows, scale in self.chunks])
+        return out.view(*x.shape[:-1], self.rows.shape[0]).to(x.dtype)
+
+    @property
+    def n_weights(self) -> int:
+        return self.rows.numel()
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.numel() + self.scale.numel() * 2
+
+
+def chunk_rows(n_rows: int) -> list[int]:
+    """Equal row chunks of at most CHUNK_ROWS: both kernels stream taller matrices slower."""
+    n_chunks = -(-n_rows // CHUNK_ROWS)
+    return [len(part) for part in torch.arange(n_rows).tensor_split(n_chunks)]
+
+
+def _cat(outputs: list[torch.Tensor]) -> torch.Tensor:
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+
+
+def _bf16_packed(weight: torch.Tensor) -> torch.Tensor | None:
+    if weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+        check = torch.randn(3, weight.shape[1], generator=torch.Generator().manual_seed(0)).bfloat16()
+        expected = check.float() @ weight.float().t()
+        if not torch.allclose(_packed_product(check, packed).float(), expected, rtol=2e-2, atol=2e-2):
+            log.warning("oneDNN's packed bf16 product disagrees with F.linear here; using F.linear")
+            return None
+    except (AttributeError, NotImplementedError, RuntimeError) as err:
+        log.warning("oneDNN's packed bf16 linear is unavailable (%s); using F.linear", err)
+        return None
+    return packed
+
+
+def _int8_kernel_works(rows: torch.Tensor, scale: torch.Tensor) -> bool:
+    try:
+        check = torch.randn(3, rows.shape[1], generator=torch.Generator().manual_seed(0)).bfloat16().to(rows.device)
+        out = torch._weight_int8pack_mm(check, rows, scale).float()
+        expected = check.float() @ dequantize_rows(rows, scale).t()
+        if torch.allclose(out, expected, rtol=2e-2, atol=2e-2 * float(expected.abs().max())):
+            return True
+        log.warning("torch._weight_int8pack_mm disagrees with the dequantized product here; dequantizing")
+    except (AttributeError, NotImplementedError, RuntimeError) as err:
+        log.warning("torch._weight_int8pack_mm is unavailable (%s); dequantizing per product", err)
+    return False

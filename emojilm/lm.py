@@ -12,15 +12,16 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from emojilm import checkpoint, generation
-from emojilm.config import LOOP_MODES, args_from_params, read_params
-from emojilm.model import LoopedTransformer
+from emojilm import checkpoint, formats, generation
+from emojilm.config import LOOP_MODES, ModelArgs, args_from_params, read_params
+from emojilm.formats import FormatChoice
+from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
 from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template, template_name
 from emojilm.sampling import SamplingParams
 from emojilm.tokenizer import ByteTokenizer
@@ -28,7 +29,9 @@ from emojilm.trace import Trace, run_trace
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# What `dtype` may say: a weight format (model.WEIGHT_FORMATS), or "auto": the fastest format
+# that agrees with float32 on this model (emojilm.formats; the Space's default on CPU).
+DTYPES = (*WEIGHT_FORMATS, "auto")
 
 
 @dataclass
@@ -39,12 +42,14 @@ class ModelInfo:
     weights: str  # which file the weights came from
     n_params: int
     device: str
-    dtype: str
+    dtype: str  # the blocks' weight format: float32, bfloat16, float16 or int8
     loop_mode: str
     mode_source: str  # "config", "recorded", "probe", "default" or "override" (see `load`)
     template: str
     template_source: str
     probe_note: str = ""  # what the probe found, when it ran: winners, margins, why a default stayed
+    kernel: str = ""  # the kernels the blocks' products run through
+    format_note: str = ""  # with dtype="auto": the measured speeds and the agreement checks
 
 
 class EmojiLM:
@@ -166,17 +171,75 @@ def _split_sampling(kwargs: dict[str, Any]) -> tuple[SamplingParams, dict[str, A
     return SamplingParams(**sampling), kwargs
 
 
-def _device_and_dtype(device: str | torch.device | None, dtype: str | torch.dtype | None):
+def _device_and_format(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, str]:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    elif isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        dtype = DTYPES[dtype]
-    if dtype not in DTYPES.values():
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        return device, "bfloat16" if device.type == "cuda" else "float32"
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return device, dtype
+
+
+def _validated_state(folder, args: ModelArgs) -> tuple[ModelArgs, dict[str, torch.Tensor], str]:
+    """The folder's float32 weights under our names, checked against params.json (gates make it "gated")."""
+    state, weights = checkpoint.read_state_dict(folder)
+    state = checkpoint.detect_gates(state, args)
+    if "loop_gates" in state:
+        args = dataclasses.replace(args, loop_mode="gated")
+    return args, checkpoint.canonical_state_dict(state, args), weights
+
+
+def _model_in_format(folder, args: ModelArgs, device: torch.device, weight_format: str):
+    """(model in weight_format, unfused, args, where the weights came from), from the format's cache
+    when an earlier load converted them, else converted from the float32 weights (and cached)."""
+    cached = checkpoint.read_format_cache(folder, weight_format) if weight_format != "float32" else None
+    if cached is not None:
+        if "loop_gates" in cached:
+            args = dataclasses.replace(args, loop_mode="gated")
+        with torch.device("meta"):
+            model = LoopedTransformer(args).to_format(weight_format)
+        try:
+            model.load_state_dict(cached, strict=True, assign=True)
+            where = checkpoint.format_cache(folder, f"model-{weight_format}.safetensors")
+            return model.eval().to(device), args, f"{weight_format} weights (cached conversion {where})"
+        except RuntimeError as err:  # a cache from another version of this code: convert again
+            log.warning("the cached %s weights do not fit this model (%s); converting again", weight_format, err)
+    args, state, weights = _validated_state(folder, args)
+    model = checkpoint.build_model(args, state).to(device).to_format(weight_format)
+    if weight_format != "float32":
+        checkpoint.save_format_cache(model.state_dict(), folder, weight_format)
+        weights = f"{weights}, converted to {weight_format}"
+    return model, args, weights
+
+
+def _choose_format(folder, args: ModelArgs, device: torch.device, template: str, check_texts):
+    """The fastest format here that agrees with float32 on this model (emojilm.formats), cached per weights file."""
+    verdict = checkpoint.format_cache(folder, "format-choice.json")
+    try:
+        return FormatChoice.from_json(json.loads(verdict.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    seconds = formats.product_seconds(args, device)
+    choice = FormatChoice("float32", seconds)
+    candidates = formats.candidates_by_speed(seconds)
+    if candidates:
+        args, state, _ = _validated_state(folder, args)
+        reference = checkpoint.build_model(args, state).to(device)
+        sequences = formats.check_sequences(template, check_texts)
+        for weight_format in candidates:
+            candidate, *_ = _model_in_format(folder, args, device, weight_format)
+            choice.checks.append(formats.compare(reference, candidate.fuse_weights(), sequences))
+            if choice.checks[-1].agrees:
+                choice.weight_format = weight_format
+                break
+    try:
+        verdict.parent.mkdir(parents=True, exist_ok=True)
+        verdict.write_text(json.dumps(choice.to_json()))
+    except OSError as err:
+        log.warning("cannot cache the weight format's verdict at %s: %s", verdict, err)
+    return choice
 
 
 def load(
@@ -190,6 +253,7 @@ def load(
     probe: bool = True,
     progress: checkpoint.Progress | None = None,
     probing: Callable[[int, int], None] | None = None,
+    check_texts: Sequence[str] = (),
 ) -> EmojiLM:
     """Load a checkpoint from the Hub, a local folder, or "bundled".
 
@@ -204,8 +268,14 @@ def load(
     is cached per checkpoint, so it runs once. `progress(file, done, total)` is
     called as Hub files download, and `probing(done, total)` after each forward pass of the
     probe (total: the most passes it may still need in all).
+
+    dtype: the blocks' weight format (float32 by default on CPU: exact; bfloat16;
+    int8 weight-only; float16 on GPUs) or "auto": the fastest format here that
+    agrees with float32 on this model's next-byte predictions (emojilm.formats),
+    checked on the probe's known pairs and `check_texts`. Converted weights and
+    the verdict are cached, so later starts read them directly.
     """
-    device, dtype = _device_and_dtype(device, dtype)
+    device, weight_format = _device_and_format(device, dtype)
     if loop_mode is not None and loop_mode not in LOOP_MODES:
         raise ValueError(f"loop_mode must be one of {', '.join(LOOP_MODES)}, got {loop_mode!r}")
     if template is not None:
@@ -213,35 +283,35 @@ def load(
     resolved = checkpoint.resolve(source, revision, progress=progress)
     params = read_params(resolved.folder / checkpoint.PARAMS)
     args = args_from_params(params)
-    state, weights = checkpoint.read_state_dict(resolved.folder)
-    state = checkpoint.detect_gates(state, args)
-    if "loop_gates" in state:
-        args = dataclasses.replace(args, loop_mode="gated")
-    state = checkpoint.canonical_state_dict(state, args)
-    model = checkpoint.build_model(args, state).to(device=device, dtype=dtype)
-    del state  # so that fusing frees each original weight as it goes: the peak grows by one block
-    model.fuse_weights()
-    model.pack_weights()  # where oneDNN's packed path works (CPU, fp32); otherwise a no-op
-
     ours = params.get("emojilm")
     ours = ours if isinstance(ours, dict) else None
+    recorded_template = (ours or {}).get("prompt_template")
+    prompt_template = resolve_template(recorded_template or DEFAULT_TEMPLATE)
+    choice = None
+    if weight_format == "auto":
+        choice = _choose_format(resolved.folder, args, device, prompt_template, check_texts)
+        weight_format = choice.weight_format
+    model, args, weights = _model_in_format(resolved.folder, args, device, weight_format)
+    n_params = model.num_params()
+    model.fuse_weights()  # each original weight is freed as its block is fused: the peak grows by one block
+
     # A bare `true` (and no gate tensors) is read the default way, or probed where the checkpoint is not ours.
     reads_true = params.get("model", params).get("loop_residual", False) is True and args.loop_mode != "gated"
     mode_source = "default" if reads_true else ("recorded" if ours else "config")
-    recorded_template = (ours or {}).get("prompt_template")
-    prompt_template = resolve_template(recorded_template or DEFAULT_TEMPLATE)
     info = ModelInfo(
         source=resolved.source,
         folder=str(resolved.folder),
         revision=resolved.revision,
         weights=weights,
-        n_params=model.num_params(),
+        n_params=n_params,
         device=str(device),
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=weight_format,
         loop_mode=args.loop_mode,
         mode_source=mode_source,
         template=template_name(prompt_template),
         template_source="recorded" if recorded_template else "default",
+        kernel=model.kernel,
+        format_note=choice.describe() if choice else "",
     )
     lm = EmojiLM(model, prompt_template, info)
     log.info("loaded %r", lm)

@@ -14,8 +14,9 @@ loop's input is the *loop mode* (h0 is the token embedding, B(h) all blocks once
                        loops beyond the trained count reuse the last gate)
 
 Logits are output(norm(h)); `loop_logits` reads them out after every loop.
-For inference, `fuse_weights` lays the weights out for fast one-byte steps, and
-`pack_weights` adds copies for fast steps of a few rows (`kernels`).
+For inference, `to_format` stores the blocks' matrices in bfloat16 or int8 (the
+embedding, the final norm and the read-out stay float32), and `fuse_weights`
+prepares every matrix for the fastest product this machine has (`kernels`).
 """
 
 from __future__ import annotations
@@ -56,21 +57,62 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)
 
 
-def fuse_linears(*linears: nn.Linear) -> torch.Tensor:
-    """Move the linears' weights into one [in, sum of outs] matrix, each weight becoming a view of it.
+# float16 is for GPUs; on CPU, bfloat16 and int8 are the formats that read fewer bytes than float32.
+WEIGHT_FORMATS = ("float32", "bfloat16", "float16", "int8")
+
+
+class Int8Linear(nn.Module):
+    """A bias-free linear layer stored as int8 rows with one bf16 scale per output (weight-only)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features, dtype=torch.bfloat16))
+
+    @classmethod
+    def quantize(cls, linear: nn.Linear) -> Int8Linear:
+        with torch.device("meta"):  # on meta weights, the layout only: a converted state dict is loaded into it
+            layer = cls(linear.in_features, linear.out_features)
+        if linear.weight.is_meta:
+            return layer
+        layer.weight, layer.scale = kernels.quantize_rows(linear.weight)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, kernels.dequantize_rows(self.weight, self.scale).to(x.dtype))
+
+
+def fuse_linears(*linears: nn.Linear | Int8Linear) -> kernels.Product:
+    """Move the linears' weights into one matrix, each weight becoming a view of it, ready for products.
 
     A decode step multiplies a single vector by every weight, so it runs at the
-    speed memory streams the matrix; on CPU that is fastest along long contiguous
-    rows, i.e. over the transposed, concatenated matrix (README, Benchmarks).
+    speed memory streams the matrix. float32 is fused as one [in, sum of outs]
+    matrix, whose long contiguous rows torch's x @ W streams fastest on CPU;
+    bfloat16 and int8 as [sum of outs, in] rows, the layout their kernels read.
     The parameters keep their names, shapes and values.
     """
-    fused = torch.cat([linear.weight.detach().t() for linear in linears], dim=1)
-    start = 0
-    for linear in linears:
-        end = start + linear.weight.shape[0]
-        linear.weight.data = fused[:, start:end].t()
-        start = end
-    return fused
+    if isinstance(linears[0], Int8Linear):
+        rows = torch.cat([linear.weight for linear in linears])
+        scale = torch.cat([linear.scale for linear in linears])
+        views = zip(linears, _row_views(rows, linears), _row_views(scale, linears), strict=True)
+        for linear, part, part_scale in views:
+            linear.weight, linear.scale = part, part_scale
+        return kernels.Int8Product(rows, scale)
+    if linears[0].weight.dtype == torch.float32:
+        fused = torch.cat([linear.weight.detach().t() for linear in linears], dim=1)
+        for linear, part in zip(linears, _row_views(fused.t(), linears), strict=True):
+            linear.weight.data = part
+        return kernels.DenseProduct(fused)
+    fused = torch.cat([linear.weight.detach() for linear in linears])
+    for linear, part in zip(linears, _row_views(fused, linears), strict=True):
+        linear.weight.data = part
+    return kernels.BFloat16Product(fused) if fused.dtype == torch.bfloat16 else kernels.DenseProduct(fused.t())
+
+
+def _row_views(fused: torch.Tensor, linears) -> list[torch.Tensor]:
+    """Consecutive slices of fused's rows (dim 0), one per linear's output size."""
+    return list(fused.split([linear.out_features for linear in linears]))
 
 
 class Attention(nn.Module):
@@ -81,27 +123,19 @@ class Attention(nn.Module):
         self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
-        self.register_buffer("wqkv", None, persistent=False)  # [dim, q+k+v] once fused
-        self.register_buffer("wo_t", None, persistent=False)  # [q, dim] once fused: wo's transposed view
-        self.packed: dict[str, torch.Tensor | None] = {}  # kernels.packed_copy of the fused matrices
+        self.products: dict[str, kernels.Product] = {}  # once fused: "qkv" (wq|wk|wv) and "o"
 
     def fuse(self) -> None:
-        self.wqkv = fuse_linears(self.wq, self.wk, self.wv)
-        self.wo_t = fuse_linears(self.wo)  # alone, for the transposed layout only
-
-    def pack(self) -> None:
-        self.packed = {"qkv": kernels.packed_copy(self.wqkv), "o": kernels.packed_copy(self.wo_t)}
+        self.products = {"qkv": fuse_linears(self.wq, self.wk, self.wv), "o": fuse_linears(self.wo)}
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """The q, k and v projections side by side: [B, T, (H + 2 H_kv) * D]."""
-        if self.wqkv is None:
+        if not self.products:
             return torch.cat([self.wq(x), self.wk(x), self.wv(x)], dim=-1)
-        return kernels.matmul(x, self.wqkv, self.packed.get("qkv"))
+        return self.products["qkv"](x)
 
     def out(self, x: torch.Tensor) -> torch.Tensor:
-        if self.wqkv is None:
-            return self.wo(x)
-        return kernels.matmul(x, self.wo_t, self.packed.get("o"))
+        return self.products["o"](x) if self.products else self.wo(x)
 
     def forward(
         self,
@@ -131,22 +165,16 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
         self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
-        self.register_buffer("w13", None, persistent=False)  # [dim, 2 * hidden] once fused
-        self.register_buffer("w2_t", None, persistent=False)  # [hidden, dim] once fused: w2's transposed view
-        self.packed: dict[str, torch.Tensor | None] = {}  # kernels.packed_copy of the fused matrices
+        self.products: dict[str, kernels.Product] = {}  # once fused: "13" (w1|w3) and "2"
 
     def fuse(self) -> None:
-        self.w13 = fuse_linears(self.w1, self.w3)
-        self.w2_t = fuse_linears(self.w2)
-
-    def pack(self) -> None:
-        self.packed = {"13": kernels.packed_copy(self.w13), "2": kernels.packed_copy(self.w2_t)}
+        self.products = {"13": fuse_linears(self.w1, self.w3), "2": fuse_linears(self.w2)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.w13 is None:
+        if not self.products:
             return self.w2(F.silu(self.w1(x)) * self.w3(x))
-        gate, up = kernels.matmul(x, self.w13, self.packed.get("13")).chunk(2, dim=-1)
-        return kernels.matmul(F.silu(gate) * up, self.w2_t, self.packed.get("2"))
+        gate, up = self.products["13"](x).chunk(2, dim=-1)
+        return self.products["2"](F.silu(gate) * up)
 
 
 class TransformerBlock(nn.Module):
@@ -240,7 +268,7 @@ class LoopedTransformer(nn.Module):
         rope = self._rope_on(tokens.device)[positions].unsqueeze(-2)  # one rotation for all heads
         if (state is None) != (first_loop == 0):
             raise ValueError("a state must be given exactly when starting after loop 0")
-        h0 = self.tok_embeddings(tokens)
+        h0 = self.tok_embeddings(tokens).to(self.dtype)
         h = h0 if state is None else state
         for loop in range(first_loop, n_loops):
             x = h + h0 if self.loop_mode == "inject_embeddings" and loop > 0 else h
@@ -260,8 +288,9 @@ class LoopedTransformer(nn.Module):
         return out
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits in float32 whatever the blocks' format: the head is float32 and small."""
         head = self.tok_embeddings.weight if self.args.weight_tying else self.output.weight
-        return F.linear(self.norm(h), head)
+        return F.linear(self.norm(h.to(head.dtype)), head)
 
     def forward(
         self,
@@ -289,38 +318,76 @@ class LoopedTransformer(nn.Module):
         states = self.loop_states(tokens, n_loops, cache=cache, start=start, first_loop=first_loop, state=state)
         return torch.stack([self.readout(h) for h in states])
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The activations' dtype (float32 in every weight format; another after model.to(dtype))."""
+        return self.layers[0].attention_norm.weight.dtype
+
+    @property
+    def weight_format(self) -> str:
+        """How the blocks' matrices are stored: one of WEIGHT_FORMATS."""
+        if isinstance(self.layers[0].attention.wq, Int8Linear):
+            return "int8"
+        return str(self.layers[0].attention.wq.weight.dtype).removeprefix("torch.")
+
+    def to_format(self, weight_format: str) -> LoopedTransformer:
+        """Store the blocks' matrices in weight_format, for inference; call before fuse_weights.
+
+        Only the matrices change (99.6 % of the published model's bytes): the
+        embedding, the norms and the read-out stay float32, and so do the
+        activations and the KV cache. Each product takes its input in its own
+        format and returns float32 (`kernels`), so everything between the
+        products runs as it does in float32, where small ops are fastest on CPU.
+        """
+        if weight_format not in WEIGHT_FORMATS:
+            raise ValueError(f"weight format must be one of {', '.join(WEIGHT_FORMATS)}, got {weight_format!r}")
+        if weight_format == "float32":
+            return self
+        for block in self.layers:
+            for module, names in ((block.attention, "wq wk wv wo"), (block.feed_forward, "w1 w2 w3")):
+                for name in names.split():
+                    linear = getattr(module, name)
+                    if weight_format == "int8":
+                        setattr(module, name, Int8Linear.quantize(linear))
+                    else:
+                        linear.to(getattr(torch, weight_format))
+        return self
+
     def fuse_weights(self) -> LoopedTransformer:
         """Lay the weights out for inference: wq|wk|wv and w1|w3 each become one matrix.
 
-        Every block then does one mat-vec per fused matrix instead of one per
-        weight, over transposed rows that stream faster (`fuse_linears`).
-        Outputs match the unfused model up to float rounding. Call it last: the
-        weights are views of the fused matrices, which `.to()` would split into
-        copies, and the fused path is for inference only (no gradients reach
-        the parameters through it).
+        Every block then does one product per fused matrix instead of one per
+        weight, through the fastest kernel its format has here (`fuse_linears`,
+        `kernels`). Outputs match the unfused model up to float rounding. Call it
+        last: the weights are views of the fused matrices, which `.to()` would
+        split into copies, and the fused path is for inference only (no
+        gradients reach the parameters through it).
         """
         for block in self.layers:
             block.attention.fuse()
             block.feed_forward.fuse()
         return self
 
-    def pack_weights(self) -> bool:
-        """Give every fused matrix oneDNN's prepacked copy for steps of a few rows (`kernels`);
-        after fuse_weights, for CPU fp32 inference. False where the packed path is unavailable."""
-        for block in self.layers:
-            block.attention.pack()
-            block.feed_forward.pack()
-        return self.packed
+    def products(self) -> list[kernels.Product]:
+        """The fused matrices' products, block by block (empty before fuse_weights)."""
+        return [p for block in self.layers for m in (block.attention, block.feed_forward) for p in m.products.values()]
 
     @property
     def packed(self) -> bool:
-        """Whether products of a few rows run through packed copies (all of them)."""
-        copies = [p for block in self.layers for m in (block.attention, block.feed_forward) for p in m.packed.values()]
-        return bool(copies) and all(p is not None for p in copies)
+        """Whether products of a few rows run through oneDNN's packed copies (all of them)."""
+        products = self.products()
+        return bool(products) and all(getattr(p, "packed", None) is not None for p in products)
+
+    @property
+    def kernel(self) -> str:
+        """The kernels the products run through (the model panel and the bench name them)."""
+        return ", ".join(sorted({p.kernel for p in self.products()})) or "unfused"
 
     def new_cache(self, n_loops: int | None, batch: int, max_len: int) -> KVCache:
-        weight = self.tok_embeddings.weight
-        return KVCache.empty(self.args, self.check_loops(n_loops), batch, max_len, weight.device, weight.dtype)
+        device = self.tok_embeddings.weight.device
+        return KVCache.empty(self.args, self.check_loops(n_loops), batch, max_len, device, self.dtype)
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Weights in the model, whatever their format (an int8 layer's weights are buffers)."""
+        int8 = [m.weight for m in self.modules() if isinstance(m, Int8Linear)]
+        return sum(p.numel() for p in self.parameters()) + sum(w.numel() for w in int8)

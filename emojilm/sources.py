@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import emojilm
 from emojilm.config import LOOP_MODES
-from emojilm.lm import EmojiLM
+from emojilm.lm import DTYPES, EmojiLM
 from emojilm.prompt import resolve_template
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,15 @@ class SourceConfig:
     extra_sources: tuple[str, ...] = ()  # more allowed sources (Hub ids or server folders)
     hub_wait_s: float = 5.0
     device: str | None = None
-    dtype: str | None = None
+    dtype: str = "auto"  # a weight format, or the fastest one that agrees with float32 (emojilm.formats)
+    check_texts: tuple[str, ...] = ()  # what that agreement is also checked on (the page's examples)
     # Pins for the Hub model's variant (the bundled model records its own): skip the probe.
     loop_mode: str | None = None
     template: str | None = None
 
     def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"weight format {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.loop_mode is not None and self.loop_mode not in LOOP_MODES:
             raise ValueError(f"loop mode pin {self.loop_mode!r} is not one of {', '.join(LOOP_MODES)}")
         if self.template is not None:
@@ -57,7 +60,7 @@ class SourceConfig:
             "extra_sources": extra,
             "hub_wait_s": float(env.get("EMOJILM_HUB_WAIT", 5.0)),
             "device": env.get("EMOJILM_DEVICE") or None,
-            "dtype": env.get("EMOJILM_DTYPE") or None,
+            "dtype": env.get("EMOJILM_DTYPE") or "auto",
             "loop_mode": env.get("EMOJILM_LOOP_MODE") or None,
             "template": env.get("EMOJILM_TEMPLATE") or None,
         }
@@ -136,6 +139,7 @@ class ModelRegistry:
                     revision=revision,
                     device=self.config.device,
                     dtype=self.config.dtype,
+                    check_texts=self.config.check_texts,
                     progress=progress,
                     probing=probing,
                     **pins,

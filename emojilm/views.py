@@ -110,8 +110,10 @@ def model_info_markdown(lm, note: str = "") -> str:
         f"(dim {args.dim}, {args.n_heads} heads)",
         f"- loop mode: `{info.loop_mode}` ({info.mode_source}) · prompt template: `{info.template!r}` "
         f"({info.template_source})",
-        f"- {info.device}, {info.dtype}",
+        f"- {info.device}, {info.dtype} weights · kernel: {info.kernel}",
     ]
+    if info.format_note:
+        lines.append(f"- {html.escape(info.format_note)}")
     if info.probe_note:
         lines.insert(3, f"- {html.escape(info.probe_note)}")
     if note:

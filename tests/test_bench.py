@@ -28,8 +28,17 @@ POSITIVE_FIGURES = [
     "plain / plain decode (noise band), page's examples",
     "loop passes, speculative / plain, page's examples",
     "default load, first start / convert",
-    "mat-vec pass, bf16 / fp32 speed",
-    "mat-vec pass, int8 / fp32 speed",
+]
+# The weight formats' table: figures every format has, each > 0.
+FORMAT_FIGURES = [
+    "weights read per decoded byte",
+    "resident weights (plain + packed copies)",
+    "peak RSS, converting",
+    "decode / float32 decode",
+    "decode / bandwidth bound of the bytes it reads",
+    "answer + its trace / float32's",
+    "trace reusing the translation / translation",
+    "top byte same as float32's (teacher-forced)",
 ]
 
 
@@ -39,10 +48,14 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     folder, _ = make_checkpoint(tiny_params(max_seqlen=256))  # the bench's prompt and answers fit
     phrases = [{"text": f"phrase {i}", "emoji": "🍕"} for i in range(40)]  # drafting is timed on the first 30 too
     (folder / bench.HELDOUT).write_text("".join(json.dumps(p) + "\n" for p in phrases), encoding="utf-8")
-    bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1", "--dtype", dtype])
-    lines = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    formats = "float32,bfloat16,int8" if dtype == "float32" else ""
+    bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1", "--dtype", dtype, "--formats", formats])
+    out = capsys.readouterr().out
+    main_table, _, formats_table = out.partition("\nweight formats, ")
+    lines = {line.split("  ")[0]: line.split() for line in main_table.splitlines()}
     assert lines["weights as loaded"][-3:] == [dtype, "on", "cpu"]
-    assert lines["few-row products"][-2:] == ["@", "W"]  # a tiny model's matrices sit in cache
+    kernel = {"float32": ["x", "@", "W"], "bfloat16": ["oneDNN", "packed", "bf16"]}[dtype]
+    assert lines["kernel"][-3:] == kernel  # float32: not packed, a tiny model's matrices sit in cache
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure
     for count in ("costs over 1.5 translations", "needs over 1.5 translations' loop passes"):
@@ -51,6 +64,16 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
         assert lines["naive bytes == cached bytes"][-1] == "yes"
         for texts in ("page's examples", "30 held-out phrases"):
             assert lines[f"speculative bytes == plain bytes, {texts}"][-1] == "yes"
+        rows = {line.split("  ")[0]: line.split() for line in formats_table.splitlines()}
+        assert formats_table.splitlines()[1].split()[-3:] == ["float32", "bfloat16", "int8"]  # the header
+        for figure in FORMAT_FIGURES:
+            assert all(float(value) > 0 for value in rows[figure][-3:]), figure
+        assert rows["max |Δlogit| vs float32 (teacher-forced)"][-3] == "0"  # float32 against itself
+        assert rows["decode / float32 decode"][-3] == "1.00"
+        assert float(rows["max |Δlogit| vs float32 (teacher-forced)"][-1]) > 0
+        assert sum(v == "yes" for v in rows["the Space's default (auto) here"][-3:]) == 1
+    else:
+        assert not formats_table
 
 
 def test_a_figure_only_one_model_has_comes_after_the_one_it_follows_there():

@@ -162,8 +162,8 @@ def test_fused_weights_are_views_of_the_fused_matrices(make_checkpoint, variant)
     model, state, _ = make_model(make_checkpoint, variant, "add")
     for block in model.layers:
         for fused, linears in [
-            (block.attention.wqkv, [block.attention.wq, block.attention.wk, block.attention.wv]),
-            (block.feed_forward.w13, [block.feed_forward.w1, block.feed_forward.w3]),
+            (block.attention.products["qkv"].dense, [block.attention.wq, block.attention.wk, block.attention.wv]),
+            (block.feed_forward.products["13"].dense, [block.feed_forward.w1, block.feed_forward.w3]),
         ]:
             assert fused.is_contiguous()
             assert fused.shape == (linears[0].in_features, sum(x.out_features for x in linears))

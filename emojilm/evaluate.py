@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from emojilm.generation import answers_by_loops
+from emojilm.model import WEIGHT_FORMATS
 from emojilm.sampling import SamplingParams
 
 VARIATION_SELECTOR = "\ufe0f"
@@ -239,10 +240,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", help="a text/emoji table instead of the natural set (held-out pairs)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
     parser.add_argument("--max-loops", type=int, default=None, help="also try loop counts beyond training")
+    parser.add_argument("--dtype", default="float32", choices=WEIGHT_FORMATS, help="weight format (default float32)")
     parser.add_argument("--json", help="also write the table(s) to this JSON file")
     parser.add_argument("--outputs", help="natural set: also write every row's outputs to this JSON-lines file")
     args = parser.parse_args(argv)
-    lm = emojilm.load(args.model)
+    lm = emojilm.load(args.model, dtype=args.dtype)
     loops = range(1, (args.max_loops or lm.n_loops) + 1)
     if args.data:
         pairs = load_pairs(args.data)

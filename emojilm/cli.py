@@ -27,8 +27,8 @@ from emojilm.config import LOOP_MODES
 from emojilm.lm import EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES, resolve_template
 from emojilm.sampling import GREEDY_BELOW
-from emojilm.sources import BUNDLED, SourceConfig, _plain
-from emojilm.space import _integer, parse_request
+from emojilm.sources import BUNDLED, SourceConfig, failure_reason
+from emojilm.space import parse_integer, parse_request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "python -m emojilm"
@@ -229,7 +229,7 @@ def load_model(
             except Exception as problem:  # anything: the bundled model is the documented fallback
                 if os.environ.get("EMOJILM_DEBUG"):
                     raise
-                reason = f"{config.hub_repo} could not be loaded ({_plain(problem)})"
+                reason = f"{config.hub_repo} could not be loaded ({failure_reason(problem)})"
                 print(f"{note_prefix}: note: using the bundled model: {reason}", file=err, flush=True)
         source, revision = BUNDLED, None
     try:
@@ -237,7 +237,7 @@ def load_model(
     except Exception as problem:
         if os.environ.get("EMOJILM_DEBUG"):
             raise
-        raise Failure(f"cannot load the model {source!r}: {_plain(problem)}") from None
+        raise Failure(f"cannot load the model {source!r}: {failure_reason(problem)}") from None
 
 
 def _download_progress(err: TextIO):
@@ -267,11 +267,11 @@ def check_settings(lm: EmojiLM, args: argparse.Namespace) -> tuple[int, int]:
     """Check every value once, before any text (with a stand-in text); returns (top_k, draft_loops)."""
     try:
         request = _request(lm, "a stand-in text", args)
-        top_k = _integer("top_k", args.top_k, 0, lm.tokenizer.vocab_size, default=0)
+        top_k = parse_integer("top_k", args.top_k, 0, lm.tokenizer.vocab_size, default=0)
         if args.draft_loops is None:
             draft_loops = request.decoding()["draft_loops"]
         else:
-            draft_loops = _integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
+            draft_loops = parse_integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
     except ValueError as problem:
         raise UsageError(_flagged(_one_line(problem))) from None
     if draft_loops and request.adaptive_threshold > 0:
@@ -482,4 +482,4 @@ def _load_for_probe(source: str, revision: str | None) -> EmojiLM:
     except Exception as problem:
         if os.environ.get("EMOJILM_DEBUG"):
             raise
-        raise Failure(f"cannot load the model {source!r}: {_plain(problem)}") from None
+        raise Failure(f"cannot load the model {source!r}: {failure_reason(problem)}") from None

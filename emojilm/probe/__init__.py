@@ -218,11 +218,3 @@ def _ranked(records: list[dict]) -> pd.DataFrame:
 def _stage(table: pd.DataFrame, column: str) -> StageResult:
     margin = float(table["margin"].iloc[1]) if len(table) > 1 else float("inf")
     return StageResult(str(table[column].iloc[0]), is_clear_winner(table), margin, loss_ratio(table))
-
-
-if __name__ == "__main__":  # python -m emojilm.probe SOURCE: the ranked table (the command line is in emojilm.cli)
-    import sys
-
-    from emojilm.cli import probe_main, run
-
-    sys.exit(run(probe_main))

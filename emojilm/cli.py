@@ -400,7 +400,7 @@ def build_probe_parser() -> argparse.ArgumentParser:
     add("source", metavar="SOURCE", help="a Hub repo id, a local folder (params.json + weights) or 'bundled'")
     add("--revision", metavar="REV", help="Hub branch, tag or commit")
     add("--modes", metavar="M,M", help=f"loop modes to try, comma-separated, from {', '.join(LOOP_MODES)} "
-        "(default: every mode the checkpoint allows)")  # fmt: skip
+        "(default: every mode the checkpoint runs: the gate readings when it has a per-loop tensor)")  # fmt: skip
     add("--templates", metavar="T,T", help=f"prompt templates to try, comma-separated, from "
         f"{', '.join(CANDIDATE_TEMPLATES)} (default: all)")  # fmt: skip
     add("--json", action="store_true", help="print the ranking as one JSON object")
@@ -436,10 +436,11 @@ def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
         except ValueError as problem:
             raise UsageError(f"--templates: {problem}") from None
     lm = _load_for_probe(args.source, args.revision)
-    if "gated" in (modes or ()) and not hasattr(lm.model, "loop_gates"):
-        raise UsageError("--modes: 'gated' needs a checkpoint with loop gate tensors, and this one has none")
-    if modes and "gated" not in modes and hasattr(lm.model, "loop_gates"):
-        raise UsageError("--modes: this checkpoint has loop gates, so only 'gated' can run it")
+    cannot = [mode for mode in modes or () if mode not in lm.model.loop_modes]
+    if cannot:  # the gate readings need a per-loop tensor, and a checkpoint with one runs only them
+        raise UsageError(
+            f"--modes: this checkpoint cannot run {', '.join(cannot)}; it runs {', '.join(lm.model.loop_modes)}"
+        )
     try:
         table = probe_variants(lm, modes=modes, templates=templates)
     except ValueError as problem:

@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 GATE_MODES = ("gated", "gated_update", "gated_inject", "gated_mix", "loop_embed")
 # How the state is carried from one loop to the next (see LoopedTransformer).
 LOOP_MODES = ("none", "add", "add_skip_first", "inject_embeddings", *GATE_MODES)
-# What `loop_residual: true` means when a checkpoint does not say more (DESIGN.md, unknown 1).
+# What `loop_residual: true` means when a checkpoint does not say more (DESIGN.md, unknown 1),
+# and the readings of it the variant probe may choose between.
 DEFAULT_TRUE_MODE = "add"
+TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
 # What a per-loop tensor means when the config does not name a mode: the authors' lab describes
 # `use_residual` as a "learned zero-init per-iteration residual gate across loop iterations".
 DEFAULT_GATE_MODE = "gated"
@@ -74,6 +76,15 @@ class ModelArgs:
     # What the state dict holds beyond lingua's core (`checkpoint.read_layout` sets these):
     attn_gate: str = "none"  # one of ATTENTION_GATES
     loop_gate_shape: tuple[int, ...] = ()  # the per-loop tensor: [L] or [L, dim], L = n_loops or n_loops - 1
+
+    @property
+    def loop_modes(self) -> tuple[str, ...]:
+        """The loop modes weights of this shape can run: the gate readings exactly when there is a
+        per-loop tensor (loop_embed only when it has a row of dim values per loop)."""
+        if self.loop_mode not in GATE_MODES and not self.loop_gate_shape:
+            return tuple(mode for mode in LOOP_MODES if mode not in GATE_MODES)
+        shape = self.loop_gate_shape or (self.n_loops, self.dim)
+        return tuple(mode for mode in GATE_MODES if mode != "loop_embed" or len(shape) == 2)
 
     @property
     def max_loops(self) -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 
 from emojilm import checkpoint, generation
-from emojilm.config import LOOP_MODES, args_from_params, read_params
+from emojilm.config import LOOP_MODES, ConfigFields, args_from_params, config_fields, read_params
+from emojilm.layout import KeyFamily, key_families, read_layout
 from emojilm.model import LoopedTransformer
 from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template, template_name
 from emojilm.sampling import SamplingParams
@@ -29,6 +31,17 @@ from emojilm.trace import Trace, run_trace
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Anatomy:
+    """A loaded checkpoint's anatomy: `python -m emojilm.inspect` prints it, the model panel shows it."""
+
+    fields: ConfigFields  # params.json's model fields: used, ignored, refused
+    families: list[KeyFamily]  # the state dict's keys as stored, grouped
+    readings: list[tuple[str, str]]  # (what was stored, what it was read as) for each unforeseen tensor
+    candidates: tuple[str, ...]  # the loop modes the checkpoint left open (the probe's); () when it says
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # download, convert, probe
 
 
 @dataclass
@@ -45,6 +58,7 @@ class ModelInfo:
     template: str
     template_source: str
     probe_note: str = ""  # what the probe found, when it ran: winners, margins, why a default stayed
+    anatomy: Anatomy | None = None  # what the checkpoint holds and how it was read (`load` fills it)
 
 
 class EmojiLM:
@@ -196,40 +210,46 @@ def load(
     The loop mode comes from, in order: the `loop_mode` argument ("override");
     params.json, where a mode name, `false` or no `loop_residual` at all say it
     ("config"; "recorded" in our own checkpoints, which carry an `emojilm`
-    section; loop gate tensors say "gated"); then, only for a bare `true` in a
-    checkpoint that is not ours, the variant probe among TRUE_READINGS ("probe"),
-    applied only when it wins clearly; else the documented reading of `true`
-    ("default"). The prompt template: the argument, then our section's record,
-    then the probe, then the default. `probe=False` skips the probe; its choice
-    is cached per checkpoint, so it runs once. `progress(file, done, total)` is
-    called as Hub files download, and `probing(done, total)` after each forward pass of the
-    probe (total: the most passes it may still need in all).
+    section); then, where the checkpoint leaves it open (a bare `true`: the
+    readings in TRUE_READINGS; a per-loop tensor with no mode named: the gate
+    readings its shape allows) and is not ours, the variant probe ("probe"),
+    applied only when it wins clearly; else the documented default ("default":
+    DEFAULT_TRUE_MODE, or DEFAULT_GATE_MODE for a per-loop tensor). The prompt
+    template: the argument, then our section's record, then the probe, then the
+    default. `probe=False` skips the probe; its choice is cached per checkpoint,
+    so it runs once. `progress(file, done, total)` is called as Hub files
+    download, and `probing(done, total)` after each forward pass of the probe
+    (total: the most passes it may still need in all). `lm.info.anatomy` records
+    what the checkpoint holds and how it was read.
     """
     device, dtype = _device_and_dtype(device, dtype)
     if loop_mode is not None and loop_mode not in LOOP_MODES:
         raise ValueError(f"loop_mode must be one of {', '.join(LOOP_MODES)}, got {loop_mode!r}")
     if template is not None:
         resolve_template(template)  # a bad template fails before any download
+    started = time.perf_counter()
     resolved = checkpoint.resolve(source, revision, progress=progress)
+    downloaded = time.perf_counter()
     params = read_params(resolved.folder / checkpoint.PARAMS)
-    args = args_from_params(params)
+    fields, args = config_fields(params), args_from_params(params)
     state, weights = checkpoint.read_state_dict(resolved.folder)
-    state = checkpoint.detect_gates(state, args)
-    if "loop_gates" in state:
-        args = dataclasses.replace(args, loop_mode="gated")
-    state = checkpoint.canonical_state_dict(state, args)
-    model = checkpoint.build_model(args, state).to(device=device, dtype=dtype)
-    del state  # so that fusing frees each original weight as it goes: the peak grows by one block
+    families = key_families(state)
+    layout = read_layout(state, args, fields)
+    del (
+        state
+    )  # with layout.state cleared too, fusing frees each original weight as it goes: the peak grows by one block
+    model = checkpoint.build_model(layout.args, layout.state).to(device=device, dtype=dtype)
+    layout.state.clear()
     model.fuse_weights()
     model.pack_weights()  # where oneDNN's packed path works (CPU, fp32); otherwise a no-op
 
     ours = params.get("emojilm")
     ours = ours if isinstance(ours, dict) else None
-    # A bare `true` (and no gate tensors) is read the default way, or probed where the checkpoint is not ours.
-    reads_true = params.get("model", params).get("loop_residual", False) is True and args.loop_mode != "gated"
-    mode_source = "default" if reads_true else ("recorded" if ours else "config")
+    # Where the checkpoint leaves the loop mode open, it is read the default way, or probed where it is not ours.
+    mode_source = "default" if layout.open_modes else ("recorded" if ours else "config")
     recorded_template = (ours or {}).get("prompt_template")
     prompt_template = resolve_template(recorded_template or DEFAULT_TEMPLATE)
+    anatomy = Anatomy(fields, families, layout.readings, layout.open_modes)
     info = ModelInfo(
         source=resolved.source,
         folder=str(resolved.folder),
@@ -238,29 +258,36 @@ def load(
         n_params=model.num_params(),
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
-        loop_mode=args.loop_mode,
+        loop_mode=layout.args.loop_mode,
         mode_source=mode_source,
         template=template_name(prompt_template),
         template_source="recorded" if recorded_template else "default",
+        anatomy=anatomy,
     )
     lm = EmojiLM(model, prompt_template, info)
     log.info("loaded %r", lm)
+    converted = time.perf_counter()
 
     lm.set_variant(loop_mode, template)  # a pinned half of the variant is what the probe scores the other under
-    probe_mode = reads_true and ours is None and loop_mode is None
+    probe_modes = layout.open_modes if ours is None and loop_mode is None else ()
     probe_template = recorded_template is None and template is None
-    if probe and (probe_mode or probe_template):
-        _apply_probe(lm, resolved.folder, probe_mode, probe_template, probing)
+    if probe and (probe_modes or probe_template):
+        _apply_probe(lm, resolved.folder, probe_modes, probe_template, probing)
+    anatomy.seconds = {
+        "download": downloaded - started,
+        "convert": converted - downloaded,
+        "probe": time.perf_counter() - converted,
+    }
     return lm
 
 
-def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, probing) -> None:
+def _apply_probe(lm: EmojiLM, folder, modes: tuple[str, ...], probe_template: bool, probing) -> None:
     """Run the staged probe (or reuse its cached result) and apply only its clear picks."""
-    from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, TRUE_READINGS, StageResult, choose_variant
+    from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, StageResult, choose_variant
 
     weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
     # What was searched, and under which fixed half: a different pin is a different search.
-    search = json.dumps([probe_mode, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS])
+    search = json.dumps([modes, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS])
     digest = hashlib.sha256(search.encode()).hexdigest()[:16]
     cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{digest}.json"
     stages: dict[str, StageResult] | None = None
@@ -270,7 +297,7 @@ def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, pr
         except (OSError, ValueError, TypeError):
             stages = None
     if stages is None:
-        stages = choose_variant(lm, TRUE_READINGS if probe_mode else None, probe_template, probing)
+        stages = choose_variant(lm, modes, probe_template, probing)
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps({k: v.to_json() for k, v in stages.items()}))

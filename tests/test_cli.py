@@ -21,7 +21,7 @@ import torch
 import emojilm
 from emojilm import cli
 from emojilm.checkpoint import BUNDLED_DIR
-from emojilm.config import LOOP_MODES
+from emojilm.config import GATE_MODES, LOOP_MODES
 from emojilm.probe import probe_variants
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from tests.conftest import TINY, lingua_shapes, tiny_params
@@ -285,7 +285,7 @@ def test_probe_table_has_one_row_per_candidate(capsys, tiny):
     out = capsys.readouterr().out
     assert status == 0
     rows = table_rows(out)
-    modes = [mode for mode in LOOP_MODES if mode != "gated"]  # the tiny checkpoint has no gate tensors
+    modes = [mode for mode in LOOP_MODES if mode not in GATE_MODES]  # the tiny checkpoint has no per-loop tensor
     assert len(rows) == len(modes) * len(CANDIDATE_TEMPLATES)
     expected = probe_variants(emojilm.load(tiny, probe=False))
     assert [(r[1], r[2]) for r in rows] == list(expected[["loop_mode", "template"]].itertuples(index=False, name=None))

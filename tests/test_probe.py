@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 import emojilm
 import emojilm.probe
-from emojilm.config import DEFAULT_TRUE_MODE, args_from_params
+from emojilm.config import DEFAULT_TRUE_MODE, TRUE_READINGS, args_from_params
 from emojilm.model import LoopedTransformer
-from emojilm.probe import LOADING_PAIRS, TRUE_READINGS
+from emojilm.probe import LOADING_PAIRS
 from emojilm.prompt import DEFAULT_TEMPLATE, KNOWN_PAIRS
 from tests.conftest import TINY, random_tokens, write_lingua_checkpoint
 from tests.test_model import reference_loop_logits

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from emojilm.config import LOOP_MODES
 from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt, template_name
 
 # A pick is clear when the runner-up's loss (mean negative log p per answer byte) is at
@@ -29,8 +28,6 @@ from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt, temp
 # losses are tiny (a wrong residual reading costs ~0.01 nats/byte on a tiny model, yet
 # 1.5x or more), while random weights score ~5.5 nats/byte for every variant (ratio ~1.0).
 CLEAR_RATIO = 1.5
-# Readings of `loop_residual: true` the probe may choose between (gated needs gate tensors).
-TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
 
 # What a load scores, cheapest first: a published-shape forward costs ~30 ms per token on
 # two cores, so a load scores short pairs one at a time (the card's example among them) and
@@ -85,8 +82,7 @@ def probe_variants(
     """Score every candidate; a table ranked best first with columns
     loop_mode, template, score (mean log p per answer byte), exact, margin."""
     if modes is None:
-        has_gates = hasattr(lm.model, "loop_gates")
-        modes = [m for m in LOOP_MODES if (m == "gated") == has_gates]
+        modes = lm.model.loop_modes
     templates = list(templates or CANDIDATE_TEMPLATES)
     return _ranked([_score_variant(lm, pairs, mode, name) for mode in modes for name in templates])
 

@@ -286,8 +286,11 @@ def _apply_probe(lm: EmojiLM, folder, modes: tuple[str, ...], probe_template: bo
     from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, StageResult, choose_variant
 
     weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
-    # What was searched, and under which fixed half: a different pin is a different search.
-    search = json.dumps([modes, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS])
+    # What was searched (the staged search, with its second template stage), and under which fixed half:
+    # a different pin is a different search.
+    search = json.dumps(
+        ["templates again", modes, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS]
+    )
     digest = hashlib.sha256(search.encode()).hexdigest()[:16]
     cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{digest}.json"
     stages: dict[str, StageResult] | None = None

@@ -108,7 +108,7 @@ class KeyFamily:
 
     name: str
     count: int
-    shapes: str  # e.g. "[1024, 1024]", or several joined by " | "
+    shapes: str  # e.g. "[1024, 1024]", or several joined by "; "
     dtypes: str
 
 
@@ -126,8 +126,8 @@ def key_families(state: dict[str, torch.Tensor]) -> list[KeyFamily]:
         KeyFamily(
             name,
             len(tensors),
-            " | ".join(dict.fromkeys(str(list(t.shape)) for t in tensors)),
-            " | ".join(dict.fromkeys(str(t.dtype).removeprefix("torch.") for t in tensors)),
+            "; ".join(dict.fromkeys(str(list(t.shape)) for t in tensors)),
+            "; ".join(dict.fromkeys(str(t.dtype).removeprefix("torch.") for t in tensors)),
         )
         for name, tensors in groups.items()
     ]
@@ -199,7 +199,7 @@ def _attention_gates(work: _Work, args: ModelArgs, fields: ConfigFields) -> Mode
         return args
     absent = [str(i) for i in range(args.n_layers) if i not in found]
     if absent:
-        work.problems.append(f"layer {', '.join(absent)} holds no attention gate, but {', '.join(keys)} are there")
+        work.problems.append(f"layer {', '.join(absent)} holds no attention gate, while others do: {', '.join(keys)}")
         return args
     kinds = {(args.n_heads, args.dim): "head", (args.n_heads * args.head_dim, args.dim): "element"}
     seen = set()
@@ -270,7 +270,7 @@ def _loop_tensor(work: _Work, args: ModelArgs, fields: ConfigFields) -> tuple[Mo
         return args, ()
     [(name, (keys, gates))] = found.items()
     first = work.stored_as.get(keys[0], keys[0])
-    stored = f"{first} {list(work.tensors[keys[0]].shape)}" if len(keys) == 1 else f"{name}.{{t}} ×{len(keys)}"
+    stored = f"{first} {list(work.tensors[keys[0]].shape)}" if len(keys) == 1 else f"{name}.{{i}} ×{len(keys)}"
     shaped = dataclasses.replace(args, loop_gate_shape=tuple(gates.shape))
     named = isinstance(residual, str)  # the config names the reading
     if residual is False or (named and residual not in shaped.loop_modes):

@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 from emojilm.config import LOOP_MODES
 from emojilm.lm import EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES
-from emojilm.space import MAX_TEXT_CHARS, Request, parse_request, short_repr
+from emojilm.space import MAX_TEXT_CHARS, Request, parse_request
+from emojilm.views import short_repr
 
 # A longer link is not made: proxies commonly refuse request lines past 8 KiB (the app's own server takes more).
 MAX_LINK_CHARS = 8_000

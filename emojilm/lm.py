@@ -57,7 +57,7 @@ class ModelInfo:
     mode_source: str  # "config", "recorded", "probe", "default" or "override" (see `load`)
     template: str
     template_source: str
-    probe_note: str = ""  # what the probe found, when it ran: winners, margins, why a default stayed
+    probe_note: str = ""  # what the probe found, a line per stage it ran: winners, margins, why a default stayed
     anatomy: Anatomy | None = None  # what the checkpoint holds and how it was read (`load` fills it)
 
 
@@ -309,4 +309,4 @@ def _apply_probe(lm: EmojiLM, folder, modes: tuple[str, ...], probe_template: bo
     for key, stage in stages.items():
         if stage.clear:
             lm.set_variant(**{key: stage.winner}, source="probe")
-    lm.info.probe_note = "; ".join(stage.describe(key.replace("_", " ")) for key, stage in stages.items())
+    lm.info.probe_note = "\n".join(stage.describe(key.replace("_", " ")) for key, stage in stages.items())

@@ -22,6 +22,7 @@ from emojilm.lm import EmojiLM
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
 from emojilm.speculative import default_draft_loops
+from emojilm.views import short_repr
 
 MAX_TEXT_CHARS = 20_000  # longer input is refused outright; shorter input is cut to the context
 MAX_NEW_TOKENS = 256  # bytes per answer: with the loop cap, this bounds one request's compute
@@ -95,12 +96,6 @@ def parse_integer(name: str, value: Any, low: int, high: int, default: int | Non
     if number != int(number):
         raise ValueError(f"{name} must be a whole number from {low} to {high}, got {short_repr(value)}")
     return int(number)
-
-
-def short_repr(value: Any) -> str:
-    """repr for an error message, cut so that a huge value cannot flood the page."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def parse_request(

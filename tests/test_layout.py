@@ -295,17 +295,17 @@ PER_LOOP = {
     "ParameterList of rows": (
         {f"res_gates.{t}": gate_values((3, 32))[t] for t in range(3)},
         gate_values((3, 32)),
-        "res_gates.{t} ×3",
+        "res_gates.{i} ×3",
     ),
     "ParameterList of scalars": (
         {f"gate_list.{t}": gate_values(3)[t] for t in range(3)},
         gate_values(3),
-        "gate_list.{t} ×3",
+        "gate_list.{i} ×3",
     ),
     "ParameterList of [1, dim]": (
         {f"loop_g.{t}": gate_values((2, 32))[t][None] for t in range(2)},
         gate_values((2, 32)),
-        "loop_g.{t} ×2",
+        "loop_g.{i} ×2",
     ),
 }
 

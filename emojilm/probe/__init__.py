@@ -171,6 +171,7 @@ def choose_variant(
         picked = results["loop_mode"]
         if again and not results["template"].clear and picked.clear and picked.winner != mode:
             table = search.stage([(picked.winner, name) for name in template_names])
+            del results["template"]  # replaced, and listed after the stage it followed
             results["template"] = _stage(table, "template", picked.winner)
         elif again:
             search.expected -= len(pairs)  # the second template stage was not needed

@@ -29,7 +29,6 @@ TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
 # What a per-loop tensor means when the config does not name a mode: the authors' lab describes
 # `use_residual` as a "learned zero-init per-iteration residual gate across loop iterations".
 DEFAULT_GATE_MODE = "gated"
-ATTENTION_GATES = ("none", "head", "element")  # sdpa output gates: none, one per head, one per element
 # Other spellings of a field, as the authors' lab (chili-lab/LT2) and the model card write them.
 SPELLINGS = {"n_loops": ("n_loops", "loop_count", "num_loops"), "loop_residual": ("loop_residual", "use_residual")}
 # Fields read here, besides ModelArgs' own, the spellings above and RUNNABLE's.
@@ -73,8 +72,8 @@ class ModelArgs:
     n_loops: int = 1
     loop_mode: str = "none"
     sliding_window: int | None = None  # each position attends to itself and the window - 1 before it
-    # What the state dict holds beyond lingua's core (`checkpoint.read_layout` sets these):
-    attn_gate: str = "none"  # one of ATTENTION_GATES
+    # What the state dict holds beyond lingua's core (`layout.read_layout` sets these):
+    attn_gate: str = "none"  # attention output gates: "none", "head" (one per head) or "element" (one per element)
     loop_gate_shape: tuple[int, ...] = ()  # the per-loop tensor: [L] or [L, dim], L = n_loops or n_loops - 1
 
     @property

@@ -177,10 +177,9 @@ class BranchCache:
         R, device, window = len(self.branch_at), self.branch_at.device, self.trunk.window
         rows, end = torch.arange(R, device=device), start + T
         query_pos = row_positions(self.branch_at + start, T)[:, :, None]  # [R, T, 1]
-        trunk_pos = torch.arange(self.shared, device=device)  # [R, T, shared] below: before the branch, in the window
-        sees_trunk = (trunk_pos < self.branch_at[:, None, None]) & visible(
-            query_pos, trunk_pos, window
-        )  # [R, T, shared]
+        trunk_pos = torch.arange(self.shared, device=device)
+        before_branch = trunk_pos < self.branch_at[:, None, None]
+        sees_trunk = before_branch & visible(query_pos, trunk_pos, window)  # [R, T, shared]
         same_row = rows[:, None, None, None] == rows[None, None, :, None]  # [R, 1, R, 1]
         steps = torch.arange(end, device=device)
         step_seen = visible(start + torch.arange(T, device=device)[:, None], steps, window)  # [T, end]: own steps

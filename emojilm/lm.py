@@ -235,9 +235,9 @@ def load(
     state, weights = checkpoint.read_state_dict(resolved.folder)
     families = key_families(state)
     layout = read_layout(state, args, fields)
-    del (
-        state
-    )  # with layout.state cleared too, fusing frees each original weight as it goes: the peak grows by one block
+    # Only the model keeps the weights (layout.state is cleared too): fusing then frees each original
+    # weight as it goes, and the peak grows by one block.
+    del state
     model = checkpoint.build_model(layout.args, layout.state).to(device=device, dtype=dtype)
     layout.state.clear()
     model.fuse_weights()

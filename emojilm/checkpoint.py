@@ -38,9 +38,6 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled"
 PARAMS = "params.json"
 SAFETENSORS = "model.safetensors"
 CONSOLIDATED = "consolidated.pth"
-# Prefixes that training wrappers (torch.compile, DDP, FSDP) put in front of names.
-WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_fsdp_wrapped_module.")
-GATE_KEY = re.compile(r"^(loop_?gates?|gates?)(\.weight)?$")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Called while a Hub file downloads: (file name, bytes written so far, file size or None).
 Progress = Callable[[str, int, int | None], None]
@@ -301,84 +298,8 @@ def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
         raise CheckpointError(f"cannot write the converted weights to {path}: {err}") from err
 
 
-def canonical_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
-    """Map a checkpoint's tensors onto our parameter names, or fail listing every problem.
-
-    Accepted quirks: wrapper prefixes; copies of the shared layers stored per loop
-    (layers.{i} with i >= n_layers), and the tied head stored as output.weight,
-    when they are identical to the tensor they copy.
-    """
-    problems: list[str] = []
-    clean = {_strip_prefixes(key): tensor for key, tensor in state.items()}
-    expected = _expected_shapes(args)
-
-    for key in list(clean):
-        original = _copied_from(key, args)
-        if original not in expected or original not in clean:
-            continue  # not a copy, or a copy of something unknown or absent: reported below
-        copy = clean.pop(key)
-        if not torch.equal(copy, clean[original]):
-            problems.append(f"{key} should be an identical copy of {original} but differs")
-
-    missing = sorted(set(expected) - set(clean))
-    unexpected = sorted(set(clean) - set(expected))
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-    for key in sorted(set(expected) & set(clean)):
-        tensor = clean[key]
-        if tuple(tensor.shape) != expected[key]:
-            problems.append(f"{key} has shape {tuple(tensor.shape)}, params.json implies {expected[key]}")
-        elif not tensor.is_floating_point():
-            problems.append(f"{key} has dtype {tensor.dtype}, expected floating point")
-        elif not torch.isfinite(tensor).all():
-            problems.append(f"{key} holds NaN or infinite values")
-    if problems:
-        raise CheckpointError("the checkpoint does not match params.json:\n- " + "\n- ".join(problems))
-    return clean
-
-
-def _strip_prefixes(key: str) -> str:
-    """Remove wrapper prefixes, also stacked ones such as "module._orig_mod."."""
-    while prefix := next((p for p in WRAPPER_PREFIXES if key.startswith(p)), None):
-        key = key.removeprefix(prefix)
-    return key
-
-
-def _copied_from(key: str, args: ModelArgs) -> str | None:
-    """If key names a duplicate of another parameter, the name of that parameter."""
-    if match := re.match(r"^layers\.(\d+)\.(.+)$", key):
-        index = int(match[1])
-        return f"layers.{index % args.n_layers}.{match[2]}" if index >= args.n_layers else None
-    if key == "output.weight" and args.weight_tying:
-        return "tok_embeddings.weight"
-    return None
-
-
-def _expected_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = LoopedTransformer(args)
-    return {name: tuple(p.shape) for name, p in model.state_dict().items()}
-
-
-def detect_gates(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
-    """Rename learned per-loop gate weights (any of a few plausible names) to `loop_gates`.
-
-    Gates of shape [n_loops] are broadcast to [n_loops, dim]. Without gate keys
-    the state is returned unchanged.
-    """
-    gate_keys = [k for k in state if GATE_KEY.match(_strip_prefixes(k))]
-    if len(gate_keys) != 1:
-        return state
-    gates = state[gate_keys[0]]
-    if gates.dim() == 1:
-        gates = gates[:, None].expand(-1, args.dim).contiguous()
-    return {**{k: v for k, v in state.items() if k != gate_keys[0]}, "loop_gates": gates}
-
-
 def build_model(args: ModelArgs, state: dict[str, torch.Tensor]) -> LoopedTransformer:
-    """Build the model around the (validated) tensors without allocating a second copy."""
+    """Build the model around the tensors (validated by `layout.read_layout`) without allocating a second copy."""
     with torch.device("meta"):
         model = LoopedTransformer(args)
     model.load_state_dict(state, strict=True, assign=True)

@@ -1,4 +1,5 @@
-"""The command line: `python -m emojilm TEXT...` and `python -m emojilm.probe SOURCE`.
+"""The command line: `python -m emojilm TEXT...`, `python -m emojilm.probe SOURCE` and
+`python -m emojilm.inspect SOURCE`.
 
 Values are checked by the Space's own rules (emojilm.space.parse_request and its
 helpers), so the command line accepts and refuses exactly what the page and its
@@ -22,17 +23,19 @@ from typing import Any, TextIO
 import pandas as pd
 
 import emojilm
-from emojilm import views
-from emojilm.config import LOOP_MODES
+from emojilm import checkpoint, views
+from emojilm.config import LOOP_MODES, config_fields, read_params
+from emojilm.layout import key_families
 from emojilm.lm import DTYPES, EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES, resolve_template
 from emojilm.sampling import GREEDY_BELOW
-from emojilm.sources import BUNDLED, SourceConfig, _plain
-from emojilm.space import _integer, parse_request
+from emojilm.sources import BUNDLED, SourceConfig, failure_reason
+from emojilm.space import parse_integer, parse_request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "python -m emojilm"
 PROBE_PROG = "python -m emojilm.probe"
+INSPECT_PROG = "python -m emojilm.inspect"
 # parse_request names values as the API does; the command line's flags for them.
 FLAGS = {
     "temperature": "--temperature",
@@ -232,7 +235,7 @@ def load_model(
             except Exception as problem:  # anything: the bundled model is the documented fallback
                 if os.environ.get("EMOJILM_DEBUG"):
                     raise
-                reason = f"{config.hub_repo} could not be loaded ({_plain(problem)})"
+                reason = f"{config.hub_repo} could not be loaded ({failure_reason(problem)})"
                 print(f"{note_prefix}: note: using the bundled model: {reason}", file=err, flush=True)
         source, revision = BUNDLED, None
     try:
@@ -240,7 +243,7 @@ def load_model(
     except Exception as problem:
         if os.environ.get("EMOJILM_DEBUG"):
             raise
-        raise Failure(f"cannot load the model {source!r}: {_plain(problem)}") from None
+        raise Failure(f"cannot load the model {source!r}: {failure_reason(problem)}") from None
 
 
 def _download_progress(err: TextIO):
@@ -270,11 +273,11 @@ def check_settings(lm: EmojiLM, args: argparse.Namespace) -> tuple[int, int]:
     """Check every value once, before any text (with a stand-in text); returns (top_k, draft_loops)."""
     try:
         request = _request(lm, "a stand-in text", args)
-        top_k = _integer("top_k", args.top_k, 0, lm.tokenizer.vocab_size, default=0)
+        top_k = parse_integer("top_k", args.top_k, 0, lm.tokenizer.vocab_size, default=0)
         if args.draft_loops is None:
             draft_loops = request.decoding()["draft_loops"]
         else:
-            draft_loops = _integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
+            draft_loops = parse_integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
     except ValueError as problem:
         raise UsageError(_flagged(_one_line(problem))) from None
     if draft_loops and request.adaptive_threshold > 0:
@@ -403,7 +406,7 @@ def build_probe_parser() -> argparse.ArgumentParser:
     add("source", metavar="SOURCE", help="a Hub repo id, a local folder (params.json + weights) or 'bundled'")
     add("--revision", metavar="REV", help="Hub branch, tag or commit")
     add("--modes", metavar="M,M", help=f"loop modes to try, comma-separated, from {', '.join(LOOP_MODES)} "
-        "(default: every mode the checkpoint allows)")  # fmt: skip
+        "(default: every mode the checkpoint runs: the gate readings when it has a per-loop tensor)")  # fmt: skip
     add("--templates", metavar="T,T", help=f"prompt templates to try, comma-separated, from "
         f"{', '.join(CANDIDATE_TEMPLATES)} (default: all)")  # fmt: skip
     add("--json", action="store_true", help="print the ranking as one JSON object")
@@ -439,10 +442,11 @@ def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
         except ValueError as problem:
             raise UsageError(f"--templates: {problem}") from None
     lm = _load_for_probe(args.source, args.revision)
-    if "gated" in (modes or ()) and not hasattr(lm.model, "loop_gates"):
-        raise UsageError("--modes: 'gated' needs a checkpoint with loop gate tensors, and this one has none")
-    if modes and "gated" not in modes and hasattr(lm.model, "loop_gates"):
-        raise UsageError("--modes: this checkpoint has loop gates, so only 'gated' can run it")
+    cannot = [mode for mode in modes or () if mode not in lm.model.loop_modes]
+    if cannot:  # the gate readings need a per-loop tensor, and a checkpoint with one runs only them
+        raise UsageError(
+            f"--modes: this checkpoint cannot run {', '.join(cannot)}; it runs {', '.join(lm.model.loop_modes)}"
+        )
     try:
         table = probe_variants(lm, modes=modes, templates=templates)
     except ValueError as problem:
@@ -485,4 +489,63 @@ def _load_for_probe(source: str, revision: str | None) -> EmojiLM:
     except Exception as problem:
         if os.environ.get("EMOJILM_DEBUG"):
             raise
-        raise Failure(f"cannot load the model {source!r}: {_plain(problem)}") from None
+        raise Failure(f"cannot load the model {source!r}: {failure_reason(problem)}") from None
+
+
+# --- python -m emojilm.inspect -------------------------------------------------------------------
+
+
+def build_inspect_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=INSPECT_PROG,
+        description="Show a checkpoint's anatomy, as the Space's model panel does: the variant chosen and why "
+        "(the probe's margins), params.json's fields (used, ignored, refused), what each tensor we did not "
+        "foresee was read as, the state dict's key families with shapes and dtypes, and the load time "
+        "(download, convert, probe).",
+        epilog="Exit status: 0 loaded; 1 the checkpoint cannot load (what could be read is shown, then why); "
+        "2 a bad option. Environment: EMOJILM_DEVICE and EMOJILM_DTYPE as for the app.",
+    )
+    add = parser.add_argument
+    add("source", metavar="SOURCE", help="a Hub repo id, a local folder (params.json + weights) or 'bundled'")
+    add("--revision", metavar="REV", help="Hub branch, tag or commit")
+    add("--no-probe", action="store_true", help="skip the variant probe (the documented defaults stand)")
+    return parser
+
+
+def inspect_main(argv: Sequence[str] | None = None) -> int:
+    """Run the inspect command line on argv (default sys.argv[1:]); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded("emojilm.inspect", lambda: _inspect_command(argv, sys.stdout))
+
+
+def _inspect_command(argv: list[str], out: TextIO) -> int:
+    args = build_inspect_parser().parse_args(argv)
+    if args.revision and (args.source == BUNDLED or Path(args.source).expanduser().exists()):
+        raise UsageError(f"--revision applies to a Hub model, not to {args.source!r}")
+    config = SourceConfig.from_env()
+    try:
+        lm = emojilm.load(args.source, args.revision, config.device, config.dtype, probe=not args.no_probe)
+    except (ValueError, OSError) as problem:  # CheckpointError is a ValueError
+        if os.environ.get("EMOJILM_DEBUG"):
+            raise
+        print("\n".join(_readable_parts(args.source, args.revision, problem)), file=out)
+        return EXIT_FAILED
+    print(views.model_info_markdown(lm), file=out)
+    return EXIT_OK
+
+
+def _readable_parts(source: str, revision: str | None, problem: Exception) -> list[str]:
+    """What can be read of a checkpoint that does not load (its fields, its keys), then every problem."""
+    lines = [f"**{source}** cannot be loaded:", *(f"    {line}" for line in str(problem).splitlines())]
+    try:
+        folder = checkpoint.resolve(source, revision).folder  # from the local cache by now, if it downloaded
+        lines += [
+            "",
+            "### params.json (model section)",
+            *views.fields_lines(config_fields(read_params(folder / "params.json"))),
+        ]
+        state, weights = checkpoint.read_state_dict(folder)
+        lines += ["", f"### State dict ({weights})", *views.families_lines(key_families(state))]
+    except (ValueError, OSError) as err:
+        lines += ["", f"(read no further: {failure_reason(err)})"]
+    return lines

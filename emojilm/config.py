@@ -18,10 +18,29 @@ from emojilm.tokenizer import VOCAB_SIZE
 
 log = logging.getLogger(__name__)
 
+# Readings of a learned per-loop tensor (loop_gates): gate formulas, or per-loop embeddings.
+GATE_MODES = ("gated", "gated_update", "gated_inject", "gated_mix", "loop_embed")
 # How the state is carried from one loop to the next (see LoopedTransformer).
-LOOP_MODES = ("none", "add", "add_skip_first", "inject_embeddings", "gated")
-# What `loop_residual: true` means when a checkpoint does not say more (DESIGN.md, unknown 1).
+LOOP_MODES = ("none", "add", "add_skip_first", "inject_embeddings", *GATE_MODES)
+# What `loop_residual: true` means when a checkpoint does not say more (DESIGN.md, unknown 1),
+# and the readings of it the variant probe may choose between.
 DEFAULT_TRUE_MODE = "add"
+TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
+# What a per-loop tensor means when the config does not name a mode: the authors' lab describes
+# `use_residual` as a "learned zero-init per-iteration residual gate across loop iterations".
+DEFAULT_GATE_MODE = "gated"
+# Other spellings of a field, as the authors' lab (chili-lab/LT2) and the model card write them.
+SPELLINGS = {"n_loops": ("n_loops", "loop_count", "num_loops"), "loop_residual": ("loop_residual", "use_residual")}
+# Fields read here, besides ModelArgs' own, the spellings above and RUNNABLE's.
+READ = ("multiple_of", "ffn_dim_multiplier", "gated_attn")
+# Fields that only steer training (initialisation, seeds): they cannot change what trained weights compute.
+TRAINING_ONLY = ("seed", "init_base_std", "init_std_factor")
+# Fields that change the computation, with the values this runtime runs; another value is refused.
+RUNNABLE = {
+    "shared_layers": (True,),  # one set of n_layers blocks applied in every loop
+    "mixer": ("attention", "attn", "softmax"),  # e.g. "gdn" (gated delta net) is another sequence mixer
+    "qk_norm": (False,),
+}
 # Loops a caller may ask for: extrapolation beyond the trained count is allowed up to this.
 MAX_LOOPS_FACTOR = 4
 # Sizes beyond these are refused before anything is allocated (a hostile params.json).
@@ -52,6 +71,19 @@ class ModelArgs:
     weight_tying: bool = False
     n_loops: int = 1
     loop_mode: str = "none"
+    sliding_window: int | None = None  # each position attends to itself and the window - 1 before it
+    # What the state dict holds beyond lingua's core (`layout.read_layout` sets these):
+    attn_gate: str = "none"  # attention output gates: "none", "head" (one per head) or "element" (one per element)
+    loop_gate_shape: tuple[int, ...] = ()  # the per-loop tensor: [L] or [L, dim], L = n_loops or n_loops - 1
+
+    @property
+    def loop_modes(self) -> tuple[str, ...]:
+        """The loop modes weights of this shape can run: the gate readings exactly when there is a
+        per-loop tensor (loop_embed only when it has a row of dim values per loop)."""
+        if self.loop_mode not in GATE_MODES and not self.loop_gate_shape:
+            return tuple(mode for mode in LOOP_MODES if mode not in GATE_MODES)
+        shape = self.loop_gate_shape or (self.n_loops, self.dim)
+        return tuple(mode for mode in GATE_MODES if mode != "loop_embed" or len(shape) == 2)
 
     @property
     def max_loops(self) -> int:
@@ -59,10 +91,12 @@ class ModelArgs:
         return max(1, self.n_loops) * MAX_LOOPS_FACTOR
 
     def to_lingua(self) -> dict[str, Any]:
-        """The "model" section of a params.json that reproduces these args exactly."""
+        """The "model" section of a params.json that reproduces these args exactly (with the
+        checkpoint's tensors, which say what attn_gate and loop_gate_shape are)."""
         out = asdict(self)
-        out["loop_residual"] = self.loop_mode
-        del out["loop_mode"]
+        out["loop_residual"] = out.pop("loop_mode")
+        out["gated_attn"] = out.pop("attn_gate") != "none"
+        del out["loop_gate_shape"]
         return out
 
 
@@ -85,19 +119,74 @@ def loop_mode_from(value: Any) -> str:
     raise ValueError(f"loop_residual={value!r} is not understood; expected true/false or one of {LOOP_MODES}")
 
 
-def _int(section: dict[str, Any], key: str, default: int | None) -> int | None:
+@dataclass(frozen=True)
+class ConfigFields:
+    """What each field of params.json's model section does here (the model panel lists them)."""
+
+    used: dict[str, Any]  # read, under the spelling the checkpoint uses
+    training: dict[str, Any]  # ignored: they only steer training
+    unknown: dict[str, Any]  # ignored: not known here
+    refused: dict[str, str]  # field -> why this runtime cannot run it
+
+    def value(self, name: str) -> Any:
+        """A read field's value under any of its spellings (None when absent)."""
+        return next((self.used[s] for s in SPELLINGS.get(name, (name,)) if self.used.get(s) is not None), None)
+
+
+def model_section(params: dict[str, Any]) -> dict[str, Any]:
+    """The "model" section of a whole lingua config (or the section itself)."""
+    section = params.get("model", params)
+    if not isinstance(section, dict):
+        raise ValueError("params.json has no 'model' section")
+    return section
+
+
+def config_fields(params: dict[str, Any]) -> ConfigFields:
+    """Sort the model section's fields into used, ignored (training only, unknown) and refused; never raises
+    for a field's value (args_from_params checks those)."""
+    section = model_section(params)
+    derived = {"loop_mode", "attn_gate", "loop_gate_shape"}  # set from other fields or from the tensors
+    read = {f.name for f in fields(ModelArgs)} - derived | set(READ) | set(RUNNABLE)
+    read |= {spelling for spellings in SPELLINGS.values() for spelling in spellings}
+    refused = {}
+    for key, runnable in RUNNABLE.items():
+        value = section.get(key)
+        if value is not None and not any(type(value) is type(ok) and value == ok for ok in runnable):
+            refused[key] = (
+                f"{key}={value!r} cannot run here (this runtime runs {key} = {' or '.join(map(repr, runnable))})"
+            )
+    for name, spellings in SPELLINGS.items():
+        given = {s: section[s] for s in spellings if section.get(s) is not None}
+        if len({json.dumps(v, sort_keys=True) for v in given.values()}) > 1:
+            refused[name] = f"the spellings of {name} disagree: " + ", ".join(f"{k}={v!r}" for k, v in given.items())
+    return ConfigFields(
+        used={k: v for k, v in section.items() if k in read and k not in refused},
+        training={k: v for k, v in section.items() if k in TRAINING_ONLY},
+        unknown={k: v for k, v in section.items() if k not in read and k not in TRAINING_ONLY},
+        refused=refused,
+    )
+
+
+def _spelling(section: dict[str, Any], name: str) -> str:
+    """The spelling of `name` the section uses (the first one given), or `name` itself."""
+    return next((s for s in SPELLINGS[name] if section.get(s) is not None), name)
+
+
+def _int(section: dict[str, Any], key: str, default: int | None, limit: str | None = None) -> int | None:
     value = section.get(key, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"params.json model.{key} must be a positive integer, got {value!r}")
-    _check_limit(key, value)
+    _check_limit(limit or key, value, name=key)
     return value
 
 
-def _check_limit(key: str, value: int, how: str = "") -> None:
+def _check_limit(key: str, value: int, how: str = "", name: str | None = None) -> None:
     if key in LIMITS and value > LIMITS[key]:
-        raise ValueError(f"params.json model.{key}={value}{how} is larger than this runtime allows ({LIMITS[key]})")
+        raise ValueError(
+            f"params.json model.{name or key}={value}{how} is larger than this runtime allows ({LIMITS[key]})"
+        )
 
 
 def _float(section: dict[str, Any], key: str, default: float | None) -> float | None:
@@ -110,29 +199,23 @@ def _float(section: dict[str, Any], key: str, default: float | None) -> float | 
 
 
 def args_from_params(params: dict[str, Any]) -> ModelArgs:
-    """Build ModelArgs from a whole lingua config (or from its "model" section alone)."""
-    section = params.get("model", params)
-    if not isinstance(section, dict):
-        raise ValueError("params.json has no 'model' section")
+    """Build ModelArgs from a whole lingua config (or from its "model" section alone).
 
-    known = {f.name for f in fields(ModelArgs)} | {
-        "loop_residual",
-        "multiple_of",
-        "ffn_dim_multiplier",
-        "sliding_window",
-        "init_base_std",
-        "init_std_factor",
-        "seed",
-    }
-    unknown = sorted(set(section) - known)
-    if unknown:
-        log.debug("params.json model keys ignored: %s", ", ".join(unknown))
+    Unknown fields are ignored (config_fields lists them); a field that would change the
+    computation in a way this runtime cannot run is refused, naming it.
+    """
+    section = model_section(params)
+    report = config_fields(params)
+    if report.refused:
+        raise ValueError("params.json model: " + "; ".join(report.refused.values()))
+    if report.unknown:
+        log.debug("params.json model keys ignored: %s", ", ".join(report.unknown))
 
-    if section.get("sliding_window") is not None:
-        raise ValueError("sliding_window attention is not supported by this runtime")
     vocab = _int(section, "vocab_size", VOCAB_SIZE)
     if vocab != VOCAB_SIZE:
         raise ValueError(f"vocab_size={vocab}, but the byte tokenizer has {VOCAB_SIZE} ids")
+    if section.get("gated_attn") not in (True, False, None):
+        raise ValueError(f"params.json model.gated_attn must be true or false, got {section['gated_attn']!r}")
 
     dim = _int(section, "dim", 512)
     n_heads = _int(section, "n_heads", None)
@@ -157,7 +240,6 @@ def args_from_params(params: dict[str, Any]) -> ModelArgs:
         hidden_dim = ffn_hidden_dim(dim, multiple_of, multiplier)
         _check_limit("hidden_dim", hidden_dim, " (from dim, multiple_of and ffn_dim_multiplier)")
 
-    n_loops = _int(section, "n_loops", 1)
     return ModelArgs(
         dim=dim,
         n_layers=_int(section, "n_layers", 8),
@@ -169,8 +251,9 @@ def args_from_params(params: dict[str, Any]) -> ModelArgs:
         rope_theta=_float(section, "rope_theta", 10000.0),
         max_seqlen=_int(section, "max_seqlen", 1024),
         weight_tying=bool(section.get("weight_tying", False)),
-        n_loops=n_loops,
-        loop_mode=loop_mode_from(section.get("loop_residual", False)),
+        n_loops=_int(section, _spelling(section, "n_loops"), 1, limit="n_loops"),
+        loop_mode=loop_mode_from(report.value("loop_residual")),
+        sliding_window=_int(section, "sliding_window", None),
     )
 
 

@@ -28,6 +28,13 @@ def row_positions(start: torch.Tensor, length: int) -> torch.Tensor:
     return start[:, None] + torch.arange(length, device=start.device)
 
 
+def visible(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Where a query at query_pos may attend a key at key_pos (broadcast): at or before it, and with a
+    sliding window, less than `window` positions before it (lingua's local mask: the window counts itself)."""
+    seen = key_pos <= query_pos
+    return seen if window is None else seen & (key_pos > query_pos - window)
+
+
 def repeat_kv(x: torch.Tensor, rep: int) -> torch.Tensor:
     """GQA: kv head j serves query heads j*rep .. j*rep+rep-1, as lingua's repeat_kv ([B, H, T, D])."""
     return x if rep == 1 else x.repeat_interleave(rep, dim=1)
@@ -36,13 +43,15 @@ def repeat_kv(x: torch.Tensor, rep: int) -> torch.Tensor:
 class KVCache:
     """Keys and values of every (loop, layer), one sequence per batch row."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, window: int | None = None) -> None:
         self.k, self.v = k, v  # [loops, layers, batch, kv heads, positions, head dim]
+        self.window = window  # the model's sliding window (None: every earlier position is seen)
 
     @classmethod
     def empty(cls, args: ModelArgs, n_loops: int, batch: int, max_len: int, device=None, dtype=torch.float32):
         shape = (n_loops, args.n_layers, batch, args.n_kv_heads, max_len, args.head_dim)
-        return cls(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        zeros = (torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        return cls(*zeros, args.sliding_window)
 
     @property
     def n_loops(self) -> int:
@@ -65,6 +74,10 @@ class KVCache:
         layer_v.narrow(2, start, T).copy_(v)
         rep = q.shape[1] // k.shape[1]
         keys, values = repeat_kv(layer_k.narrow(2, 0, end), rep), repeat_kv(layer_v.narrow(2, 0, end), rep)
+        if self.window is not None and end > self.window:  # some earlier positions are out of the window
+            positions = torch.arange(end, device=q.device)
+            mask = visible(positions[start:, None], positions, self.window)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         if start == 0:
             return F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         if T == 1:
@@ -84,13 +97,14 @@ class KVCache:
 
     def first_rows(self, rows: int) -> KVCache:
         """A view of the first `rows` batch rows (writes go to this cache)."""
-        return self if rows == self.k.shape[2] else KVCache(self.k[:, :, :rows], self.v[:, :, :rows])
+        return self if rows == self.k.shape[2] else KVCache(self.k[:, :, :rows], self.v[:, :, :rows], self.window)
 
     def repeat_rows(self, times: int) -> KVCache:
         """A copy with each batch row repeated `times` times in a row (one prefill, many continuations)."""
         if times == 1:
-            return KVCache(self.k, self.v)
-        return KVCache(self.k.repeat_interleave(times, dim=2), self.v.repeat_interleave(times, dim=2))
+            return KVCache(self.k, self.v, self.window)
+        k, v = self.k.repeat_interleave(times, dim=2), self.v.repeat_interleave(times, dim=2)
+        return KVCache(k, v, self.window)
 
 
 class BranchCache:
@@ -160,13 +174,17 @@ class BranchCache:
         return whole._mask[2][: rows * T, : self.shared + rows * (start + T)]
 
     def _build_mask(self, start: int, T: int) -> torch.Tensor:
-        R, device = len(self.branch_at), self.branch_at.device
+        R, device, window = len(self.branch_at), self.branch_at.device, self.trunk.window
         rows, end = torch.arange(R, device=device), start + T
-        sees_trunk = torch.arange(self.shared, device=device) < self.branch_at[:, None]  # [R, shared]
+        query_pos = row_positions(self.branch_at + start, T)[:, :, None]  # [R, T, 1]
+        trunk_pos = torch.arange(self.shared, device=device)
+        before_branch = trunk_pos < self.branch_at[:, None, None]
+        sees_trunk = before_branch & visible(query_pos, trunk_pos, window)  # [R, T, shared]
         same_row = rows[:, None, None, None] == rows[None, None, :, None]  # [R, 1, R, 1]
-        step_seen = torch.arange(end, device=device) <= start + torch.arange(T, device=device)[:, None]  # [T, end]
+        steps = torch.arange(end, device=device)
+        step_seen = visible(start + torch.arange(T, device=device)[:, None], steps, window)  # [T, end]: own steps
         sees_own = (same_row & step_seen[None, :, None]).reshape(R, T, R * end)
-        sees = torch.cat([sees_trunk[:, None].expand(R, T, self.shared), sees_own], dim=-1).reshape(R * T, -1)
+        sees = torch.cat([sees_trunk, sees_own], dim=-1).reshape(R * T, -1)
         # Additive, in the cache's dtype: a boolean mask would be converted in every layer.
         return torch.zeros(sees.shape, dtype=self.k.dtype, device=device).masked_fill(~sees, -math.inf)
 

@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 from emojilm.config import LOOP_MODES
 from emojilm.lm import EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES
-from emojilm.space import MAX_TEXT_CHARS, Request, _short, parse_request
+from emojilm.space import MAX_TEXT_CHARS, Request, parse_request
+from emojilm.views import short_repr
 
 # A longer link is not made: proxies commonly refuse request lines past 8 KiB (the app's own server takes more).
 MAX_LINK_CHARS = 8_000
@@ -106,7 +107,7 @@ def read_link(query: Mapping[str, str], sources: Sequence[str], model: ModelGett
     source = shown
     if "model" in values:
         if values["model"] not in sources:
-            ignored.append(f"model must be one of {list(sources)}, got {_short(values['model'])}")
+            ignored.append(f"model must be one of {list(sources)}, got {short_repr(values['model'])}")
         else:
             try:
                 model(values["model"], None, None)
@@ -121,7 +122,7 @@ def read_link(query: Mapping[str, str], sources: Sequence[str], model: ModelGett
             if values[key] in choices:
                 overrides[key] = values[key]
             else:
-                ignored.append(f"{key} must be one of {list(choices)}, got {_short(values[key])}")
+                ignored.append(f"{key} must be one of {list(choices)}, got {short_repr(values[key])}")
     try:
         lm = model(source, overrides.get("loop_mode"), overrides.get("template"))
     except ValueError as err:
@@ -154,7 +155,7 @@ def read_link(query: Mapping[str, str], sources: Sequence[str], model: ModelGett
         if flag in _YES or flag in _NO:
             adaptive = flag in _YES
         else:
-            ignored.append(f"adaptive must be true or false, got {_short(values['adaptive'])}")
+            ignored.append(f"adaptive must be true or false, got {short_repr(values['adaptive'])}")
 
     return LinkedPage(
         source=source,

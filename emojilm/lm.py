@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 import torch
 
 from emojilm import checkpoint, formats, generation
-from emojilm.config import LOOP_MODES, ModelArgs, args_from_params, read_params
+from emojilm.config import LOOP_MODES, ConfigFields, args_from_params, config_fields, read_params
 from emojilm.formats import FormatChoice
+from emojilm.layout import KeyFamily, Layout, key_families, read_layout
 from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
 from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template, template_name
 from emojilm.sampling import SamplingParams
@@ -32,6 +34,17 @@ log = logging.getLogger(__name__)
 # What `dtype` may say: a weight format (model.WEIGHT_FORMATS), or "auto": the fastest format
 # that agrees with float32 on this model (emojilm.formats; the Space's default on CPU).
 DTYPES = (*WEIGHT_FORMATS, "auto")
+
+
+@dataclass
+class Anatomy:
+    """A loaded checkpoint's anatomy: `python -m emojilm.inspect` prints it, the model panel shows it."""
+
+    fields: ConfigFields  # params.json's model fields: used, ignored, refused
+    families: list[KeyFamily]  # the state dict's keys as stored, grouped
+    readings: list[tuple[str, str]]  # (what was stored, what it was read as) for each unforeseen tensor
+    candidates: tuple[str, ...]  # the loop modes the checkpoint left open (the probe's); () when it says
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # download, convert, probe
 
 
 @dataclass
@@ -47,7 +60,8 @@ class ModelInfo:
     mode_source: str  # "config", "recorded", "probe", "default" or "override" (see `load`)
     template: str
     template_source: str
-    probe_note: str = ""  # what the probe found, when it ran: winners, margins, why a default stayed
+    probe_note: str = ""  # what the probe found, a line per stage it ran: winners, margins, why a default stayed
+    anatomy: Anatomy | None = None  # what the checkpoint holds and how it was read (`load` fills it)
     kernel: str = ""  # the kernels the blocks' products run through
     format_note: str = ""  # with dtype="auto": the measured speeds and the agreement checks
 
@@ -182,54 +196,41 @@ def _device_and_format(device: str | torch.device | None, dtype: str | torch.dty
     return device, dtype
 
 
-def _validated_state(folder, args: ModelArgs) -> tuple[ModelArgs, dict[str, torch.Tensor], str]:
-    """The folder's float32 weights under our names, checked against params.json (gates make it "gated")."""
-    state, weights = checkpoint.read_state_dict(folder)
-    state = checkpoint.detect_gates(state, args)
-    if "loop_gates" in state:
-        args = dataclasses.replace(args, loop_mode="gated")
-    return args, checkpoint.canonical_state_dict(state, args), weights
-
-
-def _model_in_format(folder, args: ModelArgs, device: torch.device, weight_format: str):
-    """(model in weight_format, unfused, args, where the weights came from), from the format's cache
-    when an earlier load converted them, else converted from the float32 weights (and cached)."""
+def _model_in_format(folder, layout: Layout, device: torch.device, weight_format: str, weights: str = ""):
+    """(the model in weight_format, unfused; where its weights came from): the format's cache when an
+    earlier load converted them, else converted from the checkpoint's validated weights (`weights`) and cached."""
     cached = checkpoint.read_format_cache(folder, weight_format) if weight_format != "float32" else None
     if cached is not None:
-        if "loop_gates" in cached:
-            args = dataclasses.replace(args, loop_mode="gated")
         with torch.device("meta"):
-            model = LoopedTransformer(args).to_format(weight_format)
+            model = LoopedTransformer(layout.args).to_format(weight_format)
         try:
             model.load_state_dict(cached, strict=True, assign=True)
             where = checkpoint.format_cache(folder, f"model-{weight_format}.safetensors")
-            return model.eval().to(device), args, f"{weight_format} weights (cached conversion {where})"
-        except RuntimeError as err:  # a cache from another version of this code: convert again
+            return model.eval().to(device), f"{weight_format} weights (cached conversion {where})"
+        except RuntimeError as err:  # a cache written by another version of this code: convert again
             log.warning("the cached %s weights do not fit this model (%s); converting again", weight_format, err)
-    args, state, weights = _validated_state(folder, args)
-    model = checkpoint.build_model(args, state).to(device).to_format(weight_format)
-    if weight_format != "float32":
-        checkpoint.save_format_cache(model.state_dict(), folder, weight_format)
-        weights = f"{weights}, converted to {weight_format}"
-    return model, args, weights
+    model = checkpoint.build_model(layout.args, layout.state).to(device).to_format(weight_format)
+    if weight_format == "float32":
+        return model, weights
+    checkpoint.save_format_cache(model.state_dict(), folder, weight_format)
+    return model, f"{weights}, converted to {weight_format}"
 
 
-def _choose_format(folder, args: ModelArgs, device: torch.device, template: str, check_texts):
+def _choose_format(folder, layout: Layout, device: torch.device, template: str, check_texts) -> FormatChoice:
     """The fastest format here that agrees with float32 on this model (emojilm.formats), cached per weights file."""
     verdict = checkpoint.format_cache(folder, "format-choice.json")
     try:
         return FormatChoice.from_json(json.loads(verdict.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    seconds = formats.product_seconds(args, device)
+    seconds = formats.product_seconds(layout.args, device)
     choice = FormatChoice("float32", seconds)
     candidates = formats.candidates_by_speed(seconds)
     if candidates:
-        args, state, _ = _validated_state(folder, args)
-        reference = checkpoint.build_model(args, state).to(device)
+        reference = checkpoint.build_model(layout.args, layout.state).to(device)
         sequences = formats.check_sequences(template, check_texts)
         for weight_format in candidates:
-            candidate, *_ = _model_in_format(folder, args, device, weight_format)
+            candidate, _ = _model_in_format(folder, layout, device, weight_format)
             choice.checks.append(formats.compare(reference, candidate.fuse_weights(), sequences))
             if choice.checks[-1].agrees:
                 choice.weight_format = weight_format
@@ -260,14 +261,17 @@ def load(
     The loop mode comes from, in order: the `loop_mode` argument ("override");
     params.json, where a mode name, `false` or no `loop_residual` at all say it
     ("config"; "recorded" in our own checkpoints, which carry an `emojilm`
-    section; loop gate tensors say "gated"); then, only for a bare `true` in a
-    checkpoint that is not ours, the variant probe among TRUE_READINGS ("probe"),
-    applied only when it wins clearly; else the documented reading of `true`
-    ("default"). The prompt template: the argument, then our section's record,
-    then the probe, then the default. `probe=False` skips the probe; its choice
-    is cached per checkpoint, so it runs once. `progress(file, done, total)` is
-    called as Hub files download, and `probing(done, total)` after each forward pass of the
-    probe (total: the most passes it may still need in all).
+    section); then, where the checkpoint leaves it open (a bare `true`: the
+    readings in TRUE_READINGS; a per-loop tensor with no mode named: the gate
+    readings its shape allows) and is not ours, the variant probe ("probe"),
+    applied only when it wins clearly; else the documented default ("default":
+    DEFAULT_TRUE_MODE, or DEFAULT_GATE_MODE for a per-loop tensor). The prompt
+    template: the argument, then our section's record, then the probe, then the
+    default. `probe=False` skips the probe; its choice is cached per checkpoint,
+    so it runs once. `progress(file, done, total)` is called as Hub files
+    download, and `probing(done, total)` after each forward pass of the probe
+    (total: the most passes it may still need in all). `lm.info.anatomy` records
+    what the checkpoint holds and how it was read.
 
     dtype: the blocks' weight format (float32 by default on CPU: exact; bfloat16;
     int8 weight-only; float16 on GPUs) or "auto": the fastest format here that
@@ -280,24 +284,33 @@ def load(
         raise ValueError(f"loop_mode must be one of {', '.join(LOOP_MODES)}, got {loop_mode!r}")
     if template is not None:
         resolve_template(template)  # a bad template fails before any download
+    started = time.perf_counter()
     resolved = checkpoint.resolve(source, revision, progress=progress)
+    downloaded = time.perf_counter()
     params = read_params(resolved.folder / checkpoint.PARAMS)
-    args = args_from_params(params)
+    fields, args = config_fields(params), args_from_params(params)
+    state, weights = checkpoint.read_state_dict(resolved.folder)
+    families = key_families(state)
+    layout = read_layout(state, args, fields)
+    del state
     ours = params.get("emojilm")
     ours = ours if isinstance(ours, dict) else None
     recorded_template = (ours or {}).get("prompt_template")
     prompt_template = resolve_template(recorded_template or DEFAULT_TEMPLATE)
     choice = None
     if weight_format == "auto":
-        choice = _choose_format(resolved.folder, args, device, prompt_template, check_texts)
+        choice = _choose_format(resolved.folder, layout, device, prompt_template, check_texts)
         weight_format = choice.weight_format
-    model, args, weights = _model_in_format(resolved.folder, args, device, weight_format)
+    model, weights = _model_in_format(resolved.folder, layout, device, weight_format, weights)
+    # Only the model keeps the weights: fusing then frees each original weight as it goes,
+    # and the peak grows by one block.
+    layout.state.clear()
     n_params = model.num_params()
-    model.fuse_weights()  # each original weight is freed as its block is fused: the peak grows by one block
+    model.fuse_weights()
 
-    # A bare `true` (and no gate tensors) is read the default way, or probed where the checkpoint is not ours.
-    reads_true = params.get("model", params).get("loop_residual", False) is True and args.loop_mode != "gated"
-    mode_source = "default" if reads_true else ("recorded" if ours else "config")
+    # Where the checkpoint leaves the loop mode open, it is read the default way, or probed where it is not ours.
+    mode_source = "default" if layout.open_modes else ("recorded" if ours else "config")
+    anatomy = Anatomy(fields, families, layout.readings, layout.open_modes)
     info = ModelInfo(
         source=resolved.source,
         folder=str(resolved.folder),
@@ -306,31 +319,41 @@ def load(
         n_params=n_params,
         device=str(device),
         dtype=weight_format,
-        loop_mode=args.loop_mode,
+        loop_mode=layout.args.loop_mode,
         mode_source=mode_source,
         template=template_name(prompt_template),
         template_source="recorded" if recorded_template else "default",
+        anatomy=anatomy,
         kernel=model.kernel,
         format_note=choice.describe() if choice else "",
     )
     lm = EmojiLM(model, prompt_template, info)
     log.info("loaded %r", lm)
+    converted = time.perf_counter()
 
     lm.set_variant(loop_mode, template)  # a pinned half of the variant is what the probe scores the other under
-    probe_mode = reads_true and ours is None and loop_mode is None
+    probe_modes = layout.open_modes if ours is None and loop_mode is None else ()
     probe_template = recorded_template is None and template is None
-    if probe and (probe_mode or probe_template):
-        _apply_probe(lm, resolved.folder, probe_mode, probe_template, probing)
+    if probe and (probe_modes or probe_template):
+        _apply_probe(lm, resolved.folder, probe_modes, probe_template, probing)
+    anatomy.seconds = {
+        "download": downloaded - started,
+        "convert": converted - downloaded,
+        "probe": time.perf_counter() - converted,
+    }
     return lm
 
 
-def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, probing) -> None:
+def _apply_probe(lm: EmojiLM, folder, modes: tuple[str, ...], probe_template: bool, probing) -> None:
     """Run the staged probe (or reuse its cached result) and apply only its clear picks."""
-    from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, TRUE_READINGS, StageResult, choose_variant
+    from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, StageResult, choose_variant
 
     weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
-    # What was searched, and under which fixed half: a different pin is a different search.
-    search = json.dumps([probe_mode, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS])
+    # What was searched (the staged search, with its second template stage), and under which fixed half:
+    # a different pin is a different search.
+    search = json.dumps(
+        ["templates again", modes, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS]
+    )
     digest = hashlib.sha256(search.encode()).hexdigest()[:16]
     cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{digest}.json"
     stages: dict[str, StageResult] | None = None
@@ -340,7 +363,7 @@ def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, pr
         except (OSError, ValueError, TypeError):
             stages = None
     if stages is None:
-        stages = choose_variant(lm, TRUE_READINGS if probe_mode else None, probe_template, probing)
+        stages = choose_variant(lm, modes, probe_template, probing)
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps({k: v.to_json() for k, v in stages.items()}))
@@ -349,4 +372,4 @@ def _apply_probe(lm: EmojiLM, folder, probe_mode: bool, probe_template: bool, pr
     for key, stage in stages.items():
         if stage.clear:
             lm.set_variant(**{key: stage.winner}, source="probe")
-    lm.info.probe_note = "; ".join(stage.describe(key.replace("_", " ")) for key, stage in stages.items())
+    lm.info.probe_note = "\n".join(stage.describe(key.replace("_", " ")) for key, stage in stages.items())

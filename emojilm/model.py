@@ -10,8 +10,22 @@ loop's input is the *loop mode* (h0 is the token embedding, B(h) all blocks once
     add                h_t = B(h_{t-1}) + h_{t-1}
     add_skip_first     h_1 = B(h_0),  then as "add"
     inject_embeddings  h_1 = B(h_0),  h_t = B(h_{t-1} + h_0)
-    gated              h_t = B(h_{t-1}) + g_t * h_{t-1}   (learned g_t = loop_gates[t-1];
-                       loops beyond the trained count reuse the last gate)
+
+The other modes read a learned per-loop tensor g (`loop_gates`, [L] or [L, dim]):
+
+    gated              h_t = B(h_{t-1}) + g_t * h_{t-1}
+    gated_update       h_t = h_{t-1} + g_t * B(h_{t-1})
+    gated_inject       h_t = B(h_{t-1} + g_t * h_0)
+    gated_mix          h_t = h_{t-1} + sigmoid(g_t) * (B(h_{t-1}) - h_{t-1})
+    loop_embed         x_t = h_{t-1} + g_t,  h_t = B(x_t) + x_t   (g_t: loop t's embedding)
+
+With L = n_loops, loop t uses g_t; with L = n_loops - 1, loop 1 runs plain
+(h_1 = B(h_0)) and loop t uses g_{t-1}. Loops beyond the trained count reuse the last row.
+
+Attention may have an output gate (`wg`, `args.attn_gate`): the attention output
+times sigmoid(x W_g^T) before wo, x the block's normed input, one gate per head
+or per element. With `sliding_window` each position attends to itself and the
+window - 1 positions before it.
 
 Logits are output(norm(h)); `loop_logits` reads them out after every loop.
 For inference, `to_format` stores the blocks' matrices in bfloat16 or int8 (the
@@ -29,8 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from emojilm import kernels
-from emojilm.config import LOOP_MODES, ModelArgs
-from emojilm.kvcache import BranchCache, KVCache, repeat_kv
+from emojilm.config import GATE_MODES, LOOP_MODES, ModelArgs
+from emojilm.kvcache import BranchCache, KVCache, repeat_kv, visible
 
 
 class RMSNorm(nn.Module):
@@ -119,19 +133,27 @@ class Attention(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
+        self.window = args.sliding_window
         self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
         self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
-        self.products: dict[str, kernels.Product] = {}  # once fused: "qkv" (wq|wk|wv) and "o"
+        self.products: dict[str, kernels.Product] = {}  # once fused: "qkv" (wq|wk|wv|wg) and "o"
+        # The output gate reads the same input as q, k and v: it is fused with them (one product per step).
+        gates = {"none": 0, "head": args.n_heads, "element": args.n_heads * args.head_dim}[args.attn_gate]
+        self.wg = nn.Linear(args.dim, gates, bias=False) if gates else None
+
+    def inputs(self) -> list[nn.Linear]:
+        """The projections of the block's normed input: q, k, v, and the output gate when there is one."""
+        return [self.wq, self.wk, self.wv] + ([self.wg] if self.wg is not None else [])
 
     def fuse(self) -> None:
-        self.products = {"qkv": fuse_linears(self.wq, self.wk, self.wv), "o": fuse_linears(self.wo)}
+        self.products = {"qkv": fuse_linears(*self.inputs()), "o": fuse_linears(self.wo)}
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
-        """The q, k and v projections side by side: [B, T, (H + 2 H_kv) * D]."""
+        """The q, k and v projections (and the gate's) side by side: [B, T, (H + 2 H_kv) * D (+ gates)]."""
         if not self.products:
-            return torch.cat([self.wq(x), self.wk(x), self.wv(x)], dim=-1)
+            return torch.cat([linear(x) for linear in self.inputs()], dim=-1)
         return self.products["qkv"](x)
 
     def out(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,16 +169,26 @@ class Attention(nn.Module):
         start: int,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        H, H_kv = self.n_heads, self.n_kv_heads
-        heads = self.qkv(x).view(B, T, H + 2 * H_kv, self.head_dim)
+        H, H_kv, D = self.n_heads, self.n_kv_heads, self.head_dim
+        projected = self.qkv(x)
+        heads = projected[..., : (H + 2 * H_kv) * D].view(B, T, H + 2 * H_kv, D)
         qk = apply_rope(heads[:, :, : H + H_kv], rope)  # q and k rotate alike: one call for both
         q, k, v = qk[:, :, :H], qk[:, :, H:], heads[:, :, H + H_kv :]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         if cache is None:  # the tokens alone, from the start of a sequence
-            out = F.scaled_dot_product_attention(q, repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv), is_causal=True)
+            keys, values = repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv)
+            if self.window is None or self.window >= T:
+                out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+            else:
+                positions = torch.arange(T, device=x.device)
+                mask = visible(positions[:, None], positions, self.window)
+                out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         else:
             out = cache.attend(loop, layer, start, q, k, v)
-        return self.out(out.transpose(1, 2).reshape(B, T, -1))
+        out = out.transpose(1, 2)  # [B, T, H, D]
+        if self.wg is not None:  # one gate per head broadcasts over its D elements
+            out = out * torch.sigmoid(projected[..., (H + 2 * H_kv) * D :]).view(B, T, H, -1)
+        return self.out(out.reshape(B, T, -1))
 
 
 class FeedForward(nn.Module):
@@ -203,14 +235,16 @@ class LoopedTransformer(nn.Module):
         super().__init__()
         if args.loop_mode not in LOOP_MODES:
             raise ValueError(f"loop_mode={args.loop_mode!r}; expected one of {LOOP_MODES}")
+        if args.loop_mode not in args.loop_modes:
+            raise ValueError(f"loop_mode={args.loop_mode!r} needs a row of {args.dim} values per loop")
         self.args = args
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
         if not args.weight_tying:
             self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
-        if args.loop_mode == "gated":
-            self.loop_gates = nn.Parameter(torch.ones(args.n_loops, args.dim))
+        if args.loop_mode in GATE_MODES:  # without a shape from a checkpoint, one gate per loop and channel
+            self.loop_gates = nn.Parameter(torch.ones(args.loop_gate_shape or (args.n_loops, args.dim)))
         # Not a buffer: casting the model to bf16 must not round the rotation angles.
         self._rope: torch.Tensor | None = None
 
@@ -218,10 +252,15 @@ class LoopedTransformer(nn.Module):
     def loop_mode(self) -> str:
         return self.args.loop_mode
 
+    @property
+    def loop_modes(self) -> tuple[str, ...]:
+        """The loop modes these weights can run (ModelArgs.loop_modes)."""
+        return self.args.loop_modes
+
     def set_loop_mode(self, mode: str) -> None:
-        """Switch how loops are chained (used by the variant probe); gated needs its weights."""
-        if mode not in LOOP_MODES or (mode == "gated") != hasattr(self, "loop_gates"):
-            raise ValueError(f"cannot switch this model to loop mode {mode!r}")
+        """Switch how loops are chained (used by the variant probe)."""
+        if mode not in self.loop_modes:
+            raise ValueError(f"cannot switch this model to loop mode {mode!r}; it runs {', '.join(self.loop_modes)}")
         self.args = dataclasses.replace(self.args, loop_mode=mode)
 
     def check_loops(self, n_loops: int | None) -> int:
@@ -271,21 +310,51 @@ class LoopedTransformer(nn.Module):
         h0 = self.tok_embeddings(tokens).to(self.dtype)
         h = h0 if state is None else state
         for loop in range(first_loop, n_loops):
-            x = h + h0 if self.loop_mode == "inject_embeddings" and loop > 0 else h
+            gate = self._gate(loop, h.dtype)
+            x = self._loop_input(loop, gate, h, h0)
+            out = x
             for i, layer in enumerate(self.layers):
-                x = layer(x, rope, cache, loop, i, start)
-            h = self._carry(loop, x, h)
+                out = layer(out, rope, cache, loop, i, start)
+            h = self._carry(loop, gate, out, h, x)
             yield h
 
-    def _carry(self, loop: int, out: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        """Combine a loop's block output with its input state, per the loop mode."""
+    def _gate(self, loop: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """Loop `loop`'s row of the per-loop tensor (None: a mode without one, or the first of
+        n_loops - 1 rows' loops, which runs plain)."""
+        if self.loop_mode not in GATE_MODES:
+            return None
+        gates = self.loop_gates
+        row = loop - (self.args.n_loops - gates.shape[0])
+        return None if row < 0 else gates[min(row, gates.shape[0] - 1)].to(dtype)
+
+    def _loop_input(self, loop: int, gate: torch.Tensor | None, h: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        """What the blocks of loop `loop` read, per the loop mode."""
+        mode = self.loop_mode
+        if mode == "inject_embeddings" and loop > 0:
+            return h + h0
+        if gate is not None and mode == "gated_inject":
+            return h + gate * h0
+        if gate is not None and mode == "loop_embed":
+            return h + gate
+        return h
+
+    def _carry(self, loop: int, gate: torch.Tensor | None, out: torch.Tensor, prev: torch.Tensor, x: torch.Tensor):
+        """The state after loop `loop`: its block output `out` combined with the state before it
+        (`prev`) and its input (`x`), per the loop mode."""
         mode = self.loop_mode
         if mode == "add" or (mode == "add_skip_first" and loop > 0):
             return out + prev
+        if gate is None:
+            return out
         if mode == "gated":
-            gate = self.loop_gates[min(loop, self.loop_gates.shape[0] - 1)]
-            return out + gate.to(prev.dtype) * prev
-        return out
+            return out + gate * prev
+        if mode == "gated_update":
+            return prev + gate * out
+        if mode == "gated_mix":
+            return prev + torch.sigmoid(gate) * (out - prev)
+        if mode == "loop_embed":
+            return out + x
+        return out  # gated_inject: the gate acted on the input
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits in float32 whatever the blocks' format: the head is float32 and small."""
@@ -344,7 +413,8 @@ class LoopedTransformer(nn.Module):
         if weight_format == "float32":
             return self
         for block in self.layers:
-            for module, names in ((block.attention, "wq wk wv wo"), (block.feed_forward, "w1 w2 w3")):
+            attention = "wq wk wv wo" + (" wg" if block.attention.wg is not None else "")
+            for module, names in ((block.attention, attention), (block.feed_forward, "w1 w2 w3")):
                 for name in names.split():
                     linear = getattr(module, name)
                     if weight_format == "int8":

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import emojilm
+from emojilm.checkpoint import CheckpointError
 from emojilm.config import LOOP_MODES
 from emojilm.lm import DTYPES, EmojiLM
 from emojilm.prompt import resolve_template
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 BUNDLED = "bundled"
 DEFAULT_REPO = "chili-lab/Emoji-ByteLM"
+MAX_REASON = 600  # characters of a load failure shown on the status line (room for the keys it names)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class ModelRegistry:
                 )
             except Exception as err:  # any failure is reported on the page, never raised into the UI
                 log.warning("loading %s failed: %s", source, err)
-                slot.state, slot.error = "failed", _plain(err)
+                slot.state, slot.error = "failed", failure_reason(err)
             else:
                 slot.lm, slot.state = lm, "ready"
 
@@ -234,10 +236,14 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _plain(err: Exception) -> str:
-    """A one-line reason for the page: no stack trace, no internal class names."""
+def failure_reason(err: Exception) -> str:
+    """Why a model could not load, in one line for the page or a terminal: no stack trace, no internal
+    class names; a checkpoint's list of problems (keys, fields) is joined onto the line, cut at MAX_REASON."""
     name = type(err).__name__
     first = str(err).strip().splitlines()[0] if str(err).strip() else name
     if "offline" in first.lower() or "connect" in first.lower() or name.endswith(("ConnectError", "Timeout")):
         return "the Hugging Face Hub cannot be reached from this machine"
-    return first[:300]
+    if not isinstance(err, CheckpointError):  # other errors' later lines are tracebacks and advice
+        return first[:MAX_REASON]
+    line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"

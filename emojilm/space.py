@@ -22,6 +22,7 @@ from emojilm.lm import EmojiLM
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
 from emojilm.speculative import default_draft_loops
+from emojilm.views import short_repr
 
 MAX_TEXT_CHARS = 20_000  # longer input is refused outright; shorter input is cut to the context
 MAX_NEW_TOKENS = 256  # bytes per answer: with the loop cap, this bounds one request's compute
@@ -71,12 +72,13 @@ class Request:
         }
 
 
-def _number(name: str, value: Any, low: float, high: float, default: float | None = None) -> float:
+def parse_number(name: str, value: Any, low: float, high: float, default: float | None = None) -> float:
+    """A raw value (a widget's, an API client's, a link's or a command line's) as a number in [low, high]."""
     if value is None or value == "":
         if default is None:
             raise ValueError(f"{name} is required")
         return default
-    message = f"{name} must be a number from {low} to {high}, got {_short(value)}"
+    message = f"{name} must be a number from {low} to {high}, got {short_repr(value)}"
     if isinstance(value, bool):  # a JSON true/false, which float() would take as 1/0
         raise ValueError(message)
     try:
@@ -88,17 +90,12 @@ def _number(name: str, value: Any, low: float, high: float, default: float | Non
     return number
 
 
-def _integer(name: str, value: Any, low: int, high: int, default: int | None = None) -> int:
-    number = _number(name, value, low, high, default)
+def parse_integer(name: str, value: Any, low: int, high: int, default: int | None = None) -> int:
+    """A raw value as a whole number in [low, high] ("3", 3.0 and 3 alike)."""
+    number = parse_number(name, value, low, high, default)
     if number != int(number):
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {_short(value)}")
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {short_repr(value)}")
     return int(number)
-
-
-def _short(value: Any) -> str:
-    """repr for an error message, cut so that a huge value cannot flood the page."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def parse_request(
@@ -122,15 +119,15 @@ def parse_request(
     max_loops = LOOPS_FACTOR * lm.n_loops
     # The page offers up to MAX_NEW_TOKENS; a model with a shorter context answers with what fits.
     fits = max(1, lm.model.args.max_seqlen - MIN_PROMPT)
-    seed_value = _integer("seed", seed, -1, 2**31 - 1, default=-1)  # -1 (or none): draw one
+    seed_value = parse_integer("seed", seed, -1, 2**31 - 1, default=-1)  # -1 (or none): draw one
     return Request(
         text=text,
-        temperature=_number("temperature", temperature, *TEMPERATURE_RANGE, default=0.0),
-        top_p=_number("top_p", top_p, *TOP_P_RANGE, default=1.0),
-        n_loops=_integer("loops", loops, 1, max_loops, default=lm.n_loops),
-        max_new_tokens=min(fits, _integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, default=64)),
+        temperature=parse_number("temperature", temperature, *TEMPERATURE_RANGE, default=0.0),
+        top_p=parse_number("top_p", top_p, *TOP_P_RANGE, default=1.0),
+        n_loops=parse_integer("loops", loops, 1, max_loops, default=lm.n_loops),
+        max_new_tokens=min(fits, parse_integer("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, default=64)),
         seed=seed_value if seed_value >= 0 else random.randrange(2**31),
-        adaptive_threshold=_number("threshold", threshold, *THRESHOLD_RANGE, default=0.0) if adaptive else 0.0,
+        adaptive_threshold=parse_number("threshold", threshold, *THRESHOLD_RANGE, default=0.0) if adaptive else 0.0,
     )
 
 

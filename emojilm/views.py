@@ -6,6 +6,7 @@ Pure functions of a Trace / Generation / EmojiLM, so they are tested without a b
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import pandas as pd
 
@@ -102,20 +103,98 @@ def summary_line(result: Generation, seed: int | None = None) -> str:
     return line
 
 
+def short_repr(value: Any) -> str:
+    """repr for a message, cut so that a huge value (from a request, a link, a checkpoint) cannot flood the page."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _code(text: str) -> str:
+    """Text from a checkpoint as inline code (shown as is, never as markup), unable to close its code span."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
+def _text(text: str) -> str:
+    """Text from a checkpoint in Markdown prose: no HTML gets through."""
+    return html.escape(str(text), quote=False)
+
+
 def model_info_markdown(lm, note: str = "") -> str:
+    """The model panel: what runs, then the checkpoint's anatomy (what `python -m emojilm.inspect` prints)."""
     info, args = lm.info, lm.model.args
-    lines = [
-        f"**{html.escape(info.source)}**" + (f" @ `{info.revision[:12]}`" if info.revision else ""),
+    lines = [f"> {note}\n"] if note else []
+    lines += [
+        f"**{_text(info.source)}**" + (f" @ `{info.revision[:12]}`" if info.revision else ""),
         f"- {info.n_params / 1e6:.2f}M parameters · {args.n_layers} layers × {args.n_loops} loops "
         f"(dim {args.dim}, {args.n_heads} heads)",
-        f"- loop mode: `{info.loop_mode}` ({info.mode_source}) · prompt template: `{info.template!r}` "
-        f"({info.template_source})",
         f"- {info.device}, {info.dtype} weights · kernel: {info.kernel}",
     ]
     if info.format_note:
-        lines.append(f"- {html.escape(info.format_note)}")
+        lines.append(f"- {_text(info.format_note)}")
+    if info.anatomy is None:  # a model made in memory (tests): no checkpoint to describe
+        return "\n".join([*lines, "", *variant_lines(info, ())])
+    return "\n".join([*lines, "", *anatomy_markdown(lm)])
+
+
+def anatomy_markdown(lm) -> list[str]:
+    """A loaded checkpoint's anatomy as Markdown lines: the variant and why, params.json's fields,
+    what each unforeseen tensor was read as, the state dict's key families, the load time."""
+    info, anatomy = lm.info, lm.info.anatomy
+    lines = ["### Variant", *variant_lines(info, anatomy.candidates), ""]
+    lines += ["### params.json (model section)", *fields_lines(anatomy.fields), ""]
+    if anatomy.readings:
+        lines += ["### Read from tensors we did not foresee"]
+        lines += [f"- {_code(stored)}: {_text(what)}" for stored, what in anatomy.readings] + [""]
+    lines += ["### State dict", *families_lines(anatomy.families), ""]
+    seconds = anatomy.seconds
+    split = " · ".join(f"{name} {seconds[name]:.2f} s" for name in ("download", "convert", "probe") if name in seconds)
+    lines.append(f"Load time: {split} ({info.weights})" if split else f"Weights: {info.weights}")
+    return lines
+
+
+def variant_lines(info, candidates: tuple[str, ...]) -> list[str]:
+    """How the loop mode and the template were chosen, and why."""
+    why = {
+        "config": "as params.json says",
+        "recorded": "as this project's checkpoint records",
+        "override": "pinned by the operator or the page",
+        "probe": "the probe's clear winner",
+        "default": "the documented default",
+    }
+    mode = f"- loop mode {_code(info.loop_mode)}: {why.get(info.mode_source, info.mode_source)}"
+    if candidates:
+        mode += f", among the readings the checkpoint leaves open ({', '.join(candidates)})"
+    lines = [
+        mode,
+        f"- prompt template {_code(repr(info.template))}: {why.get(info.template_source, info.template_source)}",
+    ]
     if info.probe_note:
-        lines.insert(3, f"- {html.escape(info.probe_note)}")
-    if note:
-        lines.insert(0, f"> {note}\n")
-    return "\n".join(lines)
+        lines += [f"- {_text(stage)}" for stage in info.probe_note.splitlines()]
+        if "default" in (info.mode_source, info.template_source) and "no clear winner" in info.probe_note:
+            lines.append("- where the probe found no clear winner, the documented default stays")
+    elif info.mode_source == "default" or info.template_source == "default":
+        lines.append("- the probe did not run (probe=False): the documented defaults stand")
+    return lines
+
+
+def fields_lines(fields) -> list[str]:
+    """params.json's model fields: used, ignored (training only, unknown here) and refused."""
+
+    def listed(values: dict) -> str:
+        return ", ".join(f"{_code(key)} = {_code(short_repr(value))}" for key, value in values.items()) or "none"
+
+    lines = [f"- used: {listed(fields.used)}", f"- ignored, training only: {listed(fields.training)}"]
+    lines.append(f"- ignored, not known here: {listed(fields.unknown)}")
+    if fields.refused:
+        lines.append("- refused: " + "; ".join(f"{_code(key)}: {_text(why)}" for key, why in fields.refused.items()))
+    return lines
+
+
+def families_lines(families) -> list[str]:
+    """The state dict's key families as a Markdown table."""
+
+    def row(*cells) -> str:  # a | inside a cell would end it
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    rows = [row(_code(f.name), f.count, _text(f.shapes), _text(f.dtypes)) for f in families]
+    return ["| keys | count | shape | dtype |", "|---|---:|---|---|", *rows]

@@ -149,8 +149,8 @@ def test_wrapper_prefixes_accepted(make_checkpoint, prefix):
 @pytest.mark.parametrize("name", ["loop_gates", "gates", "loop_gate.weight", "_orig_mod.loop_gates"])
 def test_gate_keys_switch_to_gated(make_checkpoint, name):
     folder, _ = make_checkpoint(tiny_params(loop_residual=True), state_override={name: torch.rand(3)})
-    lm = load(folder)
-    assert (lm.model.loop_mode, lm.info.loop_mode, lm.info.mode_source) == ("gated", "gated", "config")
+    lm = load(folder)  # the documented reading of a per-loop tensor (the probe is off here)
+    assert (lm.model.loop_mode, lm.info.loop_mode, lm.info.mode_source) == ("gated", "gated", "default")
     plain = load(make_checkpoint(tiny_params(loop_residual=True))[0])
     assert plain.model.loop_mode == "add"
     assert not torch.allclose(logits(lm), logits(plain))

@@ -1,4 +1,5 @@
-"""The command line, as a user meets it: `python -m emojilm TEXT...` and `python -m emojilm.probe SOURCE`.
+"""The command line, as a user meets it: `python -m emojilm TEXT...`, `python -m emojilm.probe SOURCE`
+and `python -m emojilm.inspect SOURCE`.
 
 Mostly run in-process (emojilm.cli.main / probe_main with captured output), and
 a few times as real subprocesses. Every answer printed is compared with an
@@ -19,9 +20,9 @@ import pytest
 import torch
 
 import emojilm
-from emojilm import cli
+from emojilm import cli, views
 from emojilm.checkpoint import BUNDLED_DIR
-from emojilm.config import LOOP_MODES
+from emojilm.config import GATE_MODES, LOOP_MODES
 from emojilm.probe import probe_variants
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from tests.conftest import TINY, lingua_shapes, tiny_params
@@ -285,7 +286,7 @@ def test_probe_table_has_one_row_per_candidate(capsys, tiny):
     out = capsys.readouterr().out
     assert status == 0
     rows = table_rows(out)
-    modes = [mode for mode in LOOP_MODES if mode != "gated"]  # the tiny checkpoint has no gate tensors
+    modes = [mode for mode in LOOP_MODES if mode not in GATE_MODES]  # the tiny checkpoint has no per-loop tensor
     assert len(rows) == len(modes) * len(CANDIDATE_TEMPLATES)
     expected = probe_variants(emojilm.load(tiny, probe=False))
     assert [(r[1], r[2]) for r in rows] == list(expected[["loop_mode", "template"]].itertuples(index=False, name=None))
@@ -326,3 +327,62 @@ def test_probe_subprocess(tiny, isolated_caches):
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""  # no runpy warning about emojilm.probe being imported twice
     assert len(table_rows(done.stdout.decode("utf-8"))) == 3
+
+
+# --- inspect -------------------------------------------------------------------------------------
+
+
+def run_inspect(capsys, *argv) -> tuple[int, str, str]:
+    status = cli.inspect_main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_inspect_shows_the_anatomy_of_a_checkpoint_with_unforeseen_tensors(capsys, make_checkpoint):
+    gates = {f"_orig_mod.res_gates.{t}": torch.full((32,), 0.5) for t in range(3)}
+    gates |= {f"layers.{i}.attention.g_proj.weight": torch.zeros(4, 32) for i in range(2)}
+    folder, _ = make_checkpoint(tiny_params(loop_residual=True, halting="act"), state_override=gates)
+    status, out, err = run_inspect(capsys, folder, "--no-probe")
+    assert (status, err) == (0, "")
+    lm = emojilm.load(folder, probe=False)
+    for stored, what in lm.info.anatomy.readings:  # each reading, as the library records it
+        assert f"- `{stored}`: {what}" in out
+    assert (
+        "`_orig_mod.res_gates.{i}` | 3 | [32] | float32 |" in out
+        and "`layers.{i}.attention.g_proj.weight` | 2 | [4, 32]" in out
+    )
+    assert "- ignored, not known here: `halting` = `'act'`" in out
+    assert "- loop mode `gated`: the documented default, among the readings the checkpoint leaves open" in out
+    assert "Load time: download " in out and " · convert " in out and " · probe " in out
+
+
+def test_inspect_of_a_checkpoint_that_cannot_load_shows_what_it_can_and_why(capsys, make_checkpoint):
+    folder, _ = make_checkpoint(
+        tiny_params(mixer="gdn"), state_override={"norm.weight": None, "extra_scale": torch.ones(5)}
+    )
+    status, out, err = run_inspect(capsys, folder)
+    assert status == 1 and err == ""
+    assert out.startswith(f"**{folder}** cannot be loaded:")
+    assert "- refused: `mixer`: mixer='gdn' cannot run here" in out
+    assert "| `extra_scale` | 1 | [5] | float32 |" in out and "`norm.weight`" not in out  # the keys as stored
+
+    folder, _ = make_checkpoint(tiny_params(), state_override={"norm.weight": None, "extra_scale": torch.ones(5)})
+    status, out, _ = run_inspect(capsys, folder)
+    assert status == 1
+    assert "missing keys (1): norm.weight" in out and "unexpected keys (1): extra_scale [5]" in out
+
+
+@pytest.mark.parametrize("argv", [[], ["bundled", "--revision", "v1"], ["bundled", "--sideways"]])
+def test_inspect_bad_usage(capsys, argv):
+    status, out, err = run_inspect(capsys, *argv)
+    assert status == 2 and out == "" and len(err.splitlines()) == 1
+
+
+def test_inspect_subprocess_on_the_bundled_model(isolated_caches):
+    done = run_module("emojilm.inspect", "bundled", cache=isolated_caches)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
+    out = done.stdout.decode("utf-8")
+    lm = emojilm.load("bundled")
+    assert out.rstrip("\n").splitlines()[:3] == views.model_info_markdown(lm).splitlines()[:3]
+    assert f"- loop mode `{lm.info.loop_mode}`: as this project's checkpoint records" in out
+    assert out.count("| `layers.{i}.") == 9  # the block's nine tensors, one family each

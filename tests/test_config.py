@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emojilm.config import LOOP_MODES, args_from_params
+from emojilm.config import LOOP_MODES, args_from_params, config_fields
 from tests.conftest import lingua_params, tiny_params
 
 
@@ -78,10 +78,87 @@ def test_max_loops_allows_extrapolation():
     assert args_for(**tiny_params(n_loops=8)).max_loops > 8
 
 
-def test_sliding_window_rejected():
-    assert args_for(**tiny_params(sliding_window=None)).dim == 32
-    with pytest.raises(ValueError, match="sliding_window"):
-        args_for(**tiny_params(sliding_window=256))
+def test_sliding_window_is_read():
+    assert args_for(**tiny_params(sliding_window=None)).sliding_window is None
+    assert args_for(**tiny_params(sliding_window=16)).sliding_window == 16
+    for bad in (0, -3, 2.5, True, "16"):
+        with pytest.raises(ValueError, match="sliding_window"):
+            args_for(**tiny_params(sliding_window=bad))
+
+
+# ----------------------------------------------------------------------------- spellings and fields
+
+
+@pytest.mark.parametrize("spelling", ["n_loops", "loop_count", "num_loops"])
+def test_loop_count_spellings(spelling):
+    model = tiny_params(**{"n_loops": None, spelling: 5})
+    assert args_for(**model).n_loops == 5
+    assert config_fields(lingua_params(model, seed=0)).used[spelling] == 5
+
+
+@pytest.mark.parametrize("spelling", ["loop_residual", "use_residual"])
+@pytest.mark.parametrize(("value", "mode"), [(True, "add"), (False, "none"), ("gated_mix", "gated_mix")])
+def test_loop_residual_spellings(spelling, value, mode):
+    args = args_for(**tiny_params(**{"loop_residual": None, spelling: value}))
+    assert args.loop_mode == mode
+
+
+def test_agreeing_spellings_are_accepted():
+    assert args_for(**tiny_params(n_loops=4, loop_count=4)).n_loops == 4
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        ({"n_loops": 8, "loop_count": 4}, ["n_loops=8", "loop_count=4", "disagree"]),
+        ({"loop_residual": True, "use_residual": False}, ["loop_residual=True", "use_residual=False"]),
+    ],
+)
+def test_disagreeing_spellings_refused_naming_both(changes, fragments):
+    with pytest.raises(ValueError) as caught:
+        args_for(**tiny_params(**changes))
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("spelling", ["loop_count", "num_loops"])
+def test_a_loop_count_spelling_is_bounded_like_n_loops(spelling):
+    with pytest.raises(ValueError, match=f"{spelling}=1000000 is larger"):
+        args_for(**tiny_params(**{"n_loops": None, spelling: 10**6}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mixer", "gdn"), ("mixer", "mamba"), ("shared_layers", False), ("shared_layers", 1), ("qk_norm", True)],
+)
+def test_fields_that_change_the_maths_we_cannot_run_are_refused_by_name(field, value):
+    model = tiny_params(**{field: value})
+    with pytest.raises(ValueError, match=field):
+        args_for(**model)
+    fields = config_fields(lingua_params(model, seed=0))
+    assert list(fields.refused) == [field] and field not in fields.used
+
+
+@pytest.mark.parametrize(("field", "value"), [("mixer", "attention"), ("shared_layers", True), ("qk_norm", False)])
+def test_runnable_values_of_those_fields_are_used(field, value):
+    model = tiny_params(**{field: value})
+    assert args_for(**model).dim == 32
+    assert config_fields(lingua_params(model, seed=0)).used[field] == value
+
+
+def test_fields_are_sorted_into_used_training_only_and_unknown():
+    model = tiny_params(loop_count=3, n_loops=None, gated_attn=True, seed=7, init_std_factor="disabled", moe_k=2)
+    fields = config_fields(lingua_params(model, seed=0))
+    assert set(fields.used) == set(model) - {"seed", "init_std_factor", "moe_k"}
+    assert fields.training == {"seed": 7, "init_std_factor": "disabled"}
+    assert fields.unknown == {"moe_k": 2}
+    assert fields.refused == {}
+    assert (fields.value("n_loops"), fields.value("loop_residual"), fields.value("gated_attn")) == (3, "add", True)
+
+
+def test_gated_attn_must_be_a_boolean():
+    with pytest.raises(ValueError, match="gated_attn"):
+        args_for(**tiny_params(gated_attn="yes"))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from emojilm.generation import decode_steps, until_eos
 from emojilm.prompt import clean_text
 from emojilm.sampling import SamplingParams, filtered_probs
 from emojilm.tokenizer import EOS_ID, StreamDecoder
-from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, naive_greedy, scripted_lm, tiny_lm
+from tests.tiny_lms import ARCHITECTURES, ODD_TEXTS, TRAINED_LOOPS, naive_greedy, scripted_lm, tiny_lm
 
 TEXTS = ["I love pizza", "héllo wörld ☕", "🍕🍕"]
 SAMPLED = {"temperature": 1.0, "seed": 7}
@@ -44,6 +44,17 @@ def test_greedy_generate_matches_naive_decode(loop_mode, n_loops):
         expected = naive_greedy(lm, prompt, n_loops, max_new_tokens=16)
         assert lm.generate(prompt, n_loops=n_loops, max_new_tokens=16) == expected
         assert lm.translate(text, n_loops=n_loops, max_new_tokens=16).token_ids == expected
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_greedy_generate_matches_naive_decode_with_gated_or_windowed_attention(architecture):
+    lm = tiny_lm("gated_mix", eos_bias=1.0, **ARCHITECTURES[architecture])
+    for text in TEXTS[:2]:
+        prompt = lm.prompt_ids(text)
+        window = lm.model.args.sliding_window
+        assert window is None or len(prompt) > window  # the window cuts the prompt off
+        expected = naive_greedy(lm, prompt, TRAINED_LOOPS + 1, max_new_tokens=16)
+        assert lm.translate(text, n_loops=TRAINED_LOOPS + 1, max_new_tokens=16).token_ids == expected
 
 
 def test_greedy_at_max_loops_matches_naive_decode(lm):

@@ -14,7 +14,7 @@ import torch
 
 import emojilm
 from emojilm import kernels
-from tests.test_model import MODES, make_model, reference_loop_logits
+from tests.test_model import MODES, make_model, reference_for
 
 STEP_ROWS = (1, 2, 4, 8)
 
@@ -49,13 +49,14 @@ def path(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("variant", ["gqa", "gate_per_element"])  # an attention gate is fused with q, k and v
 @pytest.mark.parametrize("mode", MODES)
-def test_every_step_shape_matches_the_reference(make_checkpoint, mode, path):
-    model, state, section = make_model(make_checkpoint, "gqa", mode)
+def test_every_step_shape_matches_the_reference(make_checkpoint, mode, variant, path):
+    model, state, section = make_model(make_checkpoint, variant, mode)
     assert model.packed == (path == "packed")
     n_loops = model.args.n_loops
     tokens = torch.randint(0, 256, (max(STEP_ROWS), 12), generator=torch.Generator().manual_seed(2))
-    expected = reference_loop_logits(state, section, mode, tokens, n_loops)[-1]  # [rows, T, vocab]
+    expected = reference_for(state, section, mode, tokens, n_loops)[-1]  # [rows, T, vocab]
     with torch.no_grad():
         for rows in STEP_ROWS:  # a prefill of 10 positions, then one position for `rows` rows at once
             cache = model.new_cache(n_loops, rows, 12)

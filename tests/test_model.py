@@ -1,7 +1,9 @@
 """The looped model against an independent straight-line computation from the raw state dict.
 
-The reference below uses only plain torch ops in float64 and follows DESIGN.md and
-the loop-mode table at the top of emojilm/model.py; it calls nothing in emojilm.
+The reference below uses only plain torch ops in float64 and follows DESIGN.md, the
+loop-mode table at the top of emojilm/model.py and the issue's formulas for gates
+(attention output gates, per-loop gates) and lingua's sliding window; it calls
+nothing in emojilm, and reads the tensors under the names the checkpoint stores.
 """
 
 from __future__ import annotations
@@ -14,29 +16,47 @@ import torch
 
 import emojilm
 from emojilm.checkpoint import read_state_dict, write_checkpoint
+from emojilm.config import GATE_MODES, LOOP_MODES
 from emojilm.kvcache import BranchCache
 from emojilm.model import LoopedTransformer
 from tests.conftest import lingua_sizes, random_tokens, tiny_params
 
 TRAINED = 3  # tiny_params()["n_loops"]
 LOOP_COUNTS = (1, TRAINED, TRAINED + 2)  # one loop, the trained count, extrapolation
+WINDOW = 5  # shorter than the test sequences, so that early positions fall out of it
+ATTENTION_GATE = "gate_proj"  # the name the checkpoints store attention output gates under
 
-# name -> params.json model section
+# name -> (params.json model section, attention output gate: None, "head" or "element")
 VARIANTS = {
-    "mha": tiny_params(n_kv_heads=None),
-    "gqa": tiny_params(),  # 4 query heads share 2 kv heads
-    "tied": tiny_params(weight_tying=True),
-    "head_dim": tiny_params(head_dim=12),  # n_heads * head_dim = 48 != dim = 32
+    "mha": (tiny_params(n_kv_heads=None), None),
+    "gqa": (tiny_params(), None),  # 4 query heads share 2 kv heads
+    "tied": (tiny_params(weight_tying=True), None),
+    "head_dim": (tiny_params(head_dim=12), None),  # n_heads * head_dim = 48 != dim = 32
+    "window": (tiny_params(sliding_window=WINDOW), None),
+    "gate_per_head": (tiny_params(gated_attn=True), "head"),
+    "gate_per_element": (tiny_params(head_dim=12), "element"),  # no gated_attn: the tensors say it
 }
-# name -> (params.json loop_residual, shape of the learned gates or None)
+# name -> (params.json loop_residual, shape of the per-loop tensor or None); the mode run is the
+# name without its suffix. L = TRAINED - 1 rows: the first loop runs plain.
 MODES = {
     "none": ("none", None),
     "add": ("add", None),
     "add_skip_first": ("add_skip_first", None),
     "inject_embeddings": ("inject_embeddings", None),
-    "gated": (True, (TRAINED,)),  # gates in the state dict switch a `true` checkpoint to gated
+    "gated": (True, (TRAINED,)),  # a per-loop tensor read the default way under a bare `true`
     "gated_per_channel": ("gated", (TRAINED, 32)),
+    "gated_update": ("gated_update", (TRAINED, 32)),
+    "gated_update_scalar": ("gated_update", (TRAINED - 1,)),
+    "gated_inject": ("gated_inject", (TRAINED - 1, 32)),
+    "gated_mix": ("gated_mix", (TRAINED,)),
+    "gated_mix_per_channel": ("gated_mix", (TRAINED - 1, 32)),
+    "loop_embed": ("loop_embed", (TRAINED, 32)),
+    "loop_embed_skip_first": ("loop_embed", (TRAINED - 1, 32)),
 }
+
+
+def mode_of(name: str) -> str:
+    return next(mode for mode in sorted(LOOP_MODES, key=len, reverse=True) if name.startswith(mode))
 
 
 # ----------------------------------------------------------------------------- reference
@@ -56,7 +76,7 @@ def rope(x, theta):
     return torch.view_as_real(pairs * rotation[None, :, None, :]).reshape(B, T, H, D)
 
 
-def attention(x, w, sizes, theta):
+def attention(x, w, sizes, theta, window=None):
     B, T, _ = x.shape
     H, KV, hd = sizes["n_heads"], sizes["n_kv_heads"], sizes["head_dim"]
     q = rope((x @ w["wq"].T).reshape(B, T, H, hd), theta)
@@ -65,12 +85,18 @@ def attention(x, w, sizes, theta):
     kv_head_of = torch.arange(H) // (H // KV)  # query head h reads kv head h // rep
     k, v = k[:, :, kv_head_of], v[:, :, kv_head_of]
     scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd)
-    future = torch.ones(T, T, dtype=torch.bool).triu(1)
-    scores = scores.masked_fill(future, -math.inf)
+    query, key = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    hidden = key > query  # the future
+    if window is not None:  # lingua's local mask: a query sees itself and the window - 1 keys before it
+        hidden |= key <= query - window
+    scores = scores.masked_fill(hidden, -math.inf)
     weights = (scores - scores.amax(-1, keepdim=True)).exp()
     weights = weights / weights.sum(-1, keepdim=True)
-    out = torch.einsum("bhts,bshd->bthd", weights, v).reshape(B, T, H * hd)
-    return out @ w["wo"].T
+    out = torch.einsum("bhts,bshd->bthd", weights, v)  # [B, T, H, hd]
+    if ATTENTION_GATE in w:  # sigmoid(x W_g^T): [B, T, H] per head, [B, T, H * hd] per element
+        gate = torch.sigmoid(x @ w[ATTENTION_GATE].T)
+        out = out * (gate[..., None] if gate.shape[-1] == H else gate.reshape(B, T, H, hd))
+    return out.reshape(B, T, H * hd) @ w["wo"].T
 
 
 def feed_forward(x, w):
@@ -82,19 +108,26 @@ def all_blocks(h, state, model):
     sizes, eps, theta = lingua_sizes(model), model["norm_eps"], model["rope_theta"]
     for i in range(model["n_layers"]):
         w = {name.split(".")[-2]: t for name, t in state.items() if name.startswith(f"layers.{i}.")}
-        h = h + attention(rms_norm(h, w["attention_norm"], eps), w, sizes, theta)
+        h = h + attention(rms_norm(h, w["attention_norm"], eps), w, sizes, theta, model.get("sliding_window"))
         h = h + feed_forward(rms_norm(h, w["ffn_norm"], eps), w)
     return h
 
 
-def reference_loop_logits(state, model, mode, tokens, n_loops):
-    """Logits [n_loops, B, T, V] read out after every loop, in float64."""
+def reference_loop_logits(state, model, mode, tokens, n_loops, gates=None):
+    """Logits [n_loops, B, T, V] read out after every loop, in float64.
+
+    gates: the per-loop tensor ([L] or [L, dim]) for the gate modes. With L = trained loops,
+    loop t (from 0) reads row t; with one row fewer, loop 0 runs plain and loop t reads row
+    t - 1; beyond training, the last row.
+    """
     state = {k: v.double() for k, v in state.items()}
     head = state["tok_embeddings.weight"] if model.get("weight_tying") else state["output.weight"]
     h0 = state["tok_embeddings.weight"][tokens]
     h, out = h0, []
     for t in range(n_loops):
-        if mode == "none":
+        row = None if gates is None else t - (model["n_loops"] - len(gates))
+        g = None if row is None or row < 0 else gates.double()[min(row, len(gates) - 1)]
+        if mode == "none" or (mode in GATE_MODES and g is None):
             h = all_blocks(h, state, model)
         elif mode == "add":
             h = all_blocks(h, state, model) + h
@@ -102,9 +135,18 @@ def reference_loop_logits(state, model, mode, tokens, n_loops):
             h = all_blocks(h, state, model) + (h if t > 0 else 0)
         elif mode == "inject_embeddings":
             h = all_blocks(h + h0 if t > 0 else h0, state, model)
-        elif mode.startswith("gated"):  # loop t (from 0) uses gate t; beyond training, the last one
-            gates = state["loop_gates"]
-            h = all_blocks(h, state, model) + gates[min(t, len(gates) - 1)] * h
+        elif mode == "gated":
+            h = all_blocks(h, state, model) + g * h
+        elif mode == "gated_update":
+            h = h + g * all_blocks(h, state, model)
+        elif mode == "gated_inject":
+            h = all_blocks(h + g * h0, state, model)
+        elif mode == "gated_mix":
+            s = torch.sigmoid(g)
+            h = s * all_blocks(h, state, model) + (1 - s) * h
+        elif mode == "loop_embed":
+            x = h + g
+            h = all_blocks(x, state, model) + x
         out.append(rms_norm(h, state["norm.weight"], model["norm_eps"]) @ head.T)
     return torch.stack(out)
 
@@ -112,20 +154,37 @@ def reference_loop_logits(state, model, mode, tokens, n_loops):
 # ----------------------------------------------------------------------------- helpers
 
 
+def attention_gates(section, kind, seed):
+    """One output gate per layer, [n_heads, dim] or [n_heads * head_dim, dim], under ATTENTION_GATE."""
+    sizes, gen = lingua_sizes(section), torch.Generator().manual_seed(seed + 100)
+    rows = sizes["n_heads"] * (1 if kind == "head" else sizes["head_dim"])
+    return {
+        f"layers.{i}.attention.{ATTENTION_GATE}.weight": torch.randn(rows, sizes["dim"], generator=gen)
+        for i in range(section["n_layers"])
+    }
+
+
 def make_model(make_checkpoint, variant, mode, seed=0, fused=True):
     """Write a checkpoint for (variant, mode), load it; return (model, state, model section).
 
+    The state holds the per-loop tensor as "loop_gates" when the mode has one.
     `emojilm.load` fuses the weights for inference; fused=False gives the layout training uses.
     """
     loop_residual, gate_shape = MODES[mode]
-    section = {**VARIANTS[variant], "loop_residual": loop_residual}
-    override = {}
-    if gate_shape:
-        override["loop_gates"] = 0.25 + torch.rand(gate_shape, generator=torch.Generator().manual_seed(seed))
+    section, gate_kind = VARIANTS[variant]
+    section = {**section, "loop_residual": loop_residual}
+    override = attention_gates(section, gate_kind, seed) if gate_kind else {}
+    if gate_shape:  # around 0.5, and below 0 too: sigmoid and scaling both matter
+        gen = torch.Generator().manual_seed(seed)
+        override["loop_gates"] = 0.5 + 0.6 * torch.randn(gate_shape, generator=gen)
     folder, state = make_checkpoint(section, seed=seed, state_override=override)
     lm = emojilm.load(folder, device="cpu", probe=False)
-    assert lm.model.loop_mode == mode.removesuffix("_per_channel")
+    assert lm.model.loop_mode == mode_of(mode)
     return (lm.model if fused else unfused_copy(lm.model)), state, section
+
+
+def reference_for(state, section, mode, tokens, n_loops):
+    return reference_loop_logits(state, section, mode_of(mode), tokens, n_loops, state.get("loop_gates"))
 
 
 def unfused_copy(model):
@@ -147,7 +206,7 @@ def assert_matches(actual, expected):
 def test_forward_matches_reference(make_checkpoint, variant, mode, fused):
     model, state, section = make_model(make_checkpoint, variant, mode, fused=fused)
     tokens = random_tokens(2, 13, seed=1)
-    expected = reference_loop_logits(state, section, mode, tokens, max(LOOP_COUNTS))
+    expected = reference_for(state, section, mode, tokens, max(LOOP_COUNTS))
     with torch.no_grad():
         assert_matches(model.loop_logits(tokens, max(LOOP_COUNTS)), expected)
         for n in LOOP_COUNTS:
@@ -161,8 +220,10 @@ def test_fused_weights_are_views_of_the_fused_matrices(make_checkpoint, variant)
     """Fusing moves the weights instead of copying them, and the state dict still reads as lingua's."""
     model, state, _ = make_model(make_checkpoint, variant, "add")
     for block in model.layers:
+        attention = block.attention
+        gate = [attention.wg] if attention.wg is not None else []
         for fused, linears in [
-            (block.attention.products["qkv"].dense, [block.attention.wq, block.attention.wk, block.attention.wv]),
+            (attention.products["qkv"].dense, [attention.wq, attention.wk, attention.wv, *gate]),
             (block.feed_forward.products["13"].dense, [block.feed_forward.w1, block.feed_forward.w3]),
         ]:
             assert fused.is_contiguous()
@@ -173,8 +234,9 @@ def test_fused_weights_are_views_of_the_fused_matrices(make_checkpoint, variant)
     storages |= {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in model.buffers()}
     assert sum(storages.values()) == sum(p.numel() * p.element_size() for p in model.parameters())
     loaded = model.state_dict()
-    assert loaded.keys() == state.keys()
-    for key, value in state.items():
+    ours = {key.replace(ATTENTION_GATE, "wg"): value for key, value in state.items()}
+    assert loaded.keys() == ours.keys()
+    for key, value in ours.items():
         torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
 
 
@@ -192,15 +254,27 @@ def test_loop_modes_differ(make_checkpoint):
     outputs = {}
     for mode in MODES:
         _, state, section = make_model(make_checkpoint, "gqa", mode)
-        outputs[mode] = reference_loop_logits(state, section, mode, tokens, TRAINED)
+        outputs[mode] = reference_for(state, section, mode, tokens, TRAINED)
     for a, b in itertools.combinations(MODES, 2):
         assert not torch.allclose(outputs[a], outputs[b], atol=1e-3), (a, b)
 
 
+@pytest.mark.parametrize("variant", ["window", "gate_per_head", "gate_per_element"])
+def test_the_window_and_the_gates_change_the_output(make_checkpoint, variant):
+    """A check on the test itself: on these tokens the reference's window and gates matter."""
+    _, state, section = make_model(make_checkpoint, variant, "add")
+    tokens = random_tokens(1, 13, seed=2)
+    plain_section = {k: v for k, v in section.items() if k != "sliding_window"}
+    plain_state = {k: v for k, v in state.items() if ATTENTION_GATE not in k}
+    with_them = reference_for(state, section, "add", tokens, TRAINED)
+    assert not torch.allclose(with_them, reference_for(plain_state, plain_section, "add", tokens, TRAINED), atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["gqa", "window", "gate_per_element"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("n_loops", [1, TRAINED + 1])
-def test_kv_cached_chunks_equal_full_forward(make_checkpoint, mode, n_loops):
-    model, _, _ = make_model(make_checkpoint, "gqa", mode)
+def test_kv_cached_chunks_equal_full_forward(make_checkpoint, mode, n_loops, variant):
+    model, _, _ = make_model(make_checkpoint, variant, mode)
     tokens = random_tokens(2, 16, seed=3)
     bounds = [0, 7, 8, 11, 12, 13, 16]  # a prefill, then chunks of 1 and 3 tokens
     cache = model.new_cache(n_loops, batch=2, max_len=20)
@@ -212,11 +286,12 @@ def test_kv_cached_chunks_equal_full_forward(make_checkpoint, mode, n_loops):
     torch.testing.assert_close(torch.cat(chunks, dim=2), full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["gqa", "window", "gate_per_head"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("first_loop", [1, TRAINED])
-def test_carrying_on_from_a_stopped_run_equals_one_run(make_checkpoint, mode, first_loop):
+def test_carrying_on_from_a_stopped_run_equals_one_run(make_checkpoint, mode, first_loop, variant):
     """Loops first_loop+1.. run later from the saved state (what speculative verification does)."""
-    model, _, _ = make_model(make_checkpoint, "gqa", mode)
+    model, _, _ = make_model(make_checkpoint, variant, mode)
     tokens = random_tokens(1, 12, seed=5)
     n_loops = TRAINED + 1
     with torch.no_grad():
@@ -230,10 +305,13 @@ def test_carrying_on_from_a_stopped_run_equals_one_run(make_checkpoint, mode, fi
         next(model.loop_states(tokens, n_loops, first_loop=first_loop))
 
 
-@pytest.mark.parametrize("mode", ["add", "inject_embeddings"])
-def test_branches_equal_running_each_continuation_alone(make_checkpoint, mode):
+@pytest.mark.parametrize(
+    ("mode", "variant"),
+    [("add", "gqa"), ("inject_embeddings", "gqa"), ("add", "window"), ("gated_mix_per_channel", "gate_per_head")],
+)
+def test_branches_equal_running_each_continuation_alone(make_checkpoint, mode, variant):
     """Rows continuing one trunk from their own positions (the trace's branches) compute what each would alone."""
-    model, _, _ = make_model(make_checkpoint, "gqa", mode)
+    model, _, _ = make_model(make_checkpoint, variant, mode)
     trunk_tokens, tails = random_tokens(1, 10, seed=6), random_tokens(3, 3, seed=7)
     branch_at = [5, 9, 7]
     with torch.no_grad():

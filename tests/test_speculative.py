@@ -16,7 +16,7 @@ from emojilm.speculative import (
     speculative_tokens,
     worth_drafting_ahead,
 )
-from tests.tiny_lms import TRAINED_LOOPS, naive_greedy, tiny_lm
+from tests.tiny_lms import ARCHITECTURES, TRAINED_LOOPS, naive_greedy, tiny_lm
 
 TEXTS = ["I love pizza", "héllo wörld ☕"]
 
@@ -35,6 +35,16 @@ def test_greedy_speculative_equals_naive_greedy(loop_mode, n_loops, draft_loops,
         result = lm.translate(text, n_loops=n_loops, max_new_tokens=24, draft_loops=draft_loops)
         assert result.token_ids == naive_greedy(lm, prompt, n_loops, max_new_tokens=24)
         assert result.loops_per_char == [n_loops] * len(result.text)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize(("n_loops", "draft_loops"), [(TRAINED_LOOPS, 1), (6, 2)])
+def test_greedy_speculative_with_gated_or_windowed_attention_equals_naive_greedy(architecture, n_loops, draft_loops):
+    lm = tiny_lm("gated", eos_bias=1.0, head_scale=20.0, **ARCHITECTURES[architecture])
+    for text in TEXTS:
+        result = lm.translate(text, n_loops=n_loops, max_new_tokens=24, draft_loops=draft_loops)
+        assert result.token_ids == naive_greedy(lm, lm.prompt_ids(text), n_loops, max_new_tokens=24)
+        assert result.draft_stats.drafted > 0
 
 
 @pytest.mark.parametrize("draft_length", [1, 3, 8])

@@ -12,7 +12,7 @@ import torch
 
 from emojilm.tokenizer import EOS_ID, char_spans, cluster_spans
 from emojilm.trace import BY_LOOP_COLUMNS, _show, utf8_length
-from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, scripted_lm, tiny_lm
+from tests.tiny_lms import ARCHITECTURES, ODD_TEXTS, TRAINED_LOOPS, scripted_lm, tiny_lm
 
 SUMMARY_COLUMNS = ["loop", "mean_p_final", "mean_entropy", "mean_kl", "answer", "same_as_final", "chars_exiting_here"]
 GREEDY, SAMPLED = {}, {"temperature": 0.8, "seed": 5}
@@ -51,9 +51,20 @@ def test_per_loop_outputs_equal_decoding_with_that_many_loops(loop_mode, n_loops
         assert table["same_as_final"].tolist() == [out == trace.output for out in expected]
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_per_loop_outputs_with_gated_or_windowed_attention_equal_decoding(architecture):
+    lm = tiny_lm("loop_embed", eos_bias=1.0, **ARCHITECTURES[architecture])
+    trace = lm.trace("I love pizza", max_new_tokens=NEW, **SAMPLED)
+    expected = [lm.translate("I love pizza", n_loops=k, max_new_tokens=NEW, **SAMPLED).text for k in (1, 2, 3)]
+    assert trace.per_loop_outputs["output"].tolist() == expected
+
+
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 @pytest.mark.parametrize("text", ["I love pizza", "héllo"])
-def test_by_loop_probabilities_match_full_recompute(lm, text, sampling):
+@pytest.mark.parametrize("architecture", [None, *ARCHITECTURES])
+def test_by_loop_probabilities_match_full_recompute(text, sampling, architecture):
+    # seed 3: random weights whose answers hold whole characters in every architecture
+    lm = tiny_lm("add", seed=3, eos_bias=1.0, **ARCHITECTURES.get(architecture, {}))
     trace = lm.trace(text, max_new_tokens=NEW, **sampling)
     prompt, answer = trace.generation.prompt_ids, trace.generation.token_ids
     chars = cluster_spans(char_spans(answer))

@@ -10,13 +10,18 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
 
 from emojilm import sources, views
+from emojilm.config import ConfigFields
 from emojilm.generation import Generation
+from emojilm.layout import KeyFamily
+from emojilm.lm import Anatomy, ModelInfo
 from emojilm.sources import BUNDLED, DEFAULT_REPO, ModelRegistry, PageState, SourceConfig
 from emojilm.space import MAX_NEW_TOKENS, MAX_TEXT_CHARS, parse_request
 from emojilm.speculative import DraftStats
 from emojilm.trace import BY_LOOP_COLUMNS, Trace, summarize
+from tests.conftest import tiny_params
 
 N_LOOPS = 3
 
@@ -333,6 +338,24 @@ def test_picking_a_failed_model_loads_it_again_and_the_page_polls_until_it_is_do
     assert registry.page_state("slow/hub-model", chosen=True).note == "slow/hub-model could not be loaded: gave up"
 
 
+def test_a_checkpoint_that_cannot_load_is_named_on_the_status_line_and_the_bundled_model_serves(make_checkpoint):
+    broken, _ = make_checkpoint(tiny_params(), state_override={"norm.weight": None, "loop_scale": torch.ones(5)})
+    registry = ModelRegistry(SourceConfig(hub_repo="", extra_sources=(str(broken),)))
+    assert registry.start() == BUNDLED
+    wait_for(lambda: not registry.page_state(BUNDLED, chosen=False).polling)
+    status = registry.status(str(broken))
+    assert "could not be loaded" in status and "\n" not in status
+    assert "missing keys (1): norm.weight" in status and "unexpected keys (1): loop_scale [5]" in status
+    assert registry.page_state(BUNDLED, chosen=False).source == BUNDLED == registry.default
+    assert registry.get(BUNDLED).translate("I love pizza", max_new_tokens=8).text is not None
+
+    refused, _ = make_checkpoint(tiny_params(mixer="gdn"))
+    registry = ModelRegistry(SourceConfig(hub_repo="", extra_sources=(str(refused),)))
+    registry.start()
+    wait_for(lambda: not registry.page_state(BUNDLED, chosen=False).polling)
+    assert "mixer='gdn' cannot run here" in registry.status(str(refused))
+
+
 # --- views ---------------------------------------------------------------------------------------
 
 
@@ -480,3 +503,59 @@ def test_only_greedy_fixed_loop_requests_are_drafted(temperature, adaptive, loop
     """Drafting keeps greedy answers byte for byte; sampled ones would change for the same seed."""
     request = parse_request(fake_lm(n_loops=8), "hi", temperature, 1.0, loops, 16, 1, adaptive, 0.5)
     assert request.decoding()["draft_loops"] == draft_loops
+
+
+# --- the model panel -----------------------------------------------------------------------------
+
+
+def panel_lm(**info) -> SimpleNamespace:
+    """A loaded model as the panel reads it, with a hostile checkpoint's names and values in its anatomy."""
+    anatomy = Anatomy(
+        fields=ConfigFields(
+            used={"dim": 32, "loop_residual": True},
+            training={"seed": 1},
+            unknown={"evil`<script>alert(1)</script>": "x` | y\nz"},
+            refused={"mixer": "mixer='gdn' cannot run here"},
+        ),
+        families=[KeyFamily("norm.weight", 1, "[32]", "float32"), KeyFamily("a|b`<img src=x>", 2, "[3]", "bfloat16")],
+        readings=[("res_gates.{i} ×3", "per-loop tensor [3, 32] <b>(loop_gates)</b>")],
+        candidates=("gated", "gated_mix"),
+        seconds={"download": 1.5, "convert": 0.25, "probe": 3.0},
+    )
+    values = {
+        "source": "some/model", "folder": "", "revision": None, "weights": "consolidated.pth", "n_params": 10**6,
+        "device": "cpu", "dtype": "float32", "loop_mode": "gated", "mode_source": "default", "template": "newline",
+        "template_source": "probe", "anatomy": anatomy,
+        "probe_note": "loop mode probe (under 'tab'): no clear winner 'gated_mix', margin 0.004 nats/byte",
+    } | info  # fmt: skip
+    args = SimpleNamespace(n_layers=2, n_loops=3, dim=32, n_heads=4)
+    return SimpleNamespace(info=ModelInfo(**values), model=SimpleNamespace(args=args))
+
+
+def test_the_model_panel_shows_the_anatomy_and_why_a_default_stays():
+    text = views.model_info_markdown(panel_lm())
+    assert (
+        "- loop mode `gated`: the documented default, among the readings the checkpoint leaves open (gated, gated_mix)"
+        in text
+    )
+    assert "- loop mode probe (under 'tab'): no clear winner 'gated_mix', margin 0.004 nats/byte" in text
+    assert "where the probe found no clear winner, the documented default stays" in text
+    assert "- used: `dim` = `32`, `loop_residual` = `True`" in text and "- ignored, training only: `seed` = `1`" in text
+    assert "- refused: `mixer`: mixer='gdn' cannot run here" in text
+    assert "Load time: download 1.50 s · convert 0.25 s · probe 3.00 s (consolidated.pth)" in text
+    assert "- `res_gates.{i} ×3`: per-loop tensor [3, 32] &lt;b&gt;(loop_gates)&lt;/b&gt;" in text
+
+
+def test_the_model_panel_lets_no_markup_from_a_checkpoint_through():
+    text = views.model_info_markdown(panel_lm())
+    assert "<b>" not in text  # prose is escaped; in code spans markup is shown as text, never run
+    for line in text.splitlines():
+        if line.startswith("- ignored, not known here"):
+            assert line.count("`") == 4 and "\n" not in line  # two code spans: no backtick or newline breaks out
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [len(row.replace("\\|", "").split("|")) for row in rows] == [6, 6]  # four cells each: no | breaks out
+
+
+def test_the_model_panel_says_when_the_probe_did_not_run():
+    text = views.model_info_markdown(panel_lm(probe_note="", template_source="default"))
+    assert "the probe did not run" in text and "no clear winner" not in text

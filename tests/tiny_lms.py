@@ -17,6 +17,13 @@ from emojilm.model import LoopedTransformer
 from emojilm.tokenizer import EOS_ID
 
 TRAINED_LOOPS = 3
+# Attention variants that decoding, the trace and speculative decoding must run alike (ModelArgs fields):
+# a sliding window shorter than a prompt, and output gates per element or per head.
+ARCHITECTURES = {
+    "windowed": {"sliding_window": 5},
+    "gated attention": {"attn_gate": "element"},
+    "per-head gates, windowed": {"attn_gate": "head", "sliding_window": 7},
+}
 # Inputs that must not break anything: empty, blank, a lone surrogate, NUL, right-to-left, ZWJ.
 ODD_TEXTS = [
     "",
@@ -46,7 +53,7 @@ def _wrap(model: LoopedTransformer) -> EmojiLM:
     return EmojiLM(model, "newline", info)
 
 
-def _tiny_model(loop_mode: str, seed: int, max_seqlen: int) -> LoopedTransformer:
+def _tiny_model(loop_mode: str, seed: int, max_seqlen: int, **architecture) -> LoopedTransformer:
     args = ModelArgs(
         dim=32,
         n_layers=2,
@@ -57,6 +64,7 @@ def _tiny_model(loop_mode: str, seed: int, max_seqlen: int) -> LoopedTransformer
         n_loops=TRAINED_LOOPS,
         loop_mode=loop_mode,
         max_seqlen=max_seqlen,
+        **architecture,
     )
     torch.manual_seed(seed)
     return LoopedTransformer(args).eval()
@@ -64,14 +72,20 @@ def _tiny_model(loop_mode: str, seed: int, max_seqlen: int) -> LoopedTransformer
 
 @torch.no_grad()
 def tiny_lm(
-    loop_mode: str = "add", seed: int = 0, head_scale: float = 4.0, eos_bias: float = 0.0, max_seqlen: int = 128
+    loop_mode: str = "add",
+    seed: int = 0,
+    head_scale: float = 4.0,
+    eos_bias: float = 0.0,
+    max_seqlen: int = 128,
+    **architecture,
 ) -> EmojiLM:
-    """A random model. head_scale sharpens the output; eos_bias > 0 makes answers end.
+    """A random model. head_scale sharpens the output; eos_bias > 0 makes answers end;
+    architecture: more ModelArgs (one of ARCHITECTURES).
 
     The bias works through a constant embedding coordinate that survives the
     final norm, so EOS's logit gets roughly eos_bias * sqrt(dim) extra.
     """
-    model = _tiny_model(loop_mode, seed, max_seqlen)
+    model = _tiny_model(loop_mode, seed, max_seqlen, **architecture)
     model.output.weight.mul_(head_scale)
     model.tok_embeddings.weight[:, 0] = 4.0
     model.output.weight[EOS_ID, 0] += eos_bias

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from emojilm.config import LOOP_MODES
 from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt, template_name
 
 # A pick is clear when the runner-up's loss (mean negative log p per answer byte) is at
@@ -29,8 +28,6 @@ from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt, temp
 # losses are tiny (a wrong residual reading costs ~0.01 nats/byte on a tiny model, yet
 # 1.5x or more), while random weights score ~5.5 nats/byte for every variant (ratio ~1.0).
 CLEAR_RATIO = 1.5
-# Readings of `loop_residual: true` the probe may choose between (gated needs gate tensors).
-TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
 
 # What a load scores, cheapest first: a published-shape forward costs ~30 ms per token on
 # two cores, so a load scores short pairs one at a time (the card's example among them) and
@@ -85,8 +82,7 @@ def probe_variants(
     """Score every candidate; a table ranked best first with columns
     loop_mode, template, score (mean log p per answer byte), exact, margin."""
     if modes is None:
-        has_gates = hasattr(lm.model, "loop_gates")
-        modes = [m for m in LOOP_MODES if (m == "gated") == has_gates]
+        modes = lm.model.loop_modes
     templates = list(templates or CANDIDATE_TEMPLATES)
     return _ranked([_score_variant(lm, pairs, mode, name) for mode in modes for name in templates])
 
@@ -129,14 +125,17 @@ class StageResult:
     clear: bool
     margin: float  # nats per answer byte between winner and runner-up
     ratio: float  # runner-up's loss / winner's loss
+    under: str = ""  # the other half of the variant it was scored under (a loop mode, or a template)
 
     def describe(self, what: str) -> str:
         verdict = "clear winner" if self.clear else "no clear winner"
-        return (f"{what} probe: {verdict} {self.winner!r}, margin {self.margin:.3f} nats/byte "
+        under = f" (under {self.under!r})" if self.under else ""
+        return (f"{what} probe{under}: {verdict} {self.winner!r}, margin {self.margin:.3f} nats/byte "
                 f"(runner-up loss {self.ratio:.2f}x; clear needs {CLEAR_RATIO}x)")  # fmt: skip
 
     def to_json(self) -> dict:
-        return {"winner": self.winner, "clear": self.clear, "margin": self.margin, "ratio": min(self.ratio, 1e9)}
+        return {"winner": self.winner, "clear": self.clear, "margin": self.margin, "ratio": min(self.ratio, 1e9),
+                "under": self.under}  # fmt: skip
 
 
 def choose_variant(
@@ -150,21 +149,32 @@ def choose_variant(
 
     The template is scored under the model's current loop mode (when probe_template),
     then `modes` (when given, at least two) under the template that won clearly, or
-    the current one. Each stage scores `pairs` one at a time and may stop early
-    (MIN_CLEAR_PAIRS, TIE_RATIO). The model is left as it was found; applying a
-    pick is the caller's.
+    the current one. When the templates had no clear winner and the modes have one
+    other than the current mode, the templates are scored again under it: run in a
+    wrong reading (a gate formula most of all), a model may tell no template apart.
+    Each stage scores `pairs` one at a time and may stop early (MIN_CLEAR_PAIRS,
+    TIE_RATIO). The model is left as it was found; applying a pick is the caller's.
     """
     template_names = list(CANDIDATE_TEMPLATES) if probe_template else []
     modes = list(modes or [])
-    template = template_name(lm.template)
-    search = _Search(lm, pairs, progress, forwards=len(pairs) * (bool(template_names) + len(modes)))
+    mode, template = lm.model.loop_mode, template_name(lm.template)
+    again = bool(template_names and modes)  # the templates may be scored a second time
+    # A stage of templates runs one forward per pair (all templates at once), a stage of modes one per mode.
+    search = _Search(lm, pairs, progress, forwards=len(pairs) * (bool(template_names) + again + len(modes)))
     results = {}
     if template_names:
-        results["template"] = _stage(search.stage([(lm.model.loop_mode, name) for name in template_names]), "template")
+        results["template"] = _stage(search.stage([(mode, name) for name in template_names]), "template", mode)
         if results["template"].clear:
             template = results["template"].winner
     if modes:
-        results["loop_mode"] = _stage(search.stage([(mode, template) for mode in modes]), "loop_mode")
+        results["loop_mode"] = _stage(search.stage([(m, template) for m in modes]), "loop_mode", template)
+        picked = results["loop_mode"]
+        if again and not results["template"].clear and picked.clear and picked.winner != mode:
+            table = search.stage([(picked.winner, name) for name in template_names])
+            del results["template"]  # replaced, and listed after the stage it followed
+            results["template"] = _stage(table, "template", picked.winner)
+        elif again:
+            search.expected -= len(pairs)  # the second template stage was not needed
     return results
 
 
@@ -215,14 +225,6 @@ def _ranked(records: list[dict]) -> pd.DataFrame:
     return table
 
 
-def _stage(table: pd.DataFrame, column: str) -> StageResult:
+def _stage(table: pd.DataFrame, column: str, under: str) -> StageResult:
     margin = float(table["margin"].iloc[1]) if len(table) > 1 else float("inf")
-    return StageResult(str(table[column].iloc[0]), is_clear_winner(table), margin, loss_ratio(table))
-
-
-if __name__ == "__main__":  # python -m emojilm.probe SOURCE: the ranked table (the command line is in emojilm.cli)
-    import sys
-
-    from emojilm.cli import probe_main, run
-
-    sys.exit(run(probe_main))
+    return StageResult(str(table[column].iloc[0]), is_clear_winner(table), margin, loss_ratio(table), under)

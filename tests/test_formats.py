@@ -13,11 +13,17 @@ from emojilm.sources import SourceConfig
 from tests.conftest import tiny_params
 
 FORMATS = ("bfloat16", "int8")
-MODES = {"add": {}, "inject_embeddings": {}, "gated": {"loop_gates": torch.tensor([0.5, 0.8, 1.1])}}
+ATTENTION_GATES = {f"layers.{i}.attention.gate.weight": 0.2 * torch.randn(4, 32) for i in range(2)}  # one per head
+MODES = {
+    "add": {},
+    "inject_embeddings": {},
+    "gated": {"loop_gates": torch.tensor([0.5, 0.8, 1.1])},
+    "add_with_attention_gates": ATTENTION_GATES,
+}
 
 
 def tiny_lm(make_checkpoint, mode: str, dtype: str, seed: int = 0):
-    section = tiny_params(loop_residual=True if mode == "gated" else mode)
+    section = tiny_params(loop_residual=True if mode == "gated" else mode.removesuffix("_with_attention_gates"))
     folder, _ = make_checkpoint(section, seed=seed, state_override=MODES[mode])
     return emojilm.load(folder, device="cpu", dtype=dtype, probe=False, template="newline")
 
@@ -44,6 +50,7 @@ def test_int8_rows_are_symmetric_per_row_within_half_a_step():
 def test_each_format_tracks_float32_within_its_tolerance(make_checkpoint, mode, dtype):
     exact, lm = tiny_lm(make_checkpoint, mode, "float32"), tiny_lm(make_checkpoint, mode, dtype)
     assert lm.info.dtype == dtype and lm.model.weight_format == dtype
+    assert (lm.model.layers[0].attention.wg is not None) == mode.endswith("attention_gates")
     tokens = torch.randint(0, 256, (3, 16), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         reference, ours = exact.model.loop_logits(tokens, 5), lm.model.loop_logits(tokens, 5)

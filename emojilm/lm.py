@@ -45,6 +45,7 @@ class ModelInfo:
     template: str
     template_source: str
     probe_note: str = ""  # what the probe found, when it ran: winners, margins, why a default stayed
+    note: str = ""  # how the files were found, when it matters: a cached Hub copy used while offline
 
 
 class EmojiLM:
@@ -234,6 +235,7 @@ def load(
         source=resolved.source,
         folder=str(resolved.folder),
         revision=resolved.revision,
+        note=resolved.note,
         weights=weights,
         n_params=model.num_params(),
         device=str(device),

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import emojilm
+from emojilm.checkpoint import CheckpointError
 from emojilm.config import LOOP_MODES
 from emojilm.lm import EmojiLM
 from emojilm.prompt import resolve_template
@@ -170,7 +171,8 @@ class ModelRegistry:
             return f"{source} is still loading: reading and converting the weights ({seconds})…"
         if slot.state == "failed":
             return f"{source} could not be loaded: {slot.error}"
-        return f"{source} is ready."
+        note = slot.lm.info.note  # a cached copy used while the Hub is offline
+        return f"{source} is ready: {note}." if note else f"{source} is ready."
 
     def get(self, source: str, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
         """The loaded model for an allowed source (optionally an override variant of it)."""
@@ -234,6 +236,8 @@ def _plain(err: Exception) -> str:
     """A one-line reason for the page: no stack trace, no internal class names."""
     name = type(err).__name__
     first = str(err).strip().splitlines()[0] if str(err).strip() else name
+    if isinstance(err, CheckpointError):  # written for people already (and may name a revision to keep)
+        return first[:300]
     if "offline" in first.lower() or "connect" in first.lower() or name.endswith(("ConnectError", "Timeout")):
         return "the Hugging Face Hub cannot be reached from this machine"
     return first[:300]

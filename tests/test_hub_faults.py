@@ -37,11 +37,12 @@ from tests.conftest import hub_snapshot
 
 REPO = "chili-lab/Tiny-ByteLM"
 COMMIT = "c0ffee" * 6 + "abcd"
-# The pauses docs/reliability.md documents: huggingface_hub's metadata request (HEAD) fails once
-# at once, then is retried after these; a download (GET) answering 5xx is asked again after ours.
+# The pauses docs/reliability.md documents. A metadata request (HEAD) failing: huggingface_hub's
+# first try, then a round of tries with these pauses between them. A download (GET) answering 5xx:
+# ours, before each new try. A transfer cut: huggingface_hub's, before each resume.
 HEAD_RETRY_WAITS = [1, 2, 4, 8, 8]
 GET_5XX_WAITS = [1, 2, 4]
-RESUME_WAIT = 1  # before each resumed transfer, at most 5 in a row without progress
+RESUME_WAIT = 1  # at most 5 resumes in a row without progress
 
 
 class FakeHub(BaseHTTPRequestHandler):
@@ -149,11 +150,15 @@ def network(monkeypatch):
     return record
 
 
+def pth_bytes(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in ("params.json", "consolidated.pth")}
+
+
 @pytest.fixture
 def fake_hub(monkeypatch, network, make_checkpoint):
     """A fake Hub on loopback serving one tiny lingua checkpoint; yields (files, state, handler)."""
     folder, state = make_checkpoint()
-    files = {name: (folder / name).read_bytes() for name in ("params.json", "consolidated.pth")}
+    files = pth_bytes(folder)
     hang_up = threading.Event()
     handler = type("Hub", (FakeHub,), {"files": files, "requests": [], "faults": {}, "hang_up": hang_up})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -220,10 +225,6 @@ def test_a_transfer_cut_again_and_again_without_progress_gives_up(fake_hub, netw
         checkpoint.resolve(REPO)
     gets = [name for method, name, _ in handler.requests if method == "GET" and name == "consolidated.pth"]
     assert len(gets) == 6 and network.sleeps == [RESUME_WAIT] * 5  # the first try and 5 resumes in a row
-
-
-def pth_bytes(folder: Path) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in ("params.json", "consolidated.pth")}
 
 
 def cached_note(reason: str) -> str:

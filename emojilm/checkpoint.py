@@ -18,10 +18,15 @@ import math
 import os
 import pickle
 import re
+import socket
 import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,13 @@ CONSOLIDATED = "consolidated.pth"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Called while a Hub file downloads: (file name, bytes written so far, file size or None).
 Progress = Callable[[str, int, int | None], None]
+# The Hub counts as reachable when a TCP connection to it (or to the proxy that leads to it) opens
+# within this many seconds. Otherwise only the local Hugging Face cache is read: a missing DNS name or
+# a refused connection does not heal in the ~25 s huggingface_hub would spend retrying.
+ROUTE_TIMEOUT_S = 2.0
+# Waits before asking again for a file whose download (GET) answered 5xx: huggingface_hub retries
+# its metadata request (HEAD) on those, but not the download itself.
+SERVER_ERROR_WAITS_S = (1.0, 2.0, 4.0)
 
 
 class CheckpointError(ValueError):
@@ -54,7 +66,7 @@ class Resolved:
     folder: Path
     source: str
     revision: str | None = None  # the Hub commit, when it came from the Hub
-    notes: list[str] = field(default_factory=list)
+    note: str = ""  # said once when it matters: a cached copy used because the Hub is offline
 
 
 def cache_dir() -> Path:
@@ -79,10 +91,52 @@ def resolve(
     return _download(str(source), revision, timeout, progress)
 
 
-def _download(repo_id: str, revision: str | None, timeout: float, progress: Progress | None) -> Resolved:
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+def hub_offline(timeout: float | None = None) -> str | None:
+    """Why the Hub cannot be used now, in a few words; None when a connection to it opens.
 
+    Follows huggingface_hub's own settings: HF_HUB_OFFLINE, HF_ENDPOINT, and the proxy its
+    HTTP client takes from the environment (HTTPS_PROXY, ALL_PROXY, NO_PROXY).
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    timeout = ROUTE_TIMEOUT_S if timeout is None else timeout
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(endpoint.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(endpoint.hostname or ""):
+        endpoint = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number
+        return f"{endpoint.geturl()!r} is not a usable address"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except socket.gaierror:
+            outcome.append(f"{host} cannot be resolved")
+        except ConnectionRefusedError:
+            outcome.append(f"{host}:{port} refused the connection")
+        except OSError as err:
+            outcome.append(f"no connection to {host}:{port}: {err.strerror or err}")
+
+    # A DNS lookup takes no timeout: wait for the thread instead, and let a stuck lookup end on its own.
+    thread = threading.Thread(target=connect, name="hub route check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port} did not answer within {timeout:g} s"
+
+
+def _download(repo_id: str, revision: str | None, timeout: float, progress: Progress | None) -> Resolved:
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = hub_offline()  # then the cache is read at once, with no network retries to wait for
     sizes: dict[str, tuple[int, int | None]] = {}  # per file: (bytes written, size), as last reported
 
     def fetch(filename: str) -> Path:
@@ -92,19 +146,42 @@ def _download(repo_id: str, revision: str | None, timeout: float, progress: Prog
                 progress(filename, done, total)
 
         bar = _reporting_bar(report)
-        return Path(hf_hub_download(repo_id, filename, revision=revision, etag_timeout=timeout, tqdm_class=bar))
+        waits = iter(SERVER_ERROR_WAITS_S)
+        while True:
+            try:
+                path = hf_hub_download(
+                    repo_id,
+                    filename,
+                    revision=revision,
+                    etag_timeout=timeout,
+                    tqdm_class=bar,
+                    local_files_only=offline is not None,
+                )
+                return Path(path)
+            except HfHubHTTPError as err:
+                status = getattr(err.response, "status_code", 0)
+                wait = next(waits, None) if status >= 500 else None
+                if wait is None:
+                    raise
+                log.warning("the Hub answered %s for %s; asking again in %g s", status, filename, wait)
+                time.sleep(wait)
 
     where = f"{repo_id!r} (revision {revision or 'main'})"
     try:
         params = fetch(PARAMS)
         try:  # prefer a published safetensors file; the card's checkpoint is a .pth
             fetch(SAFETENSORS)
-        except EntryNotFoundError:
+        except EntryNotFoundError:  # not on the Hub, or (offline) not in the cache
             fetch(CONSOLIDATED)
     except LocalEntryNotFoundError as err:
+        if offline:
+            raise CheckpointError(
+                f"the Hub is offline ({offline}), and {where} is not in the local Hugging Face cache "
+                f"({constants.HF_HUB_CACHE})"
+            ) from err
         raise CheckpointError(
-            f"cannot load {where}: the Hub could not be reached (or offline mode is on) and its files "
-            "are not in the local Hugging Face cache"
+            f"cannot download {where}: no usable answer from the Hub after its retries "
+            f"({_first_line(err.__cause__ or err)}), and the files are not in the local Hugging Face cache"
         ) from err
     except Exception as err:
         if _disk_full(err):
@@ -112,11 +189,17 @@ def _download(repo_id: str, revision: str | None, timeout: float, progress: Prog
             done, size = next(reversed(sizes.values()), (0, None))
             folder = Path(err.filename).parent if getattr(err, "filename", None) else Path(constants.HF_HUB_CACHE)
             raise CheckpointError(f"{_disk_full_message(size or done, folder)} to download {where}") from err
-        if isinstance(err, (OSError, ValueError, EntryNotFoundError)):  # unknown/gated repo, missing file, HTTP
+        # An unknown/gated repo, a missing file, an HTTP error, a transfer cut too often without progress.
+        if isinstance(err, (OSError, ValueError, EntryNotFoundError, httpx2.HTTPError)):
             raise CheckpointError(f"cannot download {where} from the Hub: {_first_line(err)}") from err
         raise
     commit = params.parent.name  # hub cache layout: snapshots/<commit>/<file>
-    return Resolved(params.parent, repo_id, revision=commit)
+    note = ""
+    if offline:
+        named = "" if revision == commit else f"revision {revision or 'main'}, "
+        note = f"using the cached copy of {repo_id} ({named}commit {commit[:12]}): the Hub is offline ({offline})"
+        log.warning("%s", note)
+    return Resolved(params.parent, repo_id, revision=commit, note=note)
 
 
 def _reporting_bar(report: Callable[[int, int | None], None]) -> type:

@@ -92,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("texts", nargs="*", metavar="TEXT", help="text to translate (none: read one text per line from stdin)")
     add("--model", metavar="SOURCE", help="a Hub repo id, a local folder (params.json + weights) or 'bundled' "
-        "(default: $EMOJILM_REPO or chili-lab/Emoji-ByteLM, as the app; the bundled demo model, with a note "
-        "on stderr, when that cannot be loaded)")  # fmt: skip
-    add("--revision", metavar="REV", help="Hub branch, tag or commit of the model [$EMOJILM_REVISION]")
+        "(default: $EMOJILM_REPO or chili-lab/Emoji-ByteLM, as the app: its cached copy when the Hub is offline; "
+        "the bundled demo model, with a note on stderr, when that cannot be loaded)")  # fmt: skip
+    add("--revision", metavar="REV", help="Hub branch, tag or commit of the model; one that cannot be loaded (not "
+        "cached while the Hub is offline) is an error, never another model [$EMOJILM_REVISION]")  # fmt: skip
     add("--loops", metavar="N", help="loops to run, from 1 to twice the trained count (default: the trained count)")
     add("--temperature", metavar="T", help="0 = greedy (default), up to 2")
     add("--top-p", metavar="P", help="nucleus sampling: keep the likeliest bytes up to this mass, 0.01-1 (default 1)")
@@ -214,8 +215,9 @@ def load_model(
 ) -> EmojiLM:
     """The model a command asked for; with no source, the app's default model or else the bundled one.
 
-    An explicit source that cannot load is a Failure; the default Hub model that
-    cannot load falls back to the bundled one with a one-line note on `err`.
+    An explicit source that cannot load is a Failure, and so is the default Hub model
+    at a pinned revision; otherwise the default Hub model that cannot load falls back
+    to the bundled one with a one-line note on `err`.
     """
     try:
         config = SourceConfig.from_env(hub_revision=revision, dtype=dtype)
@@ -227,7 +229,10 @@ def load_model(
     progress = _download_progress(err) if err.isatty() else None
     if source is None:
         if not config.hub_repo:
-            print(f"{note_prefix}: note: using the bundled model: no Hub model is configured (EMOJILM_REPO)", file=err)
+            print(
+                f"{note_prefix}: note: using the bundled model, since no Hub model is configured (EMOJILM_REPO)",
+                file=err,
+            )
         else:
             try:
                 pins = {"loop_mode": loop_mode or config.loop_mode, "template": template or config.template}
@@ -235,8 +240,10 @@ def load_model(
             except Exception as problem:  # anything: the bundled model is the documented fallback
                 if os.environ.get("EMOJILM_DEBUG"):
                     raise
-                reason = f"{config.hub_repo} could not be loaded ({failure_reason(problem)})"
-                print(f"{note_prefix}: note: using the bundled model: {reason}", file=err, flush=True)
+                if config.hub_revision:  # a pinned revision is never stood in for by another model
+                    raise Failure(f"cannot load the model {config.hub_repo!r}: {failure_reason(problem)}") from None
+                reason = f"{config.hub_repo} could not be loaded: {failure_reason(problem)}"
+                print(f"{note_prefix}: note: using the bundled model, since {reason}", file=err, flush=True)
         source, revision = BUNDLED, None
     try:
         return emojilm.load(source, revision, progress=progress, **kwargs)

@@ -64,6 +64,7 @@ class ModelInfo:
     anatomy: Anatomy | None = None  # what the checkpoint holds and how it was read (`load` fills it)
     kernel: str = ""  # the kernels the blocks' products run through
     format_note: str = ""  # with dtype="auto": the measured speeds and the agreement checks
+    note: str = ""  # how the files were found, when it matters: a cached Hub copy used while offline
 
 
 class EmojiLM:
@@ -315,6 +316,7 @@ def load(
         source=resolved.source,
         folder=str(resolved.folder),
         revision=resolved.revision,
+        note=resolved.note,
         weights=weights,
         n_params=n_params,
         device=str(device),

@@ -176,7 +176,8 @@ class ModelRegistry:
             return f"{source} is still loading: reading and converting the weights ({seconds})…"
         if slot.state == "failed":
             return f"{source} could not be loaded: {slot.error}"
-        return f"{source} is ready."
+        note = slot.lm.info.note  # a cached copy used while the Hub is offline
+        return f"{source} is ready: {note}." if note else f"{source} is ready."
 
     def get(self, source: str, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
         """The loaded model for an allowed source (optionally an override variant of it)."""
@@ -241,9 +242,9 @@ def failure_reason(err: Exception) -> str:
     class names; a checkpoint's list of problems (keys, fields) is joined onto the line, cut at MAX_REASON."""
     name = type(err).__name__
     first = str(err).strip().splitlines()[0] if str(err).strip() else name
+    if isinstance(err, CheckpointError):  # written for people already (and may name a revision to keep)
+        line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+        return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"
     if "offline" in first.lower() or "connect" in first.lower() or name.endswith(("ConnectError", "Timeout")):
         return "the Hugging Face Hub cannot be reached from this machine"
-    if not isinstance(err, CheckpointError):  # other errors' later lines are tracebacks and advice
-        return first[:MAX_REASON]
-    line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
-    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"
+    return first[:MAX_REASON]  # other errors' later lines are tracebacks and advice

@@ -7,6 +7,7 @@ so a naming or shape mistake in emojilm cannot hide behind the helper.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -184,3 +185,21 @@ def make_checkpoint(tmp_path):
         return folder, state
 
     return make
+
+
+def hub_snapshot(hf_cache: Path, repo_id: str, files: dict[str, bytes], commit: str) -> None:
+    """Lay files out as huggingface_hub's cache does: blobs, refs/main, snapshots/<commit>/ links."""
+    repo = hf_cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "blobs").mkdir(exist_ok=True)
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (repo / "snapshots" / commit / name).symlink_to(Path("../..") / "blobs" / blob.name)
+
+
+@pytest.fixture
+def hf_cache(isolated_caches):
+    return isolated_caches.parent / "hf-cache"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -17,7 +16,7 @@ from safetensors.torch import save_file
 
 import emojilm
 from emojilm import CheckpointError, checkpoint
-from tests.conftest import random_tokens, tiny_params
+from tests.conftest import hub_snapshot, random_tokens, tiny_params
 
 TOKENS = random_tokens(2, 10, seed=0)
 W2 = "layers.1.feed_forward.w2.weight"  # [dim 32, hidden 96] in tiny_params()
@@ -300,24 +299,6 @@ def test_optimizer_state_is_never_read_into_memory(make_checkpoint):
 # ----------------------------------------------------------------------------- sources
 
 
-def hub_snapshot(hf_cache: Path, repo_id: str, files: dict[str, bytes], commit: str) -> None:
-    """Lay files out as huggingface_hub's cache does: blobs, refs/main, snapshots/<commit>/ links."""
-    repo = hf_cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "blobs").mkdir(exist_ok=True)
-    for name, data in files.items():
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (repo / "snapshots" / commit / name).symlink_to(Path("../..") / "blobs" / blob.name)
-
-
-@pytest.fixture
-def hf_cache(isolated_caches):
-    return isolated_caches.parent / "hf-cache"
-
-
 @pytest.mark.parametrize("weights", ["consolidated.pth", "model.safetensors"])
 @pytest.mark.parametrize("revision", [None, "main", "c0ffee" * 6 + "abcd"])
 def test_hub_repo_resolved_from_the_local_cache_offline(make_checkpoint, hf_cache, tmp_path, weights, revision):
@@ -329,6 +310,11 @@ def test_hub_repo_resolved_from_the_local_cache_offline(make_checkpoint, hf_cach
     hub_snapshot(hf_cache, "chili-lab/Tiny-ByteLM", files, commit)
     lm = load("chili-lab/Tiny-ByteLM", revision=revision)
     assert (lm.info.source, lm.info.revision) == ("chili-lab/Tiny-ByteLM", commit)
+    named = {None: "revision main, ", "main": "revision main, ", commit: ""}[revision]
+    assert lm.info.note == (
+        f"using the cached copy of chili-lab/Tiny-ByteLM ({named}commit c0ffeec0ffee): the Hub is offline "
+        "(HF_HUB_OFFLINE is set)"
+    )
     assert weights in lm.info.weights
     assert torch.equal(logits(lm), logits(load(folder)))
 
@@ -340,8 +326,12 @@ def test_hub_repo_not_in_cache_offline_is_a_clear_error(make_checkpoint, hf_cach
     folder, _ = make_checkpoint()
     files = {name: (folder / name).read_bytes() for name in ("params.json", "consolidated.pth")}
     hub_snapshot(hf_cache, "chili-lab/Tiny-ByteLM", files, "c0ffee" * 6 + "abcd")
-    with pytest.raises(CheckpointError, match=r"could not be reached.*not in the local Hugging Face cache"):
+    where = f"{repo!r} (revision {revision or 'main'})"
+    with pytest.raises(CheckpointError) as caught:
         load(repo, revision=revision)
+    assert str(caught.value) == (
+        f"the Hub is offline (HF_HUB_OFFLINE is set), and {where} is not in the local Hugging Face cache ({hf_cache})"
+    )
 
 
 def test_hub_repo_without_weights_in_cache_is_a_clear_error(make_checkpoint, hf_cache):

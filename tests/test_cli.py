@@ -25,7 +25,7 @@ from emojilm.checkpoint import BUNDLED_DIR
 from emojilm.config import GATE_MODES, LOOP_MODES
 from emojilm.probe import probe_variants
 from emojilm.prompt import CANDIDATE_TEMPLATES
-from tests.conftest import TINY, lingua_shapes, tiny_params
+from tests.conftest import TINY, hub_snapshot, lingua_shapes, tiny_params
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = {"emojilm": {"prompt_template": "newline"}}  # so that loading never needs the probe
@@ -218,6 +218,26 @@ def test_missing_model_folder(capsys, tmp_path):
 def test_revision_needs_a_hub_model(capsys, tiny):
     status, _, err = run_cli(capsys, "--model", tiny, "--revision", "main", "x")
     assert status == 2 and "--revision" in err
+
+
+@pytest.mark.parametrize("pinned_by", ["flag", "environment"])
+def test_a_pinned_revision_that_cannot_load_is_an_error_not_another_model(
+    capsys, monkeypatch, make_checkpoint, hf_cache, pinned_by
+):
+    folder, _ = make_checkpoint()
+    files = {name: (folder / name).read_bytes() for name in ("params.json", "consolidated.pth")}
+    hub_snapshot(hf_cache, "chili-lab/Tiny-ByteLM", files, "c0ffee" * 6 + "abcd")  # main is cached, v2 is not
+    monkeypatch.setenv("EMOJILM_REPO", "chili-lab/Tiny-ByteLM")
+    if pinned_by == "flag":
+        status, out, err = run_cli(capsys, "--revision", "v2", "I love pizza")
+    else:
+        monkeypatch.setenv("EMOJILM_REVISION", "v2")
+        status, out, err = run_cli(capsys, "I love pizza")
+    assert (status, out) == (1, "")  # the Hub is offline in tests
+    assert err.splitlines() == [
+        "emojilm: cannot load the model 'chili-lab/Tiny-ByteLM': the Hub is offline (HF_HUB_OFFLINE is set), and "
+        f"'chili-lab/Tiny-ByteLM' (revision v2) is not in the local Hugging Face cache ({hf_cache})"
+    ]
 
 
 @pytest.mark.skipif(not (BUNDLED_DIR / "params.json").is_file(), reason="no bundled model")

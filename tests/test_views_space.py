@@ -186,7 +186,7 @@ def slow_hub_registry(monkeypatch, release: threading.Event, *, fails: bool = Tr
             release.wait(30)
             if fails:
                 raise ConnectionError("gave up")
-        return SimpleNamespace(source=source)
+        return SimpleNamespace(source=source, info=SimpleNamespace(note=""))
 
     monkeypatch.setattr(sources.emojilm, "load", load)
     return ModelRegistry(SourceConfig(hub_repo="slow/hub-model", hub_wait_s=hub_wait_s))

@@ -6,6 +6,7 @@ FAULT is one of:
   shifted-shards  every rank's part of the global batch starts one row late
                   (the first row is left out, a row beyond a part's end is repeated)
   rank-1-dies     rank 1 is killed (SIGKILL) as it builds its third batch
+  rank-1-data     rank 1 reads one training pair fewer (as a node with another copy of --data)
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ def dying_make_batch(examples, device, calls=[0]):  # noqa: B006 (the call count
     return real_make_batch(examples, device)
 
 
-real_make_batch = train.make_batch
+def rank_1_data(cfg):
+    pairs = real_load_training_pairs(cfg)
+    return pairs.iloc[1:] if os.environ["RANK"] == "1" else pairs
+
+
+real_make_batch, real_load_training_pairs = train.make_batch, train.load_training_pairs
 
 if __name__ == "__main__":
     fault = sys.argv.pop(1)
@@ -37,6 +43,8 @@ if __name__ == "__main__":
         train.shard = shifted_shard
     elif fault == "rank-1-dies":
         train.make_batch = dying_make_batch
+    elif fault == "rank-1-data":
+        train.load_training_pairs = rank_1_data
     else:
         sys.exit(f"unknown fault {fault!r}")
     train.main()

@@ -176,7 +176,9 @@ def test_a_run_resumed_with_another_world_size_continues_the_same_batches(one_pr
         shutil.copytree(one_process.out, tmp_path / name)
     by_one = config(tmp_path / "by-one", one_process.data, steps=2 * STEPS, resume=True)
     train(by_one)
-    by_two = trained_by_torchrun(config(tmp_path / "by-two", one_process.data, steps=2 * STEPS, resume=True))
+    # With a time limit far off, rank 0's clock is shared every step, and the schedule still follows the steps.
+    by_two = config(tmp_path / "by-two", one_process.data, steps=2 * STEPS, resume=True, time_limit=1e6)
+    trained_by_torchrun(by_two)
     assert largest_difference(by_one, by_two) <= TOLERANCE
     assert params(by_two)["emojilm"]["trained_steps"] == 2 * STEPS
     assert largest_difference(one_process, by_two) > TOLERANCE  # it did train further
@@ -187,6 +189,14 @@ def test_a_dying_rank_ends_the_run_with_torchruns_report(tmp_path, data_file):
     assert run.returncode != 0
     root_cause = run.stderr.split("Root Cause")[-1]
     assert re.search(r"rank\s*:\s*1 ", root_cause) and "SIGKILL" in root_cause, run.stderr[-3000:]
+
+
+def test_ranks_that_read_different_data_stop_with_a_message(tmp_path, data_file):
+    run = torchrun(config(tmp_path, data_file), "tests/ddp_faults.py", "rank-1-data")
+    assert run.returncode != 0
+    for rank in (0, 1):
+        assert f"emojilm.train (rank {rank}): the ranks disagree on (step to start from, training pairs" in run.stderr
+    assert "every node must read the same --data" in run.stderr
 
 
 @pytest.mark.parametrize(

@@ -548,6 +548,58 @@ def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (weight / scale[:, None]).round().to(torch.int8), scale.float()
 
 
+# ----------------------------------------------------------------------------- training throughput
+
+TRAINING_OPTIONS = ("dim", "n_layers", "n_heads", "n_loops", "loop_mode", "template", "max_seqlen", "batch_size", "lr")
+
+
+def training_setups(device: str) -> list[tuple[str, list[str], int | None]]:
+    """(name, the command before emojilm.train's options, threads per process or None) for each way to train:
+    on CPU one process on every core against a process per core; on GPUs one GPU against all of them."""
+    train = ["-m", "emojilm.train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    if torch.device(device).type == "cuda":
+        gpus = torch.cuda.device_count()
+        setups = [("1 process, 1 GPU", [sys.executable, *train], None)]
+        if gpus > 1:
+            setups.append((f"{gpus} processes, {gpus} GPUs (NCCL)", [*torchrun, str(gpus), *train], None))
+        return setups
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return [
+        (f"1 process × {cores} threads", [sys.executable, *train], cores),
+        (f"{cores} processes × 1 thread (gloo)", [*torchrun, str(cores), *train], 1),
+    ]
+
+
+def training_rate(command: list[str], threads: int | None, options: list[str], out: Path) -> float:
+    """Training bytes/s of one run, as emojilm.train records it in params.json."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    command = [*command, *options, f"--out={out}"]
+    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
+    return json.loads((out / checkpoint.PARAMS).read_text())["emojilm"]["train_bytes_per_second"]
+
+
+def measure_training(options: argparse.Namespace, work: Path) -> pd.DataFrame:
+    """The bundled model's training options, --train-steps steps on its held-out rows, in each setup."""
+    bundled = checkpoint.resolve("bundled").folder
+    recorded = json.loads((bundled / checkpoint.PARAMS).read_text())["train_config"]
+    train_options = [f"--{name.replace('_', '-')}={recorded[name]}" for name in TRAINING_OPTIONS] + [
+        f"--data={bundled / HELDOUT}", f"--steps={options.train_steps}", "--eval-every=0", f"--device={options.device}"
+    ]  # fmt: skip
+    setups = training_setups(options.device)
+    rates: list[list[float]] = [[] for _ in setups]
+    for repeat in range(options.repeats):  # the setups alternate, so that a slow phase of the machine hits each
+        for i, (name, command, threads) in enumerate(setups):
+            print(f"[training] {name}, run {repeat + 1} of {options.repeats} ...", file=sys.stderr, flush=True)
+            rates[i].append(training_rate(command, threads, train_options, work / f"setup{i}-run{repeat}"))
+    medians = [statistics.median(r) for r in rates]
+    rows = [{"setup": name, "training bytes/s": _fmt(rate), f"/ {setups[0][0]}": _fmt(rate / medians[0])}
+            for (name, _, _), rate in zip(setups, medians, strict=True)]  # fmt: skip
+    return pd.DataFrame(rows).set_index("setup")
+
+
 # ----------------------------------------------------------------------------- one model, the table
 
 UNITS = {
@@ -660,7 +712,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="weights' dtype (default: float32 on CPU, bfloat16 on a GPU)")  # fmt: skip
-    return parser.parse_args(argv)
+    parser.add_argument("--training", action="store_true",
+                        help="instead: training bytes/s in one process against torchrun's data parallel")  # fmt: skip
+    parser.add_argument("--train-steps", type=int, default=40, help="steps per training run (default 40)")
+    options = parser.parse_args(argv)
+    if options.train_steps < 2:
+        parser.error("--train-steps must be at least 2: a run's first step is not timed")
+    return options
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -669,6 +727,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(options.threads)
     options.threads = torch.get_num_threads()
     torch.manual_seed(0)
+    if options.training:
+        with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
+            table = measure_training(options, Path(tmp))
+        print(machine_line(options.threads, options.device))
+        print(f"training bytes/s: median of {options.repeats} runs of {options.train_steps} steps")
+        print(table.to_string())
+        return
     results = {}
     with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
         work = Path(tmp)

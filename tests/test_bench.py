@@ -72,3 +72,12 @@ def test_loop_passes_counts_one_pass_per_loop_of_each_model_call():
         result, passes = bench.loop_passes(lm.model, lambda n=n_loops: lm.translate("hi", n_loops=n, max_new_tokens=7))
         assert passes == n_loops * len(result.token_ids)
     assert bench.loop_passes(lm.model, lambda: None) == (None, 0)  # the counting hook is gone afterwards
+
+
+def test_training_throughput_runs_one_process_and_torchrun(capsys):
+    """Both setups train (the bundled model's options, 2 steps each) and report their bytes/s."""
+    bench.main(["--training", "--train-steps", "2", "--repeats", "1"])
+    rows = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    one, data_parallel = (rows[name] for name, _, _ in bench.training_setups("cpu"))  # "1 process × N threads", ...
+    assert float(one[-2].replace(",", "")) > 0 and one[-1] == "1.00"
+    assert float(data_parallel[-2].replace(",", "")) > 0 and float(data_parallel[-1]) > 0

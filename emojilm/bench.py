@@ -595,8 +595,9 @@ def measure_training(options: argparse.Namespace, work: Path) -> pd.DataFrame:
             print(f"[training] {name}, run {repeat + 1} of {options.repeats} ...", file=sys.stderr, flush=True)
             rates[i].append(training_rate(command, threads, train_options, work / f"setup{i}-run{repeat}"))
     medians = [statistics.median(r) for r in rates]
-    rows = [{"setup": name, "training bytes/s": _fmt(rate), f"/ {setups[0][0]}": _fmt(rate / medians[0])}
-            for (name, _, _), rate in zip(setups, medians, strict=True)]  # fmt: skip
+    rows = [{"setup": name, "training bytes/s": _fmt(median), "slowest–fastest run": f"{_fmt(min(r))}–{_fmt(max(r))}",
+             f"/ {setups[0][0]}": _fmt(median / medians[0])}
+            for (name, _, _), r, median in zip(setups, rates, medians, strict=True)]  # fmt: skip
     return pd.DataFrame(rows).set_index("setup")
 
 

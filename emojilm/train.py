@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -135,6 +136,9 @@ class World:
                                  "start at most that many processes per node")  # fmt: skip
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
+        # DDP imports torch._dynamo, and that import keeps references to a process group that exists already:
+        # the group would outlive leave(), and its gloo threads would now and then crash the exit (SIGABRT).
+        importlib.import_module("torch._dynamo")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return cls(rank, size, device)
 
@@ -178,6 +182,18 @@ class World:
         if len(set(values)) > 1:
             raise ValueError(f"the ranks disagree on {what}: {values} (by rank); every node must read the same "
                              "--data, and when resuming the same --out folder (a shared filesystem)")  # fmt: skip
+
+    def leave(self) -> None:
+        """After the last step, and after DDP is gone: wait for rank 0 (it may still be evaluating and
+        writing), then end the process group.
+
+        DDP must go first: its reducer, left holding the group's last reference, would end the group
+        while holding the GIL, and gloo's threads, which need the GIL to drop the tensors of finished
+        collectives, would never finish (a deadlock). The group's own teardown lets go of the GIL.
+        """
+        if self.size > 1:
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 def load_training_pairs(cfg: TrainConfig) -> pd.DataFrame:
@@ -389,8 +405,8 @@ def train(cfg: TrainConfig) -> Path:
                 speed.run()
         if last:
             break
-    if world.size > 1:
-        dist.destroy_process_group()
+    del objective  # DDP before the process group: see World.leave
+    world.leave()
     return out
 
 

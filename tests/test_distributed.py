@@ -37,7 +37,7 @@ from emojilm.train import (
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-5  # max |Δw| between a 2-process and a 1-process run of the same steps
-HANG_GUARD = 600  # seconds: a launch that takes longer has hung (a run here takes well under a minute)
+HANG_GUARD = 300  # seconds: a launch that takes longer has hung (a run here takes well under a minute)
 STEPS = 12
 
 WORDS = {"pizza": "🍕", "cat": "🐱", "dog": "🐶", "rain": "🌧️", "sun": "☀️", "coffee": "☕", "beer": "🍺",
@@ -80,7 +80,13 @@ def torchrun(cfg: TrainConfig, *entry: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     command += [*(entry or ("-m", "emojilm.train")), *flags(cfg)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=HANG_GUARD)
+        except subprocess.TimeoutExpired:
+            run.terminate()  # torchrun ends its workers on SIGTERM (SIGKILL would leave them running)
+            pytest.fail(f"torchrun hung for {HANG_GUARD} s:\n{run.communicate()[1][-3000:]}")
+    return subprocess.CompletedProcess(command, run.returncode, stdout, stderr)
 
 
 def trained_by_torchrun(cfg: TrainConfig, *entry: str) -> TrainConfig:

@@ -2,6 +2,7 @@
 
     python -m emojilm.bench [--quick] [--model bundled] [--real-shape/--no-real-shape] [--repeats 3] [--threads N]
                             [--device cpu|cuda] [--dtype float32|bfloat16|float16]
+    python -m emojilm.bench --training [--train-steps 40] [--repeats 3] [--device cpu|cuda]
 
 Two models are measured: `--model` (by default the bundled demo model) and a
 model with random fp32 weights and the published checkpoint's shape (dim 1024,
@@ -24,6 +25,11 @@ A step of 2, 4 and 8 rows is timed against a step of one row (what a speculative
 check or the trace's per-loop answers pay for their rows), fed three ways (STEP_KINDS).
 `--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
 otherwise (the CPU-only weight-format rows are left out there).
+`--training` instead times emojilm.train with the bundled model's recorded
+options on its held-out rows: one process using every core (or one GPU)
+against torchrun's data parallel with one single-threaded process per core (or
+one process per GPU), the setups alternating; each run's figure is the training
+bytes/s it records in params.json.
 Nothing is asserted: the script only prints.
 """
 

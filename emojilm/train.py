@@ -15,7 +15,7 @@ Under torchrun, DistributedDataParallel trains one model (gloo on CPU, NCCL on
 GPUs, one GPU per process). Every rank draws the same global batch of
 --batch-size pairs and trains on its own contiguous part of it. The loss is the
 mean over the global batch's answer bytes, as in one process (not the mean of
-the ranks' means, which would weigh a byte by how many bytes its rank holds):
+the ranks' means, which would count a byte more where its rank holds fewer):
 a rank scales its mean by its share of those bytes, times the world size that
 DDP's gradient averaging divides by. Rank 0 alone prints, evaluates and writes.
 """

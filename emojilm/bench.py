@@ -2,6 +2,7 @@
 
     python -m emojilm.bench [--quick] [--model bundled] [--real-shape/--no-real-shape] [--repeats 3] [--threads N]
                             [--device cpu|cuda] [--dtype float32|bfloat16|float16]
+    python -m emojilm.bench --training [--train-steps 40] [--repeats 3] [--device cpu|cuda]
 
 Two models are measured: `--model` (by default the bundled demo model) and a
 model with random fp32 weights and the published checkpoint's shape (dim 1024,
@@ -24,6 +25,11 @@ A step of 2, 4 and 8 rows is timed against a step of one row (what a speculative
 check or the trace's per-loop answers pay for their rows), fed three ways (STEP_KINDS).
 `--device cuda` runs the same table on a GPU, in bf16 unless `--dtype` says
 otherwise (the CPU-only weight-format rows are left out there).
+`--training` instead times emojilm.train with the bundled model's recorded
+options on its held-out rows: one process using every core (or one GPU)
+against torchrun's data parallel with one single-threaded process per core (or
+one process per GPU), the setups alternating; each run's figure is the training
+bytes/s it records in params.json.
 Nothing is asserted: the script only prints.
 """
 
@@ -621,6 +627,59 @@ def natural_set_figures(lm, reference: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- training throughput
+
+TRAINING_OPTIONS = ("dim", "n_layers", "n_heads", "n_loops", "loop_mode", "template", "max_seqlen", "batch_size", "lr")
+
+
+def training_setups(device: str) -> list[tuple[str, list[str], int | None]]:
+    """(name, the command before emojilm.train's options, threads per process or None) for each way to train:
+    on CPU one process on every core against a process per core; on GPUs one GPU against all of them."""
+    train = ["-m", "emojilm.train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    if torch.device(device).type == "cuda":
+        gpus = torch.cuda.device_count()
+        setups = [("1 process, 1 GPU", [sys.executable, *train], None)]
+        if gpus > 1:
+            setups.append((f"{gpus} processes, {gpus} GPUs (NCCL)", [*torchrun, str(gpus), *train], None))
+        return setups
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return [
+        (f"1 process × {cores} threads", [sys.executable, *train], cores),
+        (f"{cores} processes × 1 thread (gloo)", [*torchrun, str(cores), *train], 1),
+    ]
+
+
+def training_rate(command: list[str], threads: int | None, options: list[str], out: Path) -> float:
+    """Training bytes/s of one run, as emojilm.train records it in params.json."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    command = [*command, *options, f"--out={out}"]
+    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
+    return json.loads((out / checkpoint.PARAMS).read_text())["emojilm"]["train_bytes_per_second"]
+
+
+def measure_training(options: argparse.Namespace, work: Path) -> pd.DataFrame:
+    """The bundled model's training options, --train-steps steps on its held-out rows, in each setup."""
+    bundled = checkpoint.resolve("bundled").folder
+    recorded = json.loads((bundled / checkpoint.PARAMS).read_text())["train_config"]
+    train_options = [f"--{name.replace('_', '-')}={recorded[name]}" for name in TRAINING_OPTIONS] + [
+        f"--data={bundled / HELDOUT}", f"--steps={options.train_steps}", "--eval-every=0", f"--device={options.device}"
+    ]  # fmt: skip
+    setups = training_setups(options.device)
+    rates: list[list[float]] = [[] for _ in setups]
+    for repeat in range(options.repeats):  # the setups alternate, so that a slow phase of the machine hits each
+        for i, (name, command, threads) in enumerate(setups):
+            print(f"[training] {name}, run {repeat + 1} of {options.repeats} ...", file=sys.stderr, flush=True)
+            rates[i].append(training_rate(command, threads, train_options, work / f"setup{i}-run{repeat}"))
+    medians = [statistics.median(r) for r in rates]
+    rows = [{"setup": name, "training bytes/s": _fmt(median), "slowest–fastest run": f"{_fmt(min(r))}–{_fmt(max(r))}",
+             f"/ {setups[0][0]}": _fmt(median / medians[0])}
+            for (name, _, _), r, median in zip(setups, rates, medians, strict=True)]  # fmt: skip
+    return pd.DataFrame(rows).set_index("setup")
+
+
 # ----------------------------------------------------------------------------- one model, the table
 
 UNITS = {
@@ -746,7 +805,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--formats", default=",".join(FORMATS), type=_format_list,
                         help="weight formats compared with float32 in a table of their own, comma-separated "
                         "(default: %(default)s; '' for none)")  # fmt: skip
-    return parser.parse_args(argv)
+    parser.add_argument("--training", action="store_true",
+                        help="instead: training bytes/s in one process against torchrun's data parallel")  # fmt: skip
+    parser.add_argument("--train-steps", type=int, default=40, help="steps per training run (default 40)")
+    options = parser.parse_args(argv)
+    if options.train_steps < 2:
+        parser.error("--train-steps must be at least 2: a run's first step is not timed")
+    return options
 
 
 def _format_list(value: str) -> tuple[str, ...]:
@@ -763,6 +828,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(options.threads)
     options.threads = torch.get_num_threads()
     torch.manual_seed(0)
+    if options.training:
+        with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
+            table = measure_training(options, Path(tmp))
+        print(machine_line(options.threads, options.device))
+        print(f"training bytes/s: median of {options.repeats} runs of {options.train_steps} steps")
+        print(table.to_string())
+        return
     results, formats = {}, {}
     with tempfile.TemporaryDirectory(prefix="emojilm-bench-") as tmp:
         work = Path(tmp)

@@ -95,3 +95,13 @@ def test_loop_passes_counts_one_pass_per_loop_of_each_model_call():
         result, passes = bench.loop_passes(lm.model, lambda n=n_loops: lm.translate("hi", n_loops=n, max_new_tokens=7))
         assert passes == n_loops * len(result.token_ids)
     assert bench.loop_passes(lm.model, lambda: None) == (None, 0)  # the counting hook is gone afterwards
+
+
+def test_training_throughput_runs_one_process_and_torchrun(capsys):
+    """Both setups train (the bundled model's options, 2 steps each) and report their bytes/s."""
+    bench.main(["--training", "--train-steps", "2", "--repeats", "1"])
+    rows = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    one, data_parallel = (rows[name] for name, _, _ in bench.training_setups("cpu"))  # "1 process × N threads", ...
+    for row in (one, data_parallel):  # ... bytes/s, slowest–fastest run (one run: the same), ratio to the first
+        assert float(row[-3].replace(",", "")) > 0 and row[-2] == f"{row[-3]}–{row[-3]}" and float(row[-1]) > 0
+    assert one[-1] == "1.00"

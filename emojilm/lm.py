@@ -350,7 +350,7 @@ def _apply_probe(lm: EmojiLM, folder, modes: tuple[str, ...], probe_template: bo
     """Run the staged probe (or reuse its cached result) and apply only its clear picks."""
     from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, StageResult, choose_variant
 
-    weights = next(p for p in (folder / checkpoint.SAFETENSORS, folder / checkpoint.CONSOLIDATED) if p.is_file())
+    weights = checkpoint.weights_file(folder)
     # What was searched (the staged search, with its second template stage), and under which fixed half:
     # a different pin is a different search.
     search = json.dumps(

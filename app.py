@@ -16,18 +16,9 @@ import pandas as pd
 from emojilm import links, views
 from emojilm.config import LOOP_MODES
 from emojilm.prompt import CANDIDATE_TEMPLATES
+from emojilm.request import DRAW_SEED, MAX_NEW_TOKENS, MAX_PAGE_SEED, MAX_TEXT_CHARS, RANGES, TEMPERATURE, THRESHOLD
 from emojilm.sources import ModelRegistry, SourceConfig
-from emojilm.space import (
-    EXAMPLES,
-    LOOPS_FACTOR,
-    MAX_NEW_TOKENS,
-    MAX_TEXT_CHARS,
-    TEMPERATURE_RANGE,
-    THRESHOLD_RANGE,
-    TOP_P_RANGE,
-    SpaceBackend,
-    parse_request,
-)
+from emojilm.space import EXAMPLES, SpaceBackend, parse_request
 
 CSS = (Path(__file__).parent / "assets" / "style.css").read_text(encoding="utf-8")
 AUTO = "auto (from the checkpoint or the probe)"
@@ -60,7 +51,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
 
     def loops_slider(lm, value=None, **kwargs):
         info = f"trained with {lm.n_loops}; more is extrapolation"
-        return gr.Slider(1, LOOPS_FACTOR * lm.n_loops, value=value or lm.n_loops, step=1, info=info, **kwargs)
+        return gr.Slider(1, lm.limits.max_loops, value=value or lm.n_loops, step=1, info=info, **kwargs)
 
     with gr.Blocks(title="EmojiLM — text to emoji with a looped transformer") as demo:
         gr.Markdown(
@@ -90,13 +81,21 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
                 link_query = gr.Textbox(visible=False)  # the request's query string, made absolute by LINK_JS
             with gr.Column(scale=2):
                 # The same ranges as the API's (a link may ask for anything the API takes).
-                temperature = gr.Slider(*TEMPERATURE_RANGE, value=0, step=0.05, label="Temperature", info="0 = greedy")
-                top_p = gr.Slider(*TOP_P_RANGE, value=1, step=0.01, label="Top-p")
+                temperature = gr.Slider(
+                    *TEMPERATURE, value=0, step=0.05, label="Temperature", info=RANGES["temperature"]
+                )
+                top_p = gr.Slider(0.01, 1, value=1, step=0.01, label="Top-p", info=RANGES["top_p"])
                 loops = loops_slider(first, label="Loops")
-                max_new = gr.Slider(1, MAX_NEW_TOKENS, value=64, step=1, label="Max new bytes")
-                seed = gr.Number(value=-1, minimum=-1, maximum=2**31 - 1, precision=0, label="Seed", info="-1 = random")
+                max_new = gr.Slider(
+                    1, MAX_NEW_TOKENS, value=64, step=1, label="Max new bytes", info=RANGES["max_new_tokens"]
+                )
+                seed = gr.Number(
+                    value=-1, minimum=DRAW_SEED, maximum=MAX_PAGE_SEED, precision=0, label="Seed", info=RANGES["seed"]
+                )
                 adaptive = gr.Checkbox(label="Adaptive loops: stop looping a byte once loops agree")
-                threshold = gr.Slider(*THRESHOLD_RANGE, value=0.05, step=0.01, label="Adaptive threshold (KL, nats)")
+                threshold = gr.Slider(
+                    *THRESHOLD, value=0.05, step=0.01, label="Adaptive threshold (KL, nats)", info=RANGES["threshold"]
+                )
                 with gr.Accordion("Advanced: how the checkpoint is run", open=False):
                     loop_mode = gr.Dropdown([AUTO, *LOOP_MODES], value=AUTO, label="Loop mode")
                     template = gr.Dropdown([AUTO, *CANDIDATE_TEMPLATES], value=AUTO, label="Prompt template")

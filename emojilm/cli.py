@@ -1,8 +1,8 @@
 """The command line: `python -m emojilm TEXT...`, `python -m emojilm.probe SOURCE` and
 `python -m emojilm.inspect SOURCE`.
 
-Values are checked by the Space's own rules (emojilm.space.parse_request and its
-helpers), so the command line accepts and refuses exactly what the page and its
+Values become the page's Request (emojilm.space.parse_request, emojilm.request's
+ranges), so the command line accepts and refuses exactly what the page and its
 API do. Every problem ends as one line on stderr and a non-zero exit status,
 never a traceback (set EMOJILM_DEBUG=1 to see one for an unexpected error).
 """
@@ -17,6 +17,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,9 +29,9 @@ from emojilm.config import LOOP_MODES, config_fields, read_params
 from emojilm.layout import key_families
 from emojilm.lm import DTYPES, EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES, resolve_template
-from emojilm.sampling import GREEDY_BELOW
+from emojilm.request import RANGES, TOP_K, Request, parse_integer
 from emojilm.sources import BUNDLED, SourceConfig, failure_reason
-from emojilm.space import parse_integer, parse_request
+from emojilm.space import parse_request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "python -m emojilm"
@@ -96,16 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the bundled demo model, with a note on stderr, when that cannot be loaded)")  # fmt: skip
     add("--revision", metavar="REV", help="Hub branch, tag or commit of the model; one that cannot be loaded (not "
         "cached while the Hub is offline) is an error, never another model [$EMOJILM_REVISION]")  # fmt: skip
-    add("--loops", metavar="N", help="loops to run, from 1 to twice the trained count (default: the trained count)")
-    add("--temperature", metavar="T", help="0 = greedy (default), up to 2")
-    add("--top-p", metavar="P", help="nucleus sampling: keep the likeliest bytes up to this mass, 0.01-1 (default 1)")
-    add("--top-k", metavar="K", help="keep only the K likeliest bytes, 0 = off (default), up to 258")
-    add("--seed", metavar="S", help="sampling seed, 0 to 2**31-1 (default or -1: a random one, reported by --json)")
-    add("--max-new", metavar="N", help="most bytes to write, 1-256 (default 64; less when the context is shorter)")
-    add("--draft-loops", metavar="N", help="decode self-speculatively, drafting with the first N loops; 0 = off "
-        "(default, as the page: a quarter of the loops when greedy and not adaptive, else 0)")  # fmt: skip
+    add("--loops", metavar="N", help=f"loops to run, {RANGES['loops']} (default: the trained count)")
+    add("--temperature", metavar="T", help=f"sampling temperature, {RANGES['temperature']} (default 0)")
+    add("--top-p", metavar="P", help=f"nucleus sampling: keep the likeliest bytes up to this mass, {RANGES['top_p']}")
+    add("--top-k", metavar="K", help=f"keep only the K likeliest bytes, {RANGES['top_k']} (default 0)")
+    add("--seed", metavar="S", help=f"sampling seed, {RANGES['seed']} (the default; --json reports it)")
+    add("--max-new", metavar="N", help=f"most bytes to write, {RANGES['max_new_tokens']} (default 64)")
+    add("--draft-loops", metavar="N", help=f"decode self-speculatively, drafting with the first N loops, "
+        f"{RANGES['draft_loops']} (default as the page: a quarter of the loops when greedy, not adaptive)")  # fmt: skip
     add("--adaptive", metavar="THRESHOLD", help="adaptive loops: stop looping a byte once two successive loops "
-        "agree within THRESHOLD nats of KL, 0-5 (the page suggests 0.05)")  # fmt: skip
+        f"agree within THRESHOLD nats of KL, {RANGES['threshold']} (the page suggests 0.05)")  # fmt: skip
     add("--dtype", choices=DTYPES, help="weight format: float32 (exact), bfloat16, int8 (weight-only), or auto: "
         "the fastest here that agrees with float32 on the model (default, as the app) [$EMOJILM_DTYPE]")  # fmt: skip
     add("--loop-mode", choices=LOOP_MODES, help="run the checkpoint with this loop-residual mode "
@@ -158,7 +159,7 @@ def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO)
         except ValueError as problem:
             raise UsageError(f"--template: {problem}") from None
     lm = load_model(args.model, args.revision, err, loop_mode=args.loop_mode, template=args.template, dtype=args.dtype)
-    top_k, draft_loops = check_settings(lm, args)
+    check_settings(lm, args)
 
     if args.texts:
         several = len(args.texts) > 1
@@ -175,7 +176,7 @@ def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO)
         record = None
         if problem is None:
             try:
-                record = translate_one(lm, text, args, top_k, draft_loops)
+                record = translate_one(lm, text, args)
             except ValueError as bad:  # only the text can be bad now: the settings were checked
                 problem = _one_line(bad)
         if problem is not None:
@@ -269,37 +270,34 @@ def _download_progress(err: TextIO):
     return report
 
 
-def _request(lm: EmojiLM, text: Any, args: argparse.Namespace):
+def _request(lm: EmojiLM, text: Any, args: argparse.Namespace) -> Request:
+    """The command line's values as the page's Request (emojilm.space.parse_request), plus --top-k and
+    --draft-loops, which only the command line sets (default: the page's drafting)."""
     adaptive = args.adaptive is not None
-    return parse_request(
+    request = parse_request(
         lm, text, args.temperature, args.top_p, args.loops, args.max_new, args.seed, adaptive, args.adaptive
     )
+    top_k = parse_integer("top_k", args.top_k, *TOP_K, default=0)
+    if args.draft_loops is None:
+        return replace(request, top_k=top_k)
+    draft_loops = parse_integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
+    if draft_loops and request.adaptive_threshold > 0:
+        raise ValueError("--draft-loops and --adaptive cannot be combined; choose one")
+    return replace(request, top_k=top_k, draft_loops=draft_loops)
 
 
-def check_settings(lm: EmojiLM, args: argparse.Namespace) -> tuple[int, int]:
-    """Check every value once, before any text (with a stand-in text); returns (top_k, draft_loops)."""
+def check_settings(lm: EmojiLM, args: argparse.Namespace) -> None:
+    """Check every value once, before any text (with a stand-in text)."""
     try:
-        request = _request(lm, "a stand-in text", args)
-        top_k = parse_integer("top_k", args.top_k, 0, lm.tokenizer.vocab_size, default=0)
-        if args.draft_loops is None:
-            draft_loops = request.decoding()["draft_loops"]
-        else:
-            draft_loops = parse_integer("draft_loops", args.draft_loops, 0, max(0, request.n_loops - 1))
+        _request(lm, "a stand-in text", args)
     except ValueError as problem:
         raise UsageError(_flagged(_one_line(problem))) from None
-    if draft_loops and request.adaptive_threshold > 0:
-        raise UsageError("--draft-loops and --adaptive cannot be combined; choose one")
-    if args.trace and draft_loops and request.temperature >= GREEDY_BELOW:
-        raise UsageError("--trace replays plain sampling: with a --temperature above 0, use --draft-loops 0")
-    return top_k, draft_loops
 
 
-def translate_one(lm: EmojiLM, text: str, args: argparse.Namespace, top_k: int, draft_loops: int) -> dict:
+def translate_one(lm: EmojiLM, text: str, args: argparse.Namespace) -> dict:
     """Translate one text (ValueError: the text is bad); the record --json prints."""
     request = _request(lm, text, args)
-    sampling = {**request.sampling(), "top_k": top_k}
-    adaptive = request.adaptive_threshold
-    result = lm.translate(request.text, adaptive_threshold=adaptive, draft_loops=draft_loops, **sampling)
+    result = lm.translate(request)
     settings = {
         "model": lm.info.source,
         "revision": lm.info.revision,
@@ -308,15 +306,15 @@ def translate_one(lm: EmojiLM, text: str, args: argparse.Namespace, top_k: int, 
         "loops": request.n_loops,
         "temperature": request.temperature,
         "top_p": request.top_p,
-        "top_k": top_k,
+        "top_k": request.top_k,
         "seed": request.seed,
         "max_new": request.max_new_tokens,
-        "draft_loops": draft_loops,
-        "adaptive": adaptive or None,
+        "draft_loops": request.draft_loops,
+        "adaptive": request.adaptive_threshold or None,
     }
     record: dict[str, Any] = {"text": text, "output": result.text, "truncated": result.truncated, "settings": settings}
     if args.trace:
-        trace = lm.trace(request.text, adaptive_threshold=adaptive, reuse=result, **sampling)
+        trace = lm.trace(request, reuse=result)
         record["trace"] = trace
     return record
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from emojilm.request import Limits
 from emojilm.tokenizer import VOCAB_SIZE
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,6 @@ RUNNABLE = {
     "mixer": ("attention", "attn", "softmax"),  # e.g. "gdn" (gated delta net) is another sequence mixer
     "qk_norm": (False,),
 }
-# Loops a caller may ask for: extrapolation beyond the trained count is allowed up to this.
-MAX_LOOPS_FACTOR = 4
 # Sizes beyond these are refused before anything is allocated (a hostile params.json).
 LIMITS = {
     "dim": 16384,
@@ -87,8 +86,13 @@ class ModelArgs:
 
     @property
     def max_loops(self) -> int:
-        """The largest loop count a call may use (trained count × MAX_LOOPS_FACTOR)."""
-        return max(1, self.n_loops) * MAX_LOOPS_FACTOR
+        """The largest loop count a call may use (emojilm.request.Limits)."""
+        return self.limits.max_loops
+
+    @property
+    def limits(self) -> Limits:
+        """What a request may ask of this model."""
+        return Limits(self.n_loops, self.max_seqlen)
 
     def to_lingua(self) -> dict[str, Any]:
         """The "model" section of a params.json that reproduces these args exactly (with the

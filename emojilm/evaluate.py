@@ -113,8 +113,9 @@ def greedy_by_loops(
             group = indices[chunk : chunk + batch_size]
             batch = torch.tensor([prompts[i] for i in group], device=lm.device)
             new = min(max_new_tokens, lm.model.args.max_seqlen - batch.shape[1])
-            for i, answers in zip(group, answers_by_loops(lm, batch, loops, greedy, new), strict=True):
-                outputs[i] = answers
+            answers = answers_by_loops(lm.model, lm.tokenizer, batch, loops, greedy, new)
+            for i, answer in zip(group, answers, strict=True):
+                outputs[i] = answer
     return outputs
 
 

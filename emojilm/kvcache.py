@@ -85,15 +85,16 @@ class KVCache:
         mask = torch.ones(T, end, dtype=torch.bool, device=q.device).tril(start)  # causal with an offset
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
-    def copy_to_later_loops(self, loop: int, start: int, end: int) -> None:
-        """Reuse loop `loop`'s keys/values at positions start..end for every later loop.
+    def copy_to_later_loops(self, loop: int, start: int, end: int, row: int | None = None) -> None:
+        """Reuse loop `loop`'s keys/values at positions start..end (of one row, or all) for every later loop.
 
         Used when a token exits early: the loops it skipped must still hold
         something for later tokens to attend to, and the last state it reached
         is the best estimate of what they would have held.
         """
-        self.k[loop + 1 :, :, :, :, start:end] = self.k[loop, :, :, :, start:end]
-        self.v[loop + 1 :, :, :, :, start:end] = self.v[loop, :, :, :, start:end]
+        rows = slice(None) if row is None else slice(row, row + 1)
+        self.k[loop + 1 :, :, rows, :, start:end] = self.k[loop, :, rows, :, start:end]
+        self.v[loop + 1 :, :, rows, :, start:end] = self.v[loop, :, rows, :, start:end]
 
     def first_rows(self, rows: int) -> KVCache:
         """A view of the first `rows` batch rows (writes go to this cache)."""

@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 from emojilm.config import LOOP_MODES
 from emojilm.lm import EmojiLM
 from emojilm.prompt import CANDIDATE_TEMPLATES
-from emojilm.space import MAX_TEXT_CHARS, Request, parse_request
-from emojilm.views import short_repr
+from emojilm.request import MAX_TEXT_CHARS, Request, short_repr
+from emojilm.space import parse_request
 
 # A longer link is not made: proxies commonly refuse request lines past 8 KiB (the app's own server takes more).
 MAX_LINK_CHARS = 8_000

@@ -12,10 +12,10 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -25,9 +25,9 @@ from emojilm.formats import FormatChoice
 from emojilm.layout import KeyFamily, Layout, key_families, read_layout
 from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
 from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template, template_name
-from emojilm.sampling import SamplingParams
+from emojilm.request import Limits, Request, check_integer
 from emojilm.tokenizer import ByteTokenizer
-from emojilm.trace import Trace, run_trace
+from emojilm.trace import Trace, reusable, run_trace
 
 log = logging.getLogger(__name__)
 
@@ -109,65 +109,103 @@ class EmojiLM:
         twin = EmojiLM(model, self.template, dataclasses.replace(self.info))
         return twin.set_variant(loop_mode, template)
 
-    def generate(
-        self,
-        prompt_ids: list[int],
-        *,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        n_loops: int | None = None,
-        max_new_tokens: int = 64,
-        seed: int | None = None,
-    ) -> list[int]:
-        """New ids after prompt_ids, up to and including EOS when the model ends its answer."""
-        params = SamplingParams(temperature, top_p, top_k, seed)
+    @property
+    def limits(self) -> Limits:
+        """What a request may ask of this model (emojilm.request)."""
+        return self.model.args.limits
+
+    def request(self, text: str | Request, **settings) -> Request:
+        """A Request checked against this model's limits, with its loop count filled in.
+
+        settings: temperature, top_p, top_k, seed, n_loops, max_new_tokens,
+        adaptive_threshold, draft_loops (emojilm.request.Request); or a Request in place of text.
+        """
+        if isinstance(text, Request):
+            if settings:
+                raise ValueError(f"settings come with the Request, not beside it: {', '.join(sorted(settings))}")
+            return text.for_model(self.limits)
+        unknown = set(settings) - {f.name for f in dataclasses.fields(Request)}
+        if unknown:
+            raise ValueError(f"unknown generation options: {', '.join(sorted(unknown))}")
+        return Request(text, **settings).for_model(self.limits)
+
+    def prompt(self, text: str, max_new_tokens: int) -> tuple[list[int], bool]:
+        """Prompt ids for text, and whether it was cut (at a character boundary) to leave max_new_tokens of room.
+
+        Cleaning the text and the template change lengths, so candidates are measured
+        as prompts. A galloping search keeps the cost proportional to what is kept,
+        however long the text.
+        """
+        budget = self.model.args.max_seqlen - max_new_tokens
+        ids = self.prompt_ids(text)
+        if len(ids) <= budget:
+            return ids, False
+
+        def fits(n: int) -> bool:
+            return len(self.prompt_ids(text[:n])) <= budget
+
+        if not fits(0):
+            raise ValueError(f"the prompt template leaves no room for text with max_new_tokens={max_new_tokens}")
+        good, bad = 0, 1  # fits(good); fits(bad) unknown until tested
+        while bad < len(text) and fits(bad):
+            good, bad = bad, 2 * bad
+        bad = min(bad, len(text))
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if fits(mid) else (good, mid)
+        return self.prompt_ids(text[:good]), True
+
+    def generate(self, prompt_ids: list[int], **settings) -> list[int]:
+        """New ids after prompt_ids, up to and including EOS when the model ends its answer.
+
+        settings: temperature, top_p, top_k, seed, n_loops, max_new_tokens (default 64).
+        """
+        request = self.request("", **settings)
+        if request.adaptive_threshold or request.draft_loops:
+            raise ValueError("generate decodes with a fixed loop count: adaptive loops and drafting are translate's")
         if not prompt_ids or not all(isinstance(i, int) and 0 <= i < self.tokenizer.vocab_size for i in prompt_ids):
             raise ValueError(f"prompt_ids must be a non-empty list of ids from 0 to {self.tokenizer.vocab_size - 1}")
-        limit = self.model.args.max_seqlen - len(prompt_ids)
-        max_new_tokens = generation.check_int("max_new_tokens", max_new_tokens, 1, max(1, limit))
-        prompts = torch.tensor([prompt_ids], device=self.device)
-        loops, eos = [self.model.check_loops(n_loops)], self.tokenizer.eos_id
-        steps = generation.decode_steps(self.model, prompts, loops, params, max_new_tokens, stop_id=eos)
+        check_integer("max_new_tokens", request.max_new_tokens, 1, max(1, self.model.args.max_seqlen - len(prompt_ids)))
+        prompts, eos = torch.tensor([prompt_ids], device=self.device), self.tokenizer.eos_id
+        steps = generation.decode_steps(self.model, prompts, [request.n_loops], request.sampling,
+                                        request.max_new_tokens, stop_id=eos)  # fmt: skip
         return generation.until_eos(steps, eos)[0]
 
-    def stream(
-        self, text: str, *, adaptive_threshold: float = 0.0, draft_loops: int = 0, **kwargs
-    ) -> Iterator[generation.Generation]:
+    def stream(self, text: str | Request, **settings) -> Iterator[generation.Generation]:
         """Translate, yielding the growing answer at every complete character (the last has done=True).
 
-        draft_loops > 0: decode self-speculatively, drafting with that many loops
-        (emojilm.speculative). kwargs: temperature, top_p, top_k, seed, n_loops, max_new_tokens.
+        settings as `request`; draft_loops > 0 decodes self-speculatively (emojilm.speculative),
+        adaptive_threshold > 0 lets each byte stop looping early. A sampled request
+        without a seed gets one drawn here, so that its trace can replay it.
         """
-        params, options = _split_sampling(kwargs)
-        return generation.stream(
-            self, text, params, adaptive_threshold=adaptive_threshold, draft_loops=draft_loops, **options
-        )
+        request = self.request(text, **settings)
+        draw = request.seed is None and not request.sampling.greedy
+        if draw:
+            request = dataclasses.replace(request, seed=secrets.randbelow(2**31))
+        ids, truncated = self.prompt(request.text, request.max_new_tokens)
+        return generation.stream(self.model, self.tokenizer, ids, request, truncated, seed_drawn=draw)
 
-    def translate(self, text: str, **kwargs) -> generation.Generation:
-        *_, result = self.stream(text, **kwargs)
+    def translate(self, text: str | Request, **settings) -> generation.Generation:
+        *_, result = self.stream(text, **settings)
         return result
 
     def trace(
-        self,
-        text: str,
-        *,
-        adaptive_threshold: float = 0.0,
-        alternatives: int = 5,
-        reuse: generation.Generation | None = None,
-        **kwargs,
+        self, text: str | Request, *, alternatives: int = 5, reuse: generation.Generation | None = None, **settings
     ) -> Trace:
         """The translation plus how every loop saw it (see emojilm.trace).
 
-        reuse: the finished result of `translate`/`stream` for this same request (which
-        must have been seeded), to skip translating it again.
+        reuse: the finished result of `translate`/`stream` for this same request, to
+        skip translating it again; one the trace cannot replay exactly is translated
+        again, and `Trace.note` says why.
         """
-        params, options = _split_sampling(kwargs)
-        alternatives = generation.check_int("alternatives", alternatives, 1, 16)
-        return run_trace(
-            self, text, params, adaptive_threshold=adaptive_threshold, alternatives=alternatives, generation=reuse,
-            **options,
-        )  # fmt: skip
+        request = self.request(text, **settings)
+        alternatives = check_integer("alternatives", alternatives, 1, 16)
+        answer, note = reusable(reuse, request)
+        if answer is None:
+            given = reuse.handoff.request if note else request  # its seed, when the note says it was not traced
+            plain = given if given.sampling.greedy else dataclasses.replace(given, draft_loops=0)
+            answer = self.translate(plain)
+        return run_trace(self.model, self.tokenizer, answer, alternatives, note)
 
     def __repr__(self) -> str:
         i = self.info
@@ -175,15 +213,6 @@ class EmojiLM:
             f"EmojiLM({i.source}: {i.n_params / 1e6:.1f}M params, {self.model.args.n_layers} layers × "
             f"{self.n_loops} loops, {i.loop_mode}, template {i.template!r}, {i.device}/{i.dtype})"
         )
-
-
-def _split_sampling(kwargs: dict[str, Any]) -> tuple[SamplingParams, dict[str, Any]]:
-    """Separate sampling settings from the other generation options, refusing unknown names."""
-    sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "top_k", "seed") if k in kwargs}
-    unknown = set(kwargs) - {"n_loops", "max_new_tokens"}
-    if unknown:
-        raise ValueError(f"unknown generation options: {', '.join(sorted(unknown))}")
-    return SamplingParams(**sampling), kwargs
 
 
 def _device_and_format(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, str]:

@@ -36,6 +36,7 @@ import torch
 from emojilm.kvcache import KVCache
 from emojilm.model import LoopedTransformer
 from emojilm.sampling import SamplingParams, filtered_probs, sample
+from emojilm.step import prefill, step
 
 DRAFT_LENGTH = 8  # the most bytes one round drafts: two 4-byte emoji, or one with its 3-byte variation selector
 DRAFT_CONFIDENCE = 0.5  # a draft ends after a byte to which its read-out gave less probability than this
@@ -142,7 +143,7 @@ def speculative_tokens(
         break_even = break_even_share(draft_loops, n_loops)
     if cache is None:
         cache = model.new_cache(n_loops, 1, length + max_new_tokens)
-    token = sample(model(prompt, n_loops, cache=cache)[:, -1], params, [generator])
+    token = sample(model.readout(prefill(model, prompt, n_loops, cache)[-1][:, -1]), params, [generator])
     yield int(token)
     done = 1
     while done < max_new_tokens:
@@ -151,7 +152,7 @@ def speculative_tokens(
         steps = min(draft_length if ahead else 1, max_new_tokens - done)
         fed, states, draft_logits = [token], [], []
         for i in range(steps):
-            *_, h = model.loop_states(fed[-1][:, None], draft_loops, cache=cache, start=position + i)
+            h = step(model, fed[-1][:, None], cache, position + i, [draft_loops]).hidden
             states.append(h)
             draft_logits.append(model.readout(h[:, -1]))
             fed.append(sample(draft_logits[-1], params, [generator]))
@@ -159,10 +160,8 @@ def speculative_tokens(
             if chosen == stop_id or draft_logits[-1][0].float().softmax(-1)[chosen] < min_confidence:
                 break
         steps = len(states)
-        *_, h = model.loop_states(
-            torch.cat(fed[:-1])[None], n_loops, cache=cache, start=position,
-            first_loop=draft_loops, state=torch.cat(states, dim=1),
-        )  # fmt: skip
+        h = step(model, torch.cat(fed[:-1])[None], cache, position, [n_loops],
+                 first_loop=draft_loops, state=torch.cat(states, dim=1)).hidden  # fmt: skip
         drafted = torch.cat(fed[1:])
         kept, replacement = judge(drafted, torch.cat(draft_logits), model.readout(h)[0], params, generator)
         stats.rounds, stats.drafted, stats.accepted = stats.rounds + 1, stats.drafted + steps, stats.accepted + kept

@@ -20,17 +20,18 @@ Characters are what a reader sees as one emoji (tokenizer.cluster_spans).
 from __future__ import annotations
 
 import math
-import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
-from emojilm.generation import Generation, continue_steps, states_by_loop, stream, until_eos
+from emojilm.generation import Generation, continue_steps, until_eos
 from emojilm.kvcache import BranchCache
+from emojilm.request import Request
 from emojilm.sampling import SamplingParams, filtered_probs, step_uniform
-from emojilm.tokenizer import char_spans, cluster_spans
+from emojilm.step import prefill, step
+from emojilm.tokenizer import ByteTokenizer, char_spans, cluster_spans
 
 END = "⏹"  # how the end of the answer (EOS) is shown among alternatives
 
@@ -42,6 +43,7 @@ class Trace:
     by_loop: pd.DataFrame  # one row per (loop, output character)
     per_loop_outputs: pd.DataFrame  # one row per loop count k: what the model answers with k loops
     summary: pd.DataFrame  # one row per loop: means over the characters
+    note: str = ""  # why the answer traced is not the one given to trace (reusable), or other caveats
 
 
 def utf8_length(lead: int) -> int:
@@ -63,27 +65,37 @@ def _show(ids: list[int]) -> str:
     return bytes(ids[:end]).decode("utf-8", "replace")
 
 
+def reusable(answer: Generation | None, request: Request) -> tuple[Generation | None, str]:
+    """(the translation to trace, or None to decode one; a note for the trace when it cannot be the one given).
+
+    `answer` is what `lm.translate` returned for `request` (checked by Request.for_model).
+    It must answer this same request (a seed the translation drew itself may be left
+    out); an answer whose draws the trace cannot replay is not traced, and the note
+    says why, rather than a trace whose full-loop answer silently differs from it.
+    The trace takes the handoff either way: its cache is the trace's to overwrite.
+    """
+    if answer is None or not answer.done or answer.handoff is None:
+        return None, ""
+    handoff = answer.handoff
+    given = handoff.request
+    seed_free = request.sampling.greedy or (request.seed is None and handoff.seed_drawn)
+    free = {"draft_loops"} | ({"seed"} if seed_free else set())
+    names = [f.name for f in fields(Request) if f.name not in free]
+    differ = [name for name in names if getattr(request, name) != getattr(given, name)]
+    if differ:
+        raise ValueError(f"reuse= is the answer to another request (it differs in {', '.join(differ)})")
+    if problem := handoff.replay_problem:
+        answer.handoff = replace(handoff, cache=None)
+        return None, f"The answer above was not traced: {problem}. Traced: the same request decoded without drafting."
+    return answer, ""
+
+
 @torch.inference_mode()
-def run_trace(
-    lm,
-    text: str,
-    params: SamplingParams,
-    n_loops: int | None = None,
-    max_new_tokens: int = 64,
-    adaptive_threshold: float = 0.0,
-    alternatives: int = 5,
-    generation: Generation | None = None,
-) -> Trace:
-    """Trace one request. `generation`, if given, is the finished translation of this
-    request (same text and settings, seeded), reused instead of translating again."""
-    model = lm.model
-    n_loops = model.check_loops(n_loops)
-    if params.seed is None:  # one seed for the answer and every loop count's answer
-        if generation is not None and not params.greedy:
-            raise ValueError("reusing a sampled answer needs the seed it was sampled with")
-        params = replace(params, seed=secrets.randbelow(2**31))  # leaves the global RNGs alone
-    if generation is None or not generation.done:
-        *_, generation = stream(lm, text, params, n_loops, max_new_tokens, adaptive_threshold)
+def run_trace(model, tokenizer: ByteTokenizer, generation: Generation, alternatives: int = 5, note: str = "") -> Trace:
+    """Trace a finished translation (made by generation.stream; its handoff says how) loop by loop."""
+    request = generation.handoff.request
+    n_loops, max_new_tokens = request.n_loops, request.max_new_tokens
+    device = model.tok_embeddings.weight.device
     prompt, answer = generation.prompt_ids, generation.token_ids
     chars = cluster_spans(char_spans(answer))
     text_offsets = [0]  # where each character starts in generation.text (for its loops used)
@@ -92,16 +104,17 @@ def run_trace(
 
     # 1. Teacher forcing: every loop's state at every answer position. The translation's
     #    cache holds the prompt at every loop, so then only the answer positions are run.
-    cache, generation.kv_cache = generation.kv_cache, None  # taken: the passes below write into it
+    cache = generation.kv_cache
+    generation.handoff = replace(generation.handoff, cache=None)  # taken: the passes below write into it
     first = len(prompt) - 1  # the position whose output is answer byte 0
     if cache is None or cache.n_loops != n_loops or cache.max_len < len(prompt) + max_new_tokens:
         cache, first = model.new_cache(n_loops, 1, len(prompt) + max_new_tokens), 0
-    tokens = torch.tensor([(prompt + answer)[first:]], device=lm.device)  # the last state: a char flushed at the end
-    states = model.loop_states(tokens, n_loops, cache=cache, start=first)
+    tokens = torch.tensor([(prompt + answer)[first:]], device=device)  # the last state: a char flushed at the end
+    states = prefill(model, tokens, n_loops, cache, start=first)
     states = torch.stack([h[0, len(prompt) - 1 - first :] for h in states])  # [loops, A + 1, dim]: predicts answer[i]
     logits = model.readout(states).float()
     logp = logits.log_softmax(-1)
-    answer_t = torch.tensor(answer, device=lm.device)
+    answer_t = torch.tensor(answer, device=device)
     byte_logp = logp[:, :-1].gather(-1, answer_t[None, :, None].expand(n_loops, -1, 1))[..., 0]
     probs = logp.exp()
     entropy = -(probs * logp).sum(-1)  # [loops, A + 1]
@@ -110,7 +123,7 @@ def run_trace(
     starts = [start for _, start, _ in chars]
     alts = _alternatives(model, cache, logp[:, starts], [len(prompt) + start for start in starts], alternatives)
     # Per (loop, character): sums over the character's bytes, as one product with which bytes each holds.
-    holds = torch.zeros(len(chars), len(answer), device=lm.device)
+    holds = torch.zeros(len(chars), len(answer), device=device)
     for c, (_, start, end) in enumerate(chars):
         holds[c, start:end] = 1.0
     per_char = {
@@ -134,8 +147,8 @@ def run_trace(
         },
         columns=BY_LOOP_COLUMNS,
     )
-    per_loop = per_loop_outputs(lm, cache, states, logits, generation, params, max_new_tokens)
-    return Trace(generation.text, generation, by_loop, per_loop, summarize(by_loop, per_loop, n_loops))
+    per_loop = per_loop_outputs(model, tokenizer, cache, states, logits, generation)
+    return Trace(generation.text, generation, by_loop, per_loop, summarize(by_loop, per_loop, n_loops), note)
 
 
 BY_LOOP_COLUMNS = [
@@ -165,7 +178,7 @@ def _alternatives(model, cache, logp, positions: list[int], width: int) -> list[
     length = [min(utf8_length(b[0]), limit) for b, limit in zip(branches, room, strict=True)]
     need = max(length, default=1) - 1
     fork, index = None, {}
-    for step in range(need):
+    for n in range(need):
         open_rows = [r for r, b in enumerate(branches) if len(b) < length[r]]
         # Branches of one character with the same bytes so far (often: loops agree) share
         # one batch row, run only up to the latest loop among them; rows latest first (states_by_loop).
@@ -180,8 +193,8 @@ def _alternatives(model, cache, logp, positions: list[int], width: int) -> list[
             fork = fork.select_rows([index[key[:-1]] for key in keys])
         index = {key: i for i, key in enumerate(keys)}
         ids = torch.tensor([key[-1] for key in keys], device=logp.device)
-        states = states_by_loop(model, ids, [last_loop[key] for key in keys], fork, step)
-        hidden = torch.stack([states[loop_of[r] - 1][index[(char_of[r], *branches[r])]] for r in open_rows])
+        states = step(model, ids[:, None], fork, n, [last_loop[key] for key in keys]).states
+        hidden = torch.stack([states[loop_of[r] - 1][index[(char_of[r], *branches[r])], -1] for r in open_rows])
         best_logp, best = model.readout(hidden).float().log_softmax(-1).max(-1)
         for r, lp, b in zip(open_rows, best_logp.tolist(), best.tolist(), strict=True):
             branches[r].append(b)
@@ -232,8 +245,8 @@ def following_steps(logits: torch.Tensor, answer: list[int], params: SamplingPar
     return sure.long().cumprod(-1).sum(-1).tolist()
 
 
-def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, generation: Generation,
-                     params: SamplingParams, max_new_tokens: int) -> pd.DataFrame:  # fmt: skip
+def per_loop_outputs(model, tokenizer: ByteTokenizer, cache, states: torch.Tensor, logits: torch.Tensor,
+                     generation: Generation) -> pd.DataFrame:  # fmt: skip
     """What the model answers with k loops, k = 1..n, decoded in one batch.
 
     Teacher forcing already shows how far each loop surely repeats the answer
@@ -242,11 +255,15 @@ def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, gene
     part from it (states [loops, A, dim] and the cache of the teacher-forced pass).
     """
     prompt, answer, n_loops = generation.prompt_ids, generation.token_ids, len(states)
-    follows = following_steps(logits[:, : len(answer)], answer, params, lm.model.tok_embeddings.weight.dtype)
-    if answer[-1] != lm.tokenizer.eos_id and len(answer) < max_new_tokens:
+    params, max_new_tokens = generation.handoff.request.sampling, generation.handoff.request.max_new_tokens
+    follows = following_steps(logits[:, : len(answer)], answer, params, model.tok_embeddings.weight.dtype)
+    if answer[-1] != tokenizer.eos_id and len(answer) < max_new_tokens:
         follows = [min(f, len(answer) - 1) for f in follows]  # cut short: a loop could go on
     outputs = [answer] * n_loops
-    todo = [k for k in reversed(range(n_loops)) if follows[k] < len(answer)]  # latest loop first
+    # With all its loops (and no adaptive exits) the answer is the translation itself: decoding it
+    # again could only differ by rounding, at a close call.
+    decoded = range(n_loops - 1 if generation.handoff.request.adaptive_threshold == 0 else n_loops)
+    todo = [k for k in reversed(decoded) if follows[k] < len(answer)]  # latest loop first
     if todo:
         same = min(follows[k] for k in todo)  # answer bytes every decoded loop repeats
         generators = [params.generator() for _ in todo]
@@ -255,12 +272,12 @@ def per_loop_outputs(lm, cache, states: torch.Tensor, logits: torch.Tensor, gene
                 step_uniform(generator)
         branch_at = torch.full((len(todo),), len(prompt) + same, device=states.device)
         fork = BranchCache.grow(cache, branch_at, max_new_tokens - same)
-        exit_index = torch.tensor(todo, device=states.device)
-        steps = continue_steps(lm.model, states[todo, same], exit_index, fork, 0, params, max_new_tokens - same,
-                               generators, lm.tokenizer.eos_id)  # fmt: skip
-        for k, tail in zip(todo, until_eos(steps, lm.tokenizer.eos_id), strict=True):
+        steps = continue_steps(model, states[todo, same], [k + 1 for k in todo], fork, 0, params,
+                               max_new_tokens - same, generators, tokenizer.eos_id)  # fmt: skip
+        tails = until_eos((ids for ids, _ in steps), tokenizer.eos_id)
+        for k, tail in zip(todo, tails, strict=True):
             outputs[k] = answer[:same] + tail
-    texts = [lm.tokenizer.decode(ids) for ids in outputs]
+    texts = [tokenizer.decode(ids) for ids in outputs]
     table = pd.DataFrame({"loops": range(1, n_loops + 1), "output": texts})
     table["same_as_final"] = table["output"] == generation.text
     return table

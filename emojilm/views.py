@@ -6,11 +6,11 @@ Pure functions of a Trace / Generation / EmojiLM, so they are tested without a b
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import pandas as pd
 
 from emojilm.generation import Generation
+from emojilm.request import short_repr
 from emojilm.tokenizer import invalid_utf8_bytes
 from emojilm.trace import Trace
 
@@ -101,12 +101,6 @@ def summary_line(result: Generation, seed: int | None = None) -> str:
     if result.done and (invalid := invalid_utf8_bytes(result.token_ids)):
         line += f" · ⚠️ {invalid} of the answer's bytes form no character (shown as �)"
     return line
-
-
-def short_repr(value: Any) -> str:
-    """repr for a message, cut so that a huge value (from a request, a link, a checkpoint) cannot flood the page."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _code(text: str) -> str:

@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError
 
 from emojilm import links
 from emojilm.loadtest import start_app, stop_app
-from emojilm.space import MAX_TEXT_CHARS
+from emojilm.request import MAX_TEXT_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emojilm.generation import MAX_THRESHOLD, MIN_PROMPT, Generation
-from emojilm.space import LOOPS_FACTOR, MAX_NEW_TOKENS, MAX_TEXT_CHARS, SpaceBackend, parse_request
+from emojilm.generation import Generation
+from emojilm.request import LOOPS_FACTOR, MAX_NEW_TOKENS, MAX_TEXT_CHARS, MIN_PROMPT, THRESHOLD
+from emojilm.space import SpaceBackend, parse_request
 from emojilm.trace import Trace, _show
 from tests.tiny_lms import ODD_TEXTS, TRAINED_LOOPS, tiny_lm
 
@@ -78,7 +79,7 @@ LIBRARY_ARGS = {
     "seed": at_and_around(-(2**63), 2**64 - 1, st.integers(-10, 10**20)),
     "n_loops": at_and_around(1, MAX_LOOPS, st.integers(0, MAX_LOOPS + 2)),
     "max_new_tokens": at_and_around(1, CONTEXT - MIN_PROMPT, st.integers(-1, 8)),
-    "adaptive_threshold": at_and_around(0.0, MAX_THRESHOLD, st.floats(-1.0, 12.0)),
+    "adaptive_threshold": at_and_around(0.0, THRESHOLD[1], st.floats(-1.0, 12.0)),
 }
 
 
@@ -100,7 +101,7 @@ VALID = {
     "seed": lambda v: v is None or is_int(v, -(2**63), 2**64 - 1),
     "n_loops": lambda v: v is None or is_int(v, 1, MAX_LOOPS),
     "max_new_tokens": lambda v: is_int(v, 1, CONTEXT - MIN_PROMPT),
-    "adaptive_threshold": lambda v: is_number(v, 0.0, MAX_THRESHOLD),
+    "adaptive_threshold": lambda v: is_number(v, 0.0, THRESHOLD[1]),
 }
 
 
@@ -168,11 +169,11 @@ def test_parse_request_gives_a_checked_request_or_a_value_error_naming_the_value
         return
     # What comes out is always within the page's limits, with the library's types.
     assert isinstance(request.text, str) and request.text.strip() and len(request.text) <= MAX_TEXT_CHARS
-    assert 0.0 <= request.temperature <= 2.0 and 0.01 <= request.top_p <= 1.0
+    assert 0.0 <= request.temperature <= 2.0 and 0.0 < request.top_p <= 1.0
     assert is_int(request.n_loops, 1, LOOPS_FACTOR * TRAINED_LOOPS)
     assert is_int(request.max_new_tokens, 1, min(MAX_NEW_TOKENS, CONTEXT - MIN_PROMPT))
     assert is_int(request.seed, 0, 2**31 - 1)
-    assert 0.0 <= request.adaptive_threshold <= 5.0
+    assert 0.0 <= request.adaptive_threshold <= THRESHOLD[1]
 
 
 @pytest.mark.parametrize("endpoint", ["api_translate", "api_trace"])

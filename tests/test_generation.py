@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from emojilm.config import LOOP_MODES
 from emojilm.generation import decode_steps, until_eos
 from emojilm.prompt import clean_text
+from emojilm.request import LOOPS_FACTOR, THRESHOLD
 from emojilm.sampling import SamplingParams, filtered_probs
 from emojilm.tokenizer import EOS_ID, StreamDecoder
 from tests.tiny_lms import ARCHITECTURES, ODD_TEXTS, TRAINED_LOOPS, naive_greedy, scripted_lm, tiny_lm
@@ -200,7 +201,7 @@ BAD_ARGS = [
     *[("temperature", v) for v in (-1, 3, math.nan, math.inf, "a")],
     *[("top_p", v) for v in (0, 1.5, math.nan)],
     *[("top_k", v) for v in (-1, 1.5, 1000)],
-    *[("n_loops", v) for v in (0, 4 * TRAINED_LOOPS + 1, True, 2.0)],
+    *[("n_loops", v) for v in (0, LOOPS_FACTOR * TRAINED_LOOPS + 1, True, 2.0)],
     *[("max_new_tokens", v) for v in (0, 10**9, -3)],
     ("seed", "x"),
     ("seed", 1.5),
@@ -363,7 +364,7 @@ def test_adaptive_loops_without_exits_equal_fixed_loops(loop_mode, threshold, sa
 @pytest.mark.parametrize("n_loops", [TRAINED_LOOPS, 6])
 def test_adaptive_loops_exit_early_with_a_large_threshold(loop_mode, n_loops):
     lm = tiny_lm(loop_mode)
-    result = lm.translate("I love pizza", n_loops=n_loops, adaptive_threshold=10.0, max_new_tokens=32)
+    result = lm.translate("I love pizza", n_loops=n_loops, adaptive_threshold=THRESHOLD[1], max_new_tokens=32)
     assert len(result.loops_per_char) == len(result.text) > 1
     assert all(2 <= loops <= n_loops for loops in result.loops_per_char)
     assert min(result.loops_per_char) < n_loops

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 import emojilm
-from emojilm.generation import MIN_PROMPT
 from emojilm.loadtest import rss_mb
-from emojilm.space import EXAMPLES, LOOPS_FACTOR, MAX_NEW_TOKENS, MAX_TEXT_CHARS, SpaceBackend
+from emojilm.request import LOOPS_FACTOR, MAX_NEW_TOKENS, MAX_TEXT_CHARS, MIN_PROMPT
+from emojilm.space import EXAMPLES, SpaceBackend
 from emojilm.speculative import DRAFT_LENGTH
 from tests.tiny_lms import TRAINED_LOOPS, tiny_lm
 

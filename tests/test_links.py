@@ -15,7 +15,8 @@ from starlette.datastructures import QueryParams
 
 from emojilm import links
 from emojilm.links import MAX_LINK_CHARS, LinkedPage, build_link, read_link
-from emojilm.space import MAX_NEW_TOKENS, MAX_TEXT_CHARS, parse_request
+from emojilm.request import MAX_NEW_TOKENS, MAX_TEXT_CHARS
+from emojilm.space import parse_request
 
 # Two allowed sources with different trained loop counts: loops are checked against the link's model.
 HUB, BUNDLED, LOADING = "me/emoji-model", "bundled", "me/slow-model"

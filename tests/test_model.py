@@ -19,6 +19,7 @@ from emojilm.checkpoint import read_state_dict, write_checkpoint
 from emojilm.config import GATE_MODES, LOOP_MODES
 from emojilm.kvcache import BranchCache
 from emojilm.model import LoopedTransformer
+from emojilm.request import LOOPS_FACTOR
 from tests.conftest import lingua_sizes, random_tokens, tiny_params
 
 TRAINED = 3  # tiny_params()["n_loops"]
@@ -344,7 +345,7 @@ def test_cached_forward_uses_the_cache(make_checkpoint):
     assert not torch.allclose(with_prefix, empty, atol=1e-3)
 
 
-@pytest.mark.parametrize("n_loops", [0, -1, 4 * TRAINED + 1, True, 2.0, "3"])
+@pytest.mark.parametrize("n_loops", [0, -1, LOOPS_FACTOR * TRAINED + 1, True, 2.0, "3"])
 def test_bad_loop_counts_rejected(make_checkpoint, n_loops):
     model, _, _ = make_model(make_checkpoint, "gqa", "add")
     tokens = random_tokens(1, 4, seed=5)
@@ -361,7 +362,7 @@ def test_bad_loop_counts_rejected(make_checkpoint, n_loops):
 def test_max_loops_accepted(make_checkpoint):
     model, _, _ = make_model(make_checkpoint, "gqa", "add")
     with torch.no_grad():
-        assert model.loop_logits(random_tokens(1, 2, seed=6), model.args.max_loops).shape[0] == 4 * TRAINED
+        assert model.loop_logits(random_tokens(1, 2, seed=6), model.args.max_loops).shape[0] == LOOPS_FACTOR * TRAINED
 
 
 @pytest.mark.parametrize(("start", "length"), [(0, 49), (40, 9), (48, 1)])

@@ -249,3 +249,37 @@ def test_a_bfloat16_trace_agrees_with_full_recompute():
         for (_, start, end), row in zip(chars, rows.itertuples(), strict=True):
             p = math.prod(float(probs[len(prompt) - 1 + i, answer[i]]) for i in range(start, end))
             assert row.p_final_char == pytest.approx(p, rel=0.1, abs=0.01)
+
+
+@pytest.mark.parametrize("draft_loops", [0, 1, 2])
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 0.9}, {"temperature": 0.9, "top_p": 0.8}],
+                         ids=["greedy", "sampled", "nucleus"])  # fmt: skip
+def test_a_trace_of_a_translation_traces_that_answer_or_says_why(lm, sampling, draft_loops):
+    """Over many seeds: the trace's full-loop answer is its output; that output is the translation's
+    whenever its draws can be replayed, and otherwise the note says it is not."""
+    replayable = not sampling or draft_loops == 0
+    for seed in range(30):
+        settings = {"seed": seed, "max_new_tokens": NEW, **sampling}
+        answer = lm.translate("I love pizza", draft_loops=draft_loops, **settings)
+        trace = lm.trace("I love pizza", reuse=answer, **settings)
+        assert trace.per_loop_outputs["output"].iloc[-1] == trace.output
+        if replayable:
+            assert (trace.output, trace.note) == (answer.text, "")
+        else:
+            assert "not traced" in trace.note and "draft_loops=" in trace.note
+            assert trace.output == lm.translate("I love pizza", **settings).text  # the same request, undrafted
+
+
+def test_an_unseeded_answer_is_traced_with_the_seed_it_drew(lm):
+    answer = lm.translate("I love pizza", temperature=0.9, max_new_tokens=NEW)
+    trace = lm.trace("I love pizza", temperature=0.9, max_new_tokens=NEW, reuse=answer)
+    assert trace.output == answer.text and trace.note == ""
+    assert trace.generation.handoff.request.seed == answer.handoff.request.seed is not None
+
+
+@pytest.mark.parametrize("other", [{"text": "I love cats"}, {"n_loops": 2}, {"temperature": 0.5}, {"seed": 4}])
+def test_reusing_the_answer_to_another_request_is_refused(lm, other):
+    answer = lm.translate("I love pizza", temperature=0.9, seed=3, max_new_tokens=NEW)
+    asked = {"text": "I love pizza", "temperature": 0.9, "seed": 3, "max_new_tokens": NEW} | other
+    with pytest.raises(ValueError, match="another request"):
+        lm.trace(asked.pop("text"), reuse=answer, **asked)

@@ -17,8 +17,9 @@ from emojilm.config import ConfigFields
 from emojilm.generation import Generation
 from emojilm.layout import KeyFamily
 from emojilm.lm import Anatomy, ModelInfo
+from emojilm.request import MAX_NEW_TOKENS, MAX_TEXT_CHARS
 from emojilm.sources import BUNDLED, DEFAULT_REPO, ModelRegistry, PageState, SourceConfig
-from emojilm.space import MAX_NEW_TOKENS, MAX_TEXT_CHARS, parse_request
+from emojilm.space import parse_request
 from emojilm.speculative import DraftStats
 from emojilm.trace import BY_LOOP_COLUMNS, Trace, summarize
 from tests.conftest import tiny_params
@@ -502,7 +503,7 @@ def test_summary_line_reports_the_share_of_drafted_bytes_kept():
 def test_only_greedy_fixed_loop_requests_are_drafted(temperature, adaptive, loops, draft_loops):
     """Drafting keeps greedy answers byte for byte; sampled ones would change for the same seed."""
     request = parse_request(fake_lm(n_loops=8), "hi", temperature, 1.0, loops, 16, 1, adaptive, 0.5)
-    assert request.decoding()["draft_loops"] == draft_loops
+    assert request.draft_loops == draft_loops
 
 
 # --- the model panel -----------------------------------------------------------------------------

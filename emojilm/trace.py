@@ -181,7 +181,7 @@ def _alternatives(model, cache, logp, positions: list[int], width: int) -> list[
     for n in range(need):
         open_rows = [r for r, b in enumerate(branches) if len(b) < length[r]]
         # Branches of one character with the same bytes so far (often: loops agree) share
-        # one batch row, run only up to the latest loop among them; rows latest first (states_by_loop).
+        # one batch row, run only up to the latest loop among them; rows latest first (step.step).
         last_loop: dict[tuple[int, ...], int] = {}
         for r in open_rows:
             key = (char_of[r], *branches[r])

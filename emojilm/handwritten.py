@@ -37,7 +37,7 @@ def everyday_words(lang: str) -> dict[str, list[str]]:
         if len(cells) != len(WORDS_HEADER):
             raise ValueError(f"{name}:{number}: want an emoji, one tab and its words, got {line!r}")
         char, words = cells[0].strip(), cells[1]
-        if char in table:  # as a dict literal's duplicate key would, it would silently drop the first line
+        if char in table:  # else the later line would silently replace the earlier one
             raise ValueError(f"{name}:{number}: {char} has a line already; put all its words on one line")
         table[char] = [word.strip() for word in words.split("|") if word.strip()]
     return table

@@ -5,7 +5,8 @@ emojilm.lexicon (hand-written everyday words, CLDR in 14 languages, the emoji
 databases, WordNet); this module puts them in context, the way people type:
 
 * ``word``: a word alone, as typed ("Pizza!", "pizzas", "PUPPY");
-* ``phrase``: one word in a hand-written template ("I'm craving {x}", "ich hätte gern {x}");
+* ``phrase``: one word in a hand-written template ("I'm craving {x}", "ich hätte gern {x}";
+  emojilm/data/<lang>/phrases.json, with the connectors ``multi`` joins by);
 * ``multi``: two or three words or phrases joined ("pizza and beer", "rain again. so sad");
 * ``context``: a word or phrase amid real sentences that name no emoji (Debian's
   ``fortunes``), or amid a language's frequent words (``wordfreq``), so the words
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from emojilm.handwritten import phrasing
 from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, WORDNET_DIR, Lexicon, build_lexicon
 
 COLUMNS = ["text", "emoji", "lang", "kind", "split"]
@@ -65,95 +67,6 @@ SOURCE_WEIGHT = {"everyday": 4.0, "cldr-name": 2.0, "emoji-name": 1.5, "alias": 
                  "tag": 0.8, "wordnet": 0.8, "plural": 1.2, "family-keyword": 0.8}  # fmt: skip
 # Emoji with hand-written everyday words are the ones people use most.
 EVERYDAY_EMOJI_WEIGHT = 10.0
-
-# English templates. {x} is the concept as typed, {a} with an article; "[word:emoji]"
-# marks a template word that means an emoji itself. A template of class "thing" wants
-# a noun, "feel" an adjective, "any" reads well with any word.
-# fmt: off
-TEMPLATES_EN: dict[str, list[str]] = {
-    "thing": [
-        "I like {x}", "I [love:❤️] {x}", "do you like {x}?", "I want {a}", "I need {a} right now", "look at this {x}",
-        "look at that {x}!", "we saw {a} today", "there's {a} over there", "my {x}", "my new {x}", "our {x}",
-        "a picture of {a}", "can I have {a}?", "where is my {x}?", "I can't find my {x}", "just got {a}",
-        "I bought {a} yesterday", "have you ever seen {a}?", "{x} time", "{x} day", "all about {x}",
-        "nothing beats {x}", "thinking about {x}", "is that {a}?", "omg a {x}", "so much {x}", "more {x} please",
-        "{x} for everyone", "{x} again", "{x} or nothing", "I dreamed about {a} last night", "the {x} is here",
-        "guess what, {x}", "today's mood: {x}", "best {x} ever", "the biggest {x} I've ever seen", "no more {x}",
-        "craving {x}", "I'm obsessed with {x}", "we need more {x}", "who wants {x}?", "anyone up for {x}?",
-        "my sister sent me {a}", "check out my {x}", "found {a} on the way home", "this {x} is everything",
-        "send me {a}", "don't forget the {x}", "I just can't stop thinking about {x}", "a day with {x}",
-        "my favorite thing is {x}", "{x}, {x}, {x}!", "the {x} was amazing", "waiting for the {x}", "me and my {x}",
-        "can we get {a}", "where can I buy {a}?", "{a} for my birthday", "a little {x}", "is it {x} o'clock yet",
-    ],
-    "feel": [
-        "I'm so {x}", "I am {x}", "feeling {x} today", "I feel {x}", "so {x} right now", "why am I so {x}",
-        "we are {x}", "she's {x}", "he looks {x}", "kinda {x} tbh", "are you {x}?", "super {x}", "not {x} at all",
-        "really {x} this morning", "so {x} rn", "I've been {x} all week", "don't be {x}", "honestly just {x}",
-        "{x} again", "{x} vibes", "that makes me {x}", "everyone is {x}", "a bit {x}", "{x} af",
-    ],
-    "any": [
-        "{x}", "{x}!", "{x}!!", "{x}...", "{x}?", "omg {x}", "{x} lol", "{x} haha", "just {x}", "{x} please",
-        "ok {x}", "{x} everywhere", "yes {x}", "{x} and more", "{x} tonight", "{x} today", "{x} this weekend",
-        "it's all {x}", "totally {x}", "{x} forever", "so {x}", "{x} vibes only", "#{x}", "the {x}", "some {x}",
-        "{x} for days", "{x} mood", "{x} here", "{x} now", "love this {x}",
-    ],
-}
-CONNECTORS_EN = [" and ", ", ", " & ", " with ", " + ", " then ", " or ", ". ", "! ", " and then ", " but ", " n "]
-FEEL_PREFIXES_EN = ["", "", "", "lol ", "ngl ", "tbh ", "ugh ", "yay ", "well ", "hey ", "so ", "guys ", "ok so "]
-
-# Templates in other languages, written to read with a bare noun or name.
-TEMPLATES: dict[str, list[str]] = {
-    "fr": ["j'[adore:❤️] {x}", "j'aime {x}", "je veux {x}", "regarde ce {x}", "mon {x}", "ma {x}", "{x} ce soir",
-           "on a vu {x} aujourd'hui", "encore {x}", "{x} pour tout le monde", "c'est {x}", "trop {x}", "vive {x}",
-           "j'ai envie de {x}", "il y a {x}", "quel {x}!", "{x} s'il te plaît", "le {x}", "la {x}", "des {x}"],
-    "de": ["ich [liebe:❤️] {x}", "ich mag {x}", "ich will {x}", "schau mal, {x}", "mein {x}", "meine {x}",
-           "{x} heute Abend", "wir haben {x} gesehen", "schon wieder {x}", "Lust auf {x}?", "das ist {x}",
-           "so viel {x}", "endlich {x}", "ich hätte gern {x}", "gibt es {x}?", "{x} bitte", "der {x}", "die {x}",
-           "das {x}", "ein {x}"],
-    "es": ["me [encanta:❤️] {x}", "me gusta {x}", "quiero {x}", "mira este {x}", "mi {x}", "{x} esta noche",
-           "hoy vimos {x}", "otra vez {x}", "¿quieres {x}?", "es {x}", "tanto {x}", "¡qué {x}!", "tengo ganas de {x}",
-           "hay {x}", "{x} por favor", "el {x}", "la {x}", "un {x}", "una {x}", "los {x}"],
-    "it": ["[adoro:❤️] {x}", "mi piace {x}", "voglio {x}", "guarda questo {x}", "il mio {x}", "{x} stasera",
-           "oggi abbiamo visto {x}", "ancora {x}", "vuoi {x}?", "è {x}", "che {x}!", "ho voglia di {x}", "c'è {x}",
-           "{x} per favore", "il {x}", "la {x}", "un {x}", "una {x}", "tanto {x}", "finalmente {x}"],
-    "pt": ["eu [amo:❤️] {x}", "eu gosto de {x}", "quero {x}", "olha esse {x}", "meu {x}", "minha {x}",
-           "{x} hoje à noite", "vimos {x} hoje", "de novo {x}", "você quer {x}?", "é {x}", "que {x}!",
-           "estou com vontade de {x}", "tem {x}", "{x} por favor", "o {x}", "a {x}", "um {x}", "uma {x}", "muito {x}"],
-    "nl": ["ik [hou van:❤️] {x}", "ik vind {x} leuk", "ik wil {x}", "kijk, {x}", "mijn {x}", "{x} vanavond",
-           "we zagen {x} vandaag", "alweer {x}", "zin in {x}?", "het is {x}", "zoveel {x}", "eindelijk {x}",
-           "mag ik {x}?", "er is {x}", "{x} alsjeblieft", "de {x}", "het {x}", "een {x}", "lekker {x}", "wat een {x}!"],
-    "ru": ["я [люблю:❤️] {x}", "мне нравится {x}", "хочу {x}", "смотри, {x}", "мой {x}", "моя {x}", "{x} сегодня",
-           "мы видели {x}", "опять {x}", "хочешь {x}?", "это {x}", "так много {x}", "наконец {x}", "есть {x}?",
-           "{x} пожалуйста", "какой {x}!", "вот {x}", "у меня {x}", "где {x}?", "{x} на ужин"],
-    "ja": ["{x}が[大好き:❤️]", "{x}が好き", "{x}が欲しい", "見て、{x}", "私の{x}", "今夜は{x}", "今日{x}を見た",
-           "また{x}", "{x}はいかが？", "{x}です", "{x}だよ", "{x}最高", "{x}食べたい", "{x}ある？", "{x}ください",
-           "{x}！", "うちの{x}", "{x}かわいい", "やっと{x}", "{x}の日"],
-    "zh": ["我[爱:❤️]{x}", "我喜欢{x}", "我想要{x}", "看，{x}", "我的{x}", "今晚{x}", "今天看到了{x}", "又是{x}",
-           "要{x}吗？", "这是{x}", "好多{x}", "终于{x}", "有{x}吗？", "请给我{x}", "{x}！", "一个{x}", "{x}太棒了",
-           "想吃{x}", "我家的{x}", "{x}的日子"],
-    "ko": ["{x} [사랑해:❤️]", "{x} 좋아", "{x} 갖고 싶어", "봐, {x}", "내 {x}", "오늘 밤 {x}", "오늘 {x} 봤어",
-           "또 {x}", "{x} 먹을래?", "이건 {x}", "{x} 최고", "드디어 {x}", "{x} 있어?", "{x} 주세요", "{x}!",
-           "우리 {x}", "{x} 너무 좋다", "{x} 먹고 싶다", "{x}의 날", "진짜 {x}"],
-    "pl": ["[kocham:❤️] {x}", "lubię {x}", "chcę {x}", "patrz, {x}", "mój {x}", "moja {x}", "{x} dziś wieczorem",
-           "znowu {x}", "chcesz {x}?", "to jest {x}", "tyle {x}", "w końcu {x}", "jest {x}?", "{x} proszę",
-           "jaki {x}!", "mam {x}"],
-    "sv": ["jag [älskar:❤️] {x}", "jag gillar {x}", "jag vill ha {x}", "titta, {x}", "min {x}", "mitt {x}",
-           "{x} ikväll", "igen {x}", "vill du ha {x}?", "det är {x}", "så mycket {x}", "äntligen {x}", "finns det {x}?",
-           "{x} tack", "vilken {x}!", "en {x}"],
-    "tr": ["{x} [seviyorum:❤️]", "{x} hoşuma gidiyor", "{x} istiyorum", "bak, {x}", "benim {x}", "bu akşam {x}",
-           "yine {x}", "{x} ister misin?", "bu {x}", "çok {x}", "sonunda {x}", "{x} var mı?", "{x} lütfen",
-           "ne güzel {x}!", "bir {x}", "bugün {x}"],
-}
-# fmt: on
-CONNECTORS = {
-    "ja": ["と", "、", "。", "と", "！"],
-    "zh": ["和", "，", "。", "还有", "！"],
-    "ko": [" 그리고 ", ", ", ". ", " 와 ", "! "],
-}  # fmt: skip
-NO_SPACES = {"ja", "zh"}
-DEFAULT_CONNECTORS = [" ", ", ", ". ", "! ", " + ", " & "]
-AND = {"fr": "et", "de": "und", "es": "y", "it": "e", "pt": "e", "nl": "en", "ru": "и", "pl": "i", "sv": "och",
-       "tr": "ve"}  # fmt: skip
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _MARKUP = re.compile(r"[\t\"()\[\]{}<>|_*=#@\\/`~^]|--")  # quotes, code, verse layout: not chat
@@ -306,6 +219,7 @@ def _fortune_sentences(known: set[str]) -> list[str]:
 class _Generator:
     def __init__(self, lang: str, lexicon: Lexicon, focus: str) -> None:
         self.lang = lang
+        self.phrasing = phrasing(lang)  # data/<lang>/phrases.json: templates, connectors, separator
         self.sampler = _Sampler(lexicon, focus)
         self.contexts = _Contexts(lexicon)  # the whole lexicon: no filler word may name an emoji
 
@@ -318,17 +232,10 @@ class _Generator:
             return self.phrase(rng)
         if kind == "multi":
             parts = [self.phrase(rng) if rng.random() < 0.5 else self.bare(rng) for _ in range(rng.choice([2, 2, 3]))]
-            joiners = self.connectors()
+            joiners = self.phrasing["connectors"]
             text = parts[0][0] + "".join(rng.choice(joiners) + p[0] for p in parts[1:])
             return text, [char for part in parts for char in part[1]]
         return self.context(rng)
-
-    def connectors(self) -> list[str]:
-        if self.lang == "en":
-            return CONNECTORS_EN
-        if self.lang in CONNECTORS:
-            return CONNECTORS[self.lang]
-        return [*DEFAULT_CONNECTORS, f" {AND[self.lang]} ", f" {AND[self.lang]} "]
 
     def bare(self, rng: random.Random) -> tuple[str, list[str]]:
         concept = self.sampler.draw(rng)
@@ -336,12 +243,14 @@ class _Generator:
 
     def phrase(self, rng: random.Random) -> tuple[str, list[str]]:
         concept = self.sampler.draw(rng)
+        templates = self.phrasing["templates"]
         if self.lang != "en":
-            return _fill(rng.choice(TEMPLATES[self.lang]), concept, rng)
+            return _fill(rng.choice(templates), concept, rng)
+        # English templates come in classes, for the word's class (_Sampler.word_class).
         word_class = self.sampler.word_class(concept.word)
-        pool = TEMPLATES_EN["any"] if word_class == "any" or rng.random() < 0.2 else TEMPLATES_EN[word_class]
+        pool = templates["any"] if word_class == "any" or rng.random() < 0.2 else templates[word_class]
         text, target = _fill(rng.choice(pool), concept, rng)
-        return rng.choice(FEEL_PREFIXES_EN) + text, target
+        return rng.choice(self.phrasing["prefixes"]) + text, target
 
     def context(self, rng: random.Random) -> tuple[str, list[str]]:
         """A phrase or word amid context: real sentences in English, frequent words otherwise."""
@@ -356,10 +265,9 @@ class _Generator:
             words = sentence.split()
             cut = rng.randrange(len(words) + 1)
             return " ".join([*words[:cut], core, *words[cut:]]), target
-        space = "" if self.lang in NO_SPACES else " "
         before = [rng.choice(self.contexts.fillers) for _ in range(rng.randrange(4))]
         after = [rng.choice(self.contexts.fillers) for _ in range(rng.randrange(4))]
-        return space.join([*before, core, *after]), target
+        return self.phrasing["separator"].join([*before, core, *after]), target
 
 
 def _is_heldout(key: str) -> bool:

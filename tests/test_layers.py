@@ -22,7 +22,7 @@ CORE = [
     "generation", "trace", "checkpoint", "layout", "formats", "probe", "variant", "lm", "__init__",
 ]  # fmt: skip
 SERVING = ["sources", "views", "space", "links", "cli", "__main__", "inspect", "probe.__main__"]
-TRAINING = ["lexicon", "everyday_words", "corpus", "evaluate", "train"]
+TRAINING = ["handwritten", "lexicon", "corpus", "evaluate", "train"]
 TOOLS = ["bench", "loadtest"]
 # What each floor may stand on (tools may use everything).
 ALLOWED = {

@@ -1,0 +1,205 @@
+"""Many requests decoded together: one forward step over every request in flight.
+
+A decode step streams every weight once whatever the number of rows (the
+products are memory-bound: docs/benchmarks.md), so requests that ride on one
+step cost little more than one alone. Requests join and leave at any step: each
+is prefilled on its own when it joins, then decoded as one row among the others,
+with its own KV cache, position, sampling settings, generator and loop count,
+and leaves at EOS, at its byte budget, or when its caller stops listening.
+
+Batch-invariant: a request's bytes do not depend on who else is asking, so a
+shared link shows the shared answer even under load. On CPU, a float32 product
+of 2 or more rows gives each row bitwise the same result whatever the other rows
+hold, while a 1-row product takes another kernel and rounds differently; so a
+step always runs at least 2 rows (a lone request rides with a padding row), every
+row runs the same loops (a row past its loop count, or a padding row, attends to
+nothing and is ignored), attention and the read-out run per row, and prefills
+run per request. Only the step's row count changes with the load.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from emojilm.kvcache import KVCache, row_positions
+from emojilm.model import LoopedTransformer
+from emojilm.request import Request
+from emojilm.sampling import sample
+from emojilm.step import prefill, step
+
+MAX_ROWS = 8  # requests decoded together; more wait their turn (each holds a KV cache)
+_DONE = None  # what a request's queue receives after its last id
+
+
+class RowsCache:
+    """Rows that each have their own KV cache and position, stepped together.
+
+    A row without a cache (padding), or past its own loop count, attends to
+    nothing: it gets its queries back, and its state is never read.
+    """
+
+    def __init__(self, caches: list[KVCache | None], positions: list[int]) -> None:
+        self.caches = caches
+        self.start = torch.tensor(positions)
+        self.window = None
+
+    def positions(self, start: int, length: int) -> torch.Tensor:
+        return row_positions(self.start + start, length)
+
+    def first_rows(self, rows: int) -> RowsCache:
+        return self if rows == len(self.caches) else RowsCache(self.caches[:rows], self.start[:rows].tolist())
+
+    def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        out = []
+        for r, cache in enumerate(self.caches):
+            if cache is None or loop >= cache.n_loops:
+                out.append(q[r : r + 1])
+            else:
+                at = int(self.start[r]) + start
+                out.append(cache.attend(loop, layer, at, q[r : r + 1], k[r : r + 1], v[r : r + 1]))
+        return torch.cat(out)
+
+
+def batch_step(model: LoopedTransformer, ids: list[int], caches: list[KVCache], positions: list[int], n_loops: int):
+    """One id per row at each row's own position, through loops 1..n_loops for every row, never fewer than two rows.
+
+    Row r's states depend on its own id, cache and position only, bit for bit (the module's docstring).
+    """
+    rows: list[KVCache | None] = list(caches)
+    if len(rows) == 1:  # a padding row: a lone request's products take the same kernel as in a batch
+        ids, rows, positions = ids * 2, [*rows, None], positions * 2
+    tokens = torch.tensor(ids, device=model.tok_embeddings.weight.device)[:, None]
+    return step(model, tokens, RowsCache(rows, positions), 0, [n_loops] * len(ids))
+
+
+@dataclass
+class Row:
+    """One request in flight."""
+
+    request: Request  # checked (Request.for_model), with its seed
+    prompt: list[int]
+    out: queue.Queue = field(default_factory=queue.Queue)  # (id, loops) per byte, then _DONE
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    cache: KVCache | None = None
+    generator: torch.Generator | None = None
+    position: int = 0  # where its next id goes
+    hidden: torch.Tensor | None = None  # [dim]: its state after its exit loop, before its next id
+    loops: int = 0  # the loops that state took
+    next_id: int = 0  # its last sampled id, fed at the next step
+    produced: int = 0
+
+
+class Engine:
+    """Decodes every submitted request in one batch, on a thread of its own."""
+
+    def __init__(self, model: LoopedTransformer, eos_id: int, max_rows: int = MAX_ROWS) -> None:
+        self.model, self.eos_id, self.max_rows = model, eos_id, max_rows
+        self.waiting: queue.Queue[Row] = queue.Queue()
+        self.rows: list[Row] = []
+        self.steps = 0  # forward steps run (for tests and figures)
+        self.widest = 0  # the most requests one step decoded
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, name="emojilm-engine", daemon=True).start()
+
+    def submit(self, prompt: list[int], request: Request) -> Iterator[tuple[int, int]]:
+        """Yield (id, loops it used) for a checked, seeded request, up to max_new_tokens or EOS (included).
+
+        Closing the iterator (the caller left) takes the request out at the next step.
+        """
+        if request.draft_loops or (request.seed is None and not request.sampling.greedy):
+            raise ValueError("the engine decodes seeded requests without drafting")
+        row = Row(request, list(prompt))
+        self.waiting.put(row)
+        self._wake.set()
+        try:
+            while (item := row.out.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            row.cancelled.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self.rows or not self.waiting.empty():
+                try:
+                    self._admit()
+                    self._emit()
+                    if self.rows:
+                        self._step()
+                except Exception as err:  # not one row's fault (those fail alone): every row in flight learns it
+                    for row in self.rows:
+                        row.out.put(err)
+                    self.rows = []
+
+    @torch.inference_mode()
+    def _admit(self) -> None:
+        """Prefill waiting requests, alone each, while there is room."""
+        while len(self.rows) < self.max_rows and not self.waiting.empty():
+            row = self.waiting.get()
+            if row.cancelled.is_set():
+                continue
+            try:
+                request, model = row.request, self.model
+                row.cache = model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
+                prompt = torch.tensor([row.prompt], device=model.tok_embeddings.weight.device)
+                row.hidden = prefill(model, prompt, request.n_loops, row.cache)[-1][0, -1]
+                row.loops, row.position = request.n_loops, len(row.prompt)
+                row.generator = request.sampling.generator()
+                self.rows.append(row)
+            except Exception as err:  # a bad request fails alone, never the others
+                row.out.put(err)
+
+    @torch.inference_mode()
+    def _emit(self) -> None:
+        """Sample every row's next id from its own read-out and generator; rows that are done leave."""
+        staying = []
+        for row in self.rows:
+            if row.cancelled.is_set():
+                continue
+            logits = self.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
+            token = int(sample(logits, row.request.sampling, [row.generator]))
+            row.out.put((token, row.loops))
+            row.produced += 1
+            if token == self.eos_id or row.produced == row.request.max_new_tokens:
+                row.out.put(_DONE)
+            else:
+                row.next_id = token
+                staying.append(row)
+        self.rows = staying
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        """One forward step: every row's last id through the loops, at least two rows at a time."""
+        rows = self.rows
+        n_loops = max(row.request.n_loops for row in rows)
+        ids, caches, positions = [row.next_id for row in rows], [row.cache for row in rows], [r.position for r in rows]
+        out = batch_step(self.model, ids, caches, positions, n_loops)
+        for r, row in enumerate(rows):
+            row.loops = self._exit_loop(row, [states[r, -1] for states in out.states])
+            row.hidden = out.states[row.loops - 1][r, -1]
+            row.position += 1
+        self.steps += 1
+        self.widest = max(self.widest, len(rows))
+
+    def _exit_loop(self, row: Row, states: list[torch.Tensor]) -> int:
+        """The row's loop count, or with adaptive loops the first loop whose read-out agrees with
+        the loop before it (its skipped loops' keys/values then copy that loop's)."""
+        n_loops, threshold = row.request.n_loops, row.request.adaptive_threshold
+        if threshold == 0:
+            return n_loops
+        previous = None
+        for loop in range(1, n_loops):
+            logp = self.model.readout(states[loop - 1][None]).float().log_softmax(-1)
+            if previous is not None and float((logp.exp() * (logp - previous)).sum()) < threshold:
+                row.cache.copy_to_later_loops(loop - 1, row.position, row.position + 1)
+                return loop
+            previous = logp
+        return n_loops

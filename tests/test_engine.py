@@ -1,0 +1,141 @@
+"""The batching engine: requests decoded together give the bytes they give alone.
+
+Batch invariance is checked bitwise, on a tiny random model and on the bundled
+model: seeded requests alone, then in random mixes of 2 to 8 with different
+lengths, loop counts and sampling settings, submitted together and at staggered
+steps (joining a batch already running).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+import torch
+
+import emojilm
+from emojilm.engine import Engine, batch_step
+from emojilm.request import Request
+from emojilm.step import prefill
+from tests.tiny_lms import TRAINED_LOOPS, tiny_lm
+
+TEXTS = ["I love pizza", "so much snow", "we won!", "Happy birthday to my dog", "hi", "a cup of coffee ☕", "ok"]
+
+
+@pytest.fixture(scope="module", params=["tiny", "bundled"])
+def lm(request):
+    model = tiny_lm("add", eos_bias=0.5) if request.param == "tiny" else emojilm.load("bundled")
+    model.model.fuse_weights()
+    return model
+
+
+def random_request(lm, rng: random.Random) -> Request:
+    sampling = rng.choice(
+        [{}, {"temperature": 0.9}, {"temperature": 1.2, "top_p": 0.8}, {"temperature": 0.7, "top_k": 5}]
+    )
+    adaptive = {"adaptive_threshold": 0.2} if rng.random() < 0.2 else {}
+    return lm.request(
+        rng.choice(TEXTS),
+        seed=rng.randrange(2**31),
+        n_loops=rng.randint(1, lm.limits.max_loops),
+        max_new_tokens=rng.randint(1, 24),
+        **sampling,
+        **adaptive,
+    )
+
+
+def run(engine: Engine, lm, request: Request, started: threading.Barrier | None = None) -> list[tuple[int, int]]:
+    ids, _ = lm.prompt(request.text, request.max_new_tokens)
+    if started is not None:
+        started.wait()
+    return list(engine.submit(ids, request))
+
+
+def together(engine: Engine, lm, requests: list[Request]) -> list[list[tuple[int, int]]]:
+    """Submit requests from threads at once, as concurrent visitors do."""
+    results: list = [None] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def visitor(i: int) -> None:
+        results[i] = run(engine, lm, requests[i], barrier)
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_fifty_seeded_requests_give_the_same_bytes_alone_and_in_any_mix(lm):
+    rng = random.Random(0)
+    requests = [random_request(lm, rng) for _ in range(50)]
+    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    alone = [run(engine, lm, r) for r in requests]
+    assert engine.widest == 1
+    order = list(range(50))
+    rng.shuffle(order)
+    mixed: dict[int, list] = {}
+    while order:
+        size = rng.randint(2, 8)
+        group, order = order[:size], order[size:]
+        for i, result in zip(group, together(engine, lm, [requests[i] for i in group]), strict=True):
+            mixed[i] = result
+    assert engine.widest > 1  # requests did share steps
+    assert [mixed[i] for i in range(50)] == alone
+
+
+def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
+    """Through the engine's step: one request's logits after a step, alone and beside 1 to 7 others."""
+    model, rng = lm.model, random.Random(1)
+
+    def logits_after_step(texts: list[str], row: int) -> torch.Tensor:
+        caches, positions, ids = [], [], []
+        for i, text in enumerate(texts):
+            prompt = lm.prompt_ids(text)
+            cache = model.new_cache(lm.n_loops, 1, len(prompt) + 2)
+            prefill(model, torch.tensor([prompt]), lm.n_loops, cache)
+            caches.append(cache)
+            positions.append(len(prompt))
+            ids.append(ord("x") if i == row else rng.randrange(256))
+        out = batch_step(model, ids, caches, positions, lm.n_loops)
+        return model.readout(out.hidden[row, -1][None])
+
+    alone = logits_after_step(["I love pizza"], 0)
+    for others in range(1, 8):
+        texts = [rng.choice(TEXTS[1:]) for _ in range(others)]
+        at = rng.randrange(others + 1)
+        texts.insert(at, "I love pizza")
+        assert torch.equal(logits_after_step(texts, at), alone)
+
+
+def test_a_cancelled_request_leaves_and_the_others_finish(lm):
+    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    long = lm.request("I love pizza", max_new_tokens=24, seed=1, temperature=0.0)
+    stream = engine.submit(lm.prompt_ids(long.text), long)
+    next(stream)
+    stream.close()  # the visitor left
+    other = lm.request("so much snow", max_new_tokens=8, seed=2)
+    assert run(engine, lm, other) == run(Engine(lm.model, lm.tokenizer.eos_id), lm, other)
+    assert engine.rows == []
+
+
+def test_a_bad_request_fails_alone(lm):
+    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    good = lm.request("I love pizza", max_new_tokens=8, seed=3)
+    too_long = lm.request("x", max_new_tokens=8, seed=3)
+    with pytest.raises(ValueError, match="max_seqlen"):  # a prompt past the context fails in its own prefill
+        list(engine.submit(list(range(lm.model.args.max_seqlen + 1)), too_long))
+    assert len(run(engine, lm, good)) >= 1
+
+
+def test_requests_decode_as_their_loop_counts_say():
+    """An engine row with k loops answers as the library does with k loops (greedy, fused tiny model)."""
+    lm = tiny_lm("add", eos_bias=0.5)
+    lm.model.fuse_weights()
+    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    for k in range(1, TRAINED_LOOPS + 1):
+        request = lm.request("I love pizza", n_loops=k, max_new_tokens=12)
+        ids = [token for token, _ in run(engine, lm, request)]
+        assert lm.tokenizer.decode(ids) == lm.translate(request).text

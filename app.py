@@ -15,6 +15,7 @@ import pandas as pd
 
 from emojilm import links, views
 from emojilm.config import LOOP_MODES
+from emojilm.engine import MAX_ROWS
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from emojilm.request import DRAW_SEED, MAX_NEW_TOKENS, MAX_PAGE_SEED, MAX_TEXT_CHARS, RANGES, TEMPERATURE, THRESHOLD
 from emojilm.sources import ModelRegistry, SourceConfig
@@ -35,11 +36,17 @@ COPY_JS = """async (link) => {
 try:  # ZeroGPU Spaces: run model calls on a borrowed GPU
     import spaces
 
-    on_gpu = spaces.GPU
+    on_gpu, ZERO_GPU = spaces.GPU, True
 except ImportError:
+    ZERO_GPU = False
 
     def on_gpu(fn):
         return fn
+
+
+# Answers run side by side, up to the engine's batch (emojilm.engine): they share its forward steps.
+# Traces and the rest take the queue's default (one at a time on CPU).
+ANSWERS = {"concurrency_limit": MAX_ROWS, "concurrency_id": "answers"}
 
 
 def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
@@ -185,8 +192,9 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
         # linked.change: the page opened on a link with a text, answered as if the visitor pressed Translate.
         for trigger in (translate.click, text.submit, linked.change):
             answered = trigger(
-                run_translate, inputs, [answer, summary, streamed_state, link_query], api_visibility="private"
-            )
+                run_translate, inputs, [answer, summary, streamed_state, link_query], api_visibility="private",
+                **ANSWERS,
+            )  # fmt: skip
             answered.success(
                 run_trace, [model, loop_mode, template, streamed_state], [heatmap, per_loop, plot],
                 api_visibility="private",
@@ -214,7 +222,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
         ).then(**refresh_args)  # fmt: skip  # after the link: a model it names is never switched
         timer.tick(**refresh_args)
 
-        @gr.api(api_name="translate")
+        @gr.api(api_name="translate", **ANSWERS)
         def translate_api(
             text: str, temperature: float = 0.0, top_p: float = 1.0, loops: int | None = None,
             max_new_tokens: int = 64, seed: int | None = None,
@@ -273,7 +281,7 @@ def main() -> None:
         parser.error(str(problem))
     registry = ModelRegistry(config)
     first = registry.start()
-    demo = build(SpaceBackend(registry), first)
+    demo = build(SpaceBackend(registry, batched=not ZERO_GPU), first)
     gpu = "cuda" in str(registry.get(first).device)
     demo.queue(default_concurrency_limit=4 if gpu else 1, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)

@@ -22,15 +22,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from emojilm.generation import Generation, Handoff, stream_text
 from emojilm.kvcache import KVCache, row_positions
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.sampling import sample
 from emojilm.step import prefill, step
+from emojilm.tokenizer import ByteTokenizer
 
 MAX_ROWS = 8  # requests decoded together; more wait their turn (each holds a KV cache)
 _DONE = None  # what a request's queue receives after its last id
@@ -106,16 +108,31 @@ class Engine:
         self._wake = threading.Event()
         threading.Thread(target=self._run, name="emojilm-engine", daemon=True).start()
 
-    def submit(self, prompt: list[int], request: Request) -> Iterator[tuple[int, int]]:
-        """Yield (id, loops it used) for a checked, seeded request, up to max_new_tokens or EOS (included).
+    def stream(self, tokenizer: ByteTokenizer, prompt: list[int], request: Request, truncated: bool = False):
+        """generation.stream's snapshots and handoff, decoded in the batch. A greedy request's drafting
+        is dropped: drafting gives greedy answers byte for byte as they are."""
+        if request.draft_loops and not request.sampling.greedy:
+            raise ValueError("the engine decodes without drafting, which would change a sampled answer")
+        request = replace(request, draft_loops=0)
+        row = self.submit(prompt, request)
+        result = Generation("", [], [], request.n_loops, list(prompt), truncated)
+        kept = row.cache if request.adaptive_threshold == 0 else None
+        result.handoff = Handoff(request, kept, drafted=False)
+        return stream_text(tokenizer, result, self.tokens(row))
 
-        Closing the iterator (the caller left) takes the request out at the next step.
-        """
+    def submit(self, prompt: list[int], request: Request) -> Row:
+        """Queue a checked, seeded request (prompt ids, then Request.for_model's result); read it with tokens."""
         if request.draft_loops or (request.seed is None and not request.sampling.greedy):
             raise ValueError("the engine decodes seeded requests without drafting")
         row = Row(request, list(prompt))
+        row.cache = self.model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
         self.waiting.put(row)
         self._wake.set()
+        return row
+
+    def tokens(self, row: Row) -> Iterator[tuple[int, int]]:
+        """Yield (id, loops it used) up to max_new_tokens or EOS (included). Closing the iterator
+        (the caller left) takes the request out at the next step."""
         try:
             while (item := row.out.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -148,7 +165,6 @@ class Engine:
                 continue
             try:
                 request, model = row.request, self.model
-                row.cache = model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
                 prompt = torch.tensor([row.prompt], device=model.tok_embeddings.weight.device)
                 row.hidden = prefill(model, prompt, request.n_loops, row.cache)[-1][0, -1]
                 row.loops, row.position = request.n_loops, len(row.prompt)

@@ -219,8 +219,8 @@ def stream(
         tokens = speculative_tokens(model, prompt, n_loops, request.draft_loops, params, max_new_tokens,
                                     params.generator(), result.draft_stats, cache=cache,
                                     stop_id=tokenizer.eos_id)  # fmt: skip
-        return _decode(tokenizer, result, ((token, n_loops) for token in tokens))
-    return _decode(tokenizer, result, _one_row(model, prompt, request, cache))
+        return stream_text(tokenizer, result, ((token, n_loops) for token in tokens))
+    return stream_text(tokenizer, result, _one_row(model, prompt, request, cache))
 
 
 @torch.inference_mode()
@@ -234,7 +234,9 @@ def _one_row(model: LoopedTransformer, prompt: torch.Tensor, request: Request, c
         yield int(ids[0]), loops[0]
 
 
-def _decode(tokenizer: ByteTokenizer, result: Generation, tokens: Iterator[tuple[int, int]]) -> Iterator[Generation]:
+def stream_text(
+    tokenizer: ByteTokenizer, result: Generation, tokens: Iterator[tuple[int, int]]
+) -> Iterator[Generation]:
     """Turn (id, loops) pairs into text, yielding a snapshot at every complete character."""
     decoder = tokenizer.stream()
     pending_loops = 0  # max loops over the bytes of the character being completed

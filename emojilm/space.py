@@ -8,14 +8,18 @@ bad one becomes a ValueError whose message the page shows as is.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 
 from emojilm import views
+from emojilm.engine import Engine
 from emojilm.generation import Generation
 from emojilm.lm import EmojiLM
+from emojilm.model import LoopedTransformer
 from emojilm.request import (
     MAX_NEW_TOKENS,
     TEMPERATURE,
@@ -80,14 +84,30 @@ def parse_request(
 
 
 class SpaceBackend:
-    def __init__(self, registry: ModelRegistry) -> None:
+    """batched: answers of concurrent visitors are decoded together (emojilm.engine), one engine per
+    model; else (ZeroGPU, where a GPU exists only inside a visitor's call) one after another."""
+
+    def __init__(self, registry: ModelRegistry, batched: bool = True) -> None:
         self.registry = registry
+        self.batched = batched
+        self._engines: weakref.WeakKeyDictionary[LoopedTransformer, Engine] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
 
     def model(self, source: str, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
         return self.registry.get(source, loop_mode or None, template or None)
 
+    def engine(self, lm: EmojiLM) -> Engine:
+        with self._lock:
+            if lm.model not in self._engines:
+                self._engines[lm.model] = Engine(lm.model, lm.tokenizer.eos_id)
+            return self._engines[lm.model]
+
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
-        return lm.stream(request)
+        if not self.batched:
+            return lm.stream(request)
+        request = lm.request(request)
+        prompt, truncated = lm.prompt(request.text, request.max_new_tokens)
+        return self.engine(lm).stream(lm.tokenizer, prompt, request, truncated)
 
     def trace_views(
         self, lm: EmojiLM, request: Request, answer: Generation | None = None
@@ -102,7 +122,7 @@ class SpaceBackend:
     def api_translate(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
         lm = self.model(self.registry.default)
         request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
-        result = lm.translate(request)
+        *_, result = self.stream(lm, request)
         return result.text, views.summary_line(result, request.seed)
 
     def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):

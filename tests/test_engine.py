@@ -49,7 +49,7 @@ def run(engine: Engine, lm, request: Request, started: threading.Barrier | None 
     ids, _ = lm.prompt(request.text, request.max_new_tokens)
     if started is not None:
         started.wait()
-    return list(engine.submit(ids, request))
+    return list(engine.tokens(engine.submit(ids, request)))
 
 
 def together(engine: Engine, lm, requests: list[Request]) -> list[list[tuple[int, int]]]:
@@ -113,7 +113,7 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
 def test_a_cancelled_request_leaves_and_the_others_finish(lm):
     engine = Engine(lm.model, lm.tokenizer.eos_id)
     long = lm.request("I love pizza", max_new_tokens=24, seed=1, temperature=0.0)
-    stream = engine.submit(lm.prompt_ids(long.text), long)
+    stream = engine.tokens(engine.submit(lm.prompt_ids(long.text), long))
     next(stream)
     stream.close()  # the visitor left
     other = lm.request("so much snow", max_new_tokens=8, seed=2)
@@ -126,7 +126,7 @@ def test_a_bad_request_fails_alone(lm):
     good = lm.request("I love pizza", max_new_tokens=8, seed=3)
     too_long = lm.request("x", max_new_tokens=8, seed=3)
     with pytest.raises(ValueError, match="max_seqlen"):  # a prompt past the context fails in its own prefill
-        list(engine.submit(list(range(lm.model.args.max_seqlen + 1)), too_long))
+        list(engine.tokens(engine.submit(list(range(lm.model.args.max_seqlen + 1)), too_long)))
     assert len(run(engine, lm, good)) >= 1
 
 

@@ -453,7 +453,7 @@ def _probe_command(argv: list[str], out: TextIO, err: TextIO) -> int:
             f"--modes: this checkpoint cannot run {', '.join(cannot)}; it runs {', '.join(lm.model.loop_modes)}"
         )
     try:
-        table = probe_variants(lm, modes=modes, templates=templates)
+        table = probe_variants(lm.model, modes=modes, templates=templates)
     except ValueError as problem:
         raise UsageError(_one_line(problem)) from None
     table["margin_to_next"] = table["score"] - table["score"].shift(-1)

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 GATE_MODES = ("gated", "gated_update", "gated_inject", "gated_mix", "loop_embed")
 # How the state is carried from one loop to the next (see LoopedTransformer).
 LOOP_MODES = ("none", "add", "add_skip_first", "inject_embeddings", *GATE_MODES)
-# What `loop_residual: true` means when a checkpoint does not say more (DESIGN.md, unknown 1),
-# and the readings of it the variant probe may choose between.
+# What `loop_residual: true` means when a checkpoint does not say more (docs/checkpoint.md, "Guessed"),
+# and the readings of it the variant probe may choose between (emojilm.variant decides).
 DEFAULT_TRUE_MODE = "add"
 TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")
 # What a per-loop tensor means when the config does not name a mode: the authors' lab describes

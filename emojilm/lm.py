@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -20,14 +19,15 @@ from dataclasses import dataclass
 import torch
 
 from emojilm import checkpoint, formats, generation
-from emojilm.config import LOOP_MODES, ConfigFields, args_from_params, config_fields, read_params
+from emojilm.config import ConfigFields, args_from_params, config_fields, read_params
 from emojilm.formats import FormatChoice
 from emojilm.layout import KeyFamily, Layout, key_families, read_layout
 from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
-from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template, template_name
+from emojilm.prompt import format_prompt, resolve_template, template_name
 from emojilm.request import Limits, Request, check_integer
 from emojilm.tokenizer import ByteTokenizer
 from emojilm.trace import Trace, reusable, run_trace
+from emojilm.variant import Variant, cached_probe, check_pins, configured_variant, decide_variant
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ModelInfo:
     device: str
     dtype: str  # the blocks' weight format: float32, bfloat16, float16 or int8
     loop_mode: str
-    mode_source: str  # "config", "recorded", "probe", "default" or "override" (see `load`)
+    mode_source: str  # "config", "recorded", "probe", "default" or "override" (see emojilm.variant)
     template: str
     template_source: str
     probe_note: str = ""  # what the probe found, a line per stage it ran: winners, margins, why a default stayed
@@ -91,13 +91,14 @@ class EmojiLM:
         return self.tokenizer.encode(format_prompt(text, self.template), bos=True)
 
     def set_variant(self, loop_mode: str | None = None, template: str | None = None, source: str = "override"):
-        """Change the loop mode and/or prompt template (the probe's pick, or a user's override)."""
-        if loop_mode is not None:
-            self.model.set_loop_mode(loop_mode)
-            self.info.loop_mode, self.info.mode_source = loop_mode, source
-        if template is not None:
-            self.template = resolve_template(template)
-            self.info.template, self.info.template_source = template_name(self.template), source
+        """Pin the loop mode and/or prompt template (a user's override), as `Variant.pinned` pins them."""
+        info = self.info
+        variant = Variant(info.loop_mode, info.mode_source, self.template, info.template_source)
+        variant = variant.pinned(loop_mode, template, source)
+        self.model.set_loop_mode(variant.loop_mode)
+        self.template = variant.template
+        info.loop_mode, info.mode_source = variant.loop_mode, variant.mode_source
+        info.template, info.template_source = template_name(variant.template), variant.template_source
         return self
 
     def with_variant(self, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
@@ -288,7 +289,8 @@ def load(
 ) -> EmojiLM:
     """Load a checkpoint from the Hub, a local folder, or "bundled".
 
-    The loop mode comes from, in order: the `loop_mode` argument ("override");
+    The variant (emojilm.variant) is decided last, on the built model. The loop
+    mode comes from, in order: the `loop_mode` argument ("override");
     params.json, where a mode name, `false` or no `loop_residual` at all say it
     ("config"; "recorded" in our own checkpoints, which carry an `emojilm`
     section); then, where the checkpoint leaves it open (a bare `true`: the
@@ -310,10 +312,7 @@ def load(
     the verdict are cached, so later starts read them directly.
     """
     device, weight_format = _device_and_format(device, dtype)
-    if loop_mode is not None and loop_mode not in LOOP_MODES:
-        raise ValueError(f"loop_mode must be one of {', '.join(LOOP_MODES)}, got {loop_mode!r}")
-    if template is not None:
-        resolve_template(template)  # a bad template fails before any download
+    check_pins(loop_mode, template)  # a bad pin fails before any download
     started = time.perf_counter()
     resolved = checkpoint.resolve(source, revision, progress=progress)
     downloaded = time.perf_counter()
@@ -323,13 +322,10 @@ def load(
     families = key_families(state)
     layout = read_layout(state, args, fields)
     del state
-    ours = params.get("emojilm")
-    ours = ours if isinstance(ours, dict) else None
-    recorded_template = (ours or {}).get("prompt_template")
-    prompt_template = resolve_template(recorded_template or DEFAULT_TEMPLATE)
+    configured = configured_variant(params, layout)
     choice = None
-    if weight_format == "auto":
-        choice = _choose_format(resolved.folder, layout, device, prompt_template, check_texts)
+    if weight_format == "auto":  # checked on prompts laid out as params.json says
+        choice = _choose_format(resolved.folder, layout, device, configured.template, check_texts)
         weight_format = choice.weight_format
     model, weights = _model_in_format(resolved.folder, layout, device, weight_format, weights)
     # Only the model keeps the weights: fusing then frees each original weight as it goes,
@@ -337,10 +333,14 @@ def load(
     layout.state.clear()
     n_params = model.num_params()
     model.fuse_weights()
+    converted = time.perf_counter()
 
-    # Where the checkpoint leaves the loop mode open, it is read the default way, or probed where it is not ours.
-    mode_source = "default" if layout.open_modes else ("recorded" if ours else "config")
-    anatomy = Anatomy(fields, families, layout.readings, layout.open_modes)
+    # The variant last: the probe, where it runs, scores the open halves on the model as built.
+    run_probe = cached_probe(model, resolved.folder, probing) if probe else None
+    variant = decide_variant(configured, loop_mode=loop_mode, template=template, probe=run_probe)
+    model.set_loop_mode(variant.loop_mode)
+    seconds = {"download": downloaded - started, "convert": converted - downloaded,
+               "probe": time.perf_counter() - converted}  # fmt: skip
     info = ModelInfo(
         source=resolved.source,
         folder=str(resolved.folder),
@@ -350,57 +350,15 @@ def load(
         n_params=n_params,
         device=str(device),
         dtype=weight_format,
-        loop_mode=layout.args.loop_mode,
-        mode_source=mode_source,
-        template=template_name(prompt_template),
-        template_source="recorded" if recorded_template else "default",
-        anatomy=anatomy,
+        loop_mode=variant.loop_mode,
+        mode_source=variant.mode_source,
+        template=template_name(variant.template),
+        template_source=variant.template_source,
+        probe_note=variant.probe_note,
+        anatomy=Anatomy(fields, families, layout.readings, layout.open_modes, seconds),
         kernel=model.kernel,
         format_note=choice.describe() if choice else "",
     )
-    lm = EmojiLM(model, prompt_template, info)
+    lm = EmojiLM(model, variant.template, info)
     log.info("loaded %r", lm)
-    converted = time.perf_counter()
-
-    lm.set_variant(loop_mode, template)  # a pinned half of the variant is what the probe scores the other under
-    probe_modes = layout.open_modes if ours is None and loop_mode is None else ()
-    probe_template = recorded_template is None and template is None
-    if probe and (probe_modes or probe_template):
-        _apply_probe(lm, resolved.folder, probe_modes, probe_template, probing)
-    anatomy.seconds = {
-        "download": downloaded - started,
-        "convert": converted - downloaded,
-        "probe": time.perf_counter() - converted,
-    }
     return lm
-
-
-def _apply_probe(lm: EmojiLM, folder, modes: tuple[str, ...], probe_template: bool, probing) -> None:
-    """Run the staged probe (or reuse its cached result) and apply only its clear picks."""
-    from emojilm.probe import CLEAR_RATIO, LOADING_PAIRS, StageResult, choose_variant
-
-    weights = checkpoint.weights_file(folder)
-    # What was searched (the staged search, with its second template stage), and under which fixed half:
-    # a different pin is a different search.
-    search = json.dumps(
-        ["templates again", modes, probe_template, lm.model.loop_mode, lm.template, CLEAR_RATIO, LOADING_PAIRS]
-    )
-    digest = hashlib.sha256(search.encode()).hexdigest()[:16]
-    cached = checkpoint.cache_dir() / "variants" / f"{checkpoint.file_key(weights)}-{digest}.json"
-    stages: dict[str, StageResult] | None = None
-    if cached.is_file():
-        try:
-            stages = {k: StageResult(**v) for k, v in json.loads(cached.read_text()).items()}
-        except (OSError, ValueError, TypeError):
-            stages = None
-    if stages is None:
-        stages = choose_variant(lm, modes, probe_template, probing)
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps({k: v.to_json() for k, v in stages.items()}))
-        except OSError as err:
-            log.warning("cannot cache the probe's choice at %s: %s", cached, err)
-    for key, stage in stages.items():
-        if stage.clear:
-            lm.set_variant(**{key: stage.winner}, source="probe")
-    lm.info.probe_note = "\n".join(stage.describe(key.replace("_", " ")) for key, stage in stages.items())

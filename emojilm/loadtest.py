@@ -184,6 +184,7 @@ def summarize(table: pd.DataFrame, wall_s: float, settings: Settings, users: int
         "same answer as alone": f"{int(ok['same_as_alone'].sum())} / {len(ok)}",
         "wall time (s)": round(wall_s, 2),
         "throughput (requests/s)": round(len(ok) / wall_s, 2),
+        "answer bytes/s (all users)": round(sum(len(a.encode()) for a in ok["answer"]) / wall_s, 2),
         "latency p50 (s)": round(latency.quantile(0.5), 3) if len(ok) else None,
         "latency p95 (s)": round(latency.quantile(0.95), 3) if len(ok) else None,
         "latency max (s)": round(latency.max(), 3) if len(ok) else None,

@@ -308,7 +308,7 @@ def test_probe_table_has_one_row_per_candidate(capsys, tiny):
     rows = table_rows(out)
     modes = [mode for mode in LOOP_MODES if mode not in GATE_MODES]  # the tiny checkpoint has no per-loop tensor
     assert len(rows) == len(modes) * len(CANDIDATE_TEMPLATES)
-    expected = probe_variants(emojilm.load(tiny, probe=False))
+    expected = probe_variants(emojilm.load(tiny, probe=False).model)
     assert [(r[1], r[2]) for r in rows] == list(expected[["loop_mode", "template"]].itertuples(index=False, name=None))
     assert [float(r[3]) for r in rows] == pytest.approx(expected["score"].tolist(), abs=1e-4)
     assert rows[-1][4] == "—"  # the last row has nothing after it

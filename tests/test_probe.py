@@ -93,7 +93,7 @@ def write_trained(folder, state, loop_residual=True):
 def test_probe_ranks_the_true_variant_first(trained_state, tmp_path):
     lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), probe=False)
     assert (lm.info.loop_mode, lm.info.mode_source, lm.info.template_source) == ("add", "default", "default")
-    table = emojilm.probe.probe_variants(lm)
+    table = emojilm.probe.probe_variants(lm.model)
     best = table.iloc[0]
     assert (best["loop_mode"], best["template"]) == (TRUE_MODE, TRUE_TEMPLATE), table.head(6).to_string()
     assert best["exact"] == 1.0
@@ -108,9 +108,9 @@ def count_probe_forwards(monkeypatch) -> list[str]:
     modes = []
     score = emojilm.probe.score_rows
 
-    def counted(lm, *args, **kwargs):
-        modes.append(lm.model.loop_mode)
-        return score(lm, *args, **kwargs)
+    def counted(model, *args, **kwargs):
+        modes.append(model.loop_mode)
+        return score(model, *args, **kwargs)
 
     monkeypatch.setattr(emojilm.probe, "score_rows", counted)
     return modes
@@ -155,8 +155,9 @@ def test_progress_counts_forwards_up_to_a_shrinking_total(trained_state, tmp_pat
     lm = emojilm.load(write_trained(tmp_path / "ckpt", trained_state), probe=False)
     reports = []
     stages = emojilm.probe.choose_variant(
-        lm, TRUE_READINGS, True, progress=lambda done, total: reports.append((done, total))
-    )
+        lm.model, TRUE_READINGS, True, mode=lm.model.loop_mode, template=lm.template,
+        progress=lambda done, total: reports.append((done, total)),
+    )  # fmt: skip
     assert stages["template"].winner == TRUE_TEMPLATE and stages["loop_mode"].winner == TRUE_MODE
     assert [done for done, _ in reports] == list(range(1, len(reports) + 1))
     totals = [total for _, total in reports]

@@ -1,15 +1,18 @@
 """The variant probe: which loop mode and prompt template does a checkpoint expect?
 
 The published checkpoint says `loop_residual: true` and nothing about its prompt
-layout (DESIGN.md, unknowns 1 and 3). A model run the way it was trained
+layout (docs/checkpoint.md, "Guessed"). A model run the way it was trained
 predicts known answers far better than one run any other way, so we score
 candidates by the log-likelihood of pairs whose answer is not in doubt.
 
 `probe_variants` ranks a whole grid (the command line's table). `choose_variant`
-is what loading uses: a staged search (the template under the current mode,
-then the modes under that template), pair by pair, that stops as soon as the
-verdict is settled, accepts a pick only when it wins clearly, and otherwise
-keeps the documented default.
+is what loading uses (through emojilm.variant, which applies its clear picks): a
+staged search (the template under the current mode, then the modes under that
+template), pair by pair, that stops as soon as the verdict is settled, and says
+whether each stage's pick wins clearly.
+
+Everything here takes the model alone: its prompts are laid out with
+emojilm.prompt and encoded with the byte tokenizer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from emojilm.model import LoopedTransformer
 from emojilm.prompt import CANDIDATE_TEMPLATES, KNOWN_PAIRS, format_prompt, template_name
+from emojilm.tokenizer import ByteTokenizer
 
 # A pick is clear when the runner-up's loss (mean negative log p per answer byte) is at
 # least CLEAR_RATIO times the winner's. A ratio, not a difference: a well-trained model's
@@ -45,11 +50,11 @@ Progress = Callable[[int, int], None]  # (forwards run, forwards the search may 
 
 
 @torch.inference_mode()
-def score_rows(lm, rows: Sequence[tuple[str, str, str]]) -> list[tuple[float, int, bool]]:
+def score_rows(model: LoopedTransformer, rows: Sequence[tuple[str, str, str]]) -> list[tuple[float, int, bool]]:
     """For each (template, text, answer) row, in one forward of the model as it is set:
     the summed log-probability of the answer bytes (EOS included), their number, and
     whether every one of them is the model's top choice under teacher forcing."""
-    tok = lm.tokenizer
+    tok = ByteTokenizer()
     encoded = [(tok.encode(format_prompt(text, template), bos=True), tok.encode(answer, eos=True))
                for template, text, answer in rows]  # fmt: skip
     width = max(len(p) + len(a) for p, a in encoded)
@@ -58,23 +63,24 @@ def score_rows(lm, rows: Sequence[tuple[str, str, str]]) -> list[tuple[float, in
     for i, (prompt, answer) in enumerate(encoded):
         tokens[i, : len(prompt) + len(answer)] = torch.tensor(prompt + answer)
         answer_mask[i, len(prompt) : len(prompt) + len(answer)] = True
-    tokens = tokens.to(lm.device)
-    logp = lm.model(tokens).float().log_softmax(-1)[:, :-1]
-    targets, mask = tokens[:, 1:], answer_mask[:, 1:].to(lm.device)
+    device = model.tok_embeddings.weight.device
+    tokens = tokens.to(device)
+    logp = model(tokens).float().log_softmax(-1)[:, :-1]
+    targets, mask = tokens[:, 1:], answer_mask[:, 1:].to(device)
     target_logp = torch.where(mask, logp.gather(-1, targets[..., None])[..., 0], 0.0)
     hit = (logp.argmax(-1) == targets) | ~mask
     return list(zip(target_logp.sum(-1).tolist(), mask.sum(-1).tolist(), hit.all(-1).tolist(), strict=True))
 
 
-def score_pairs(lm, pairs: Sequence[tuple[str, str]], template: str) -> tuple[float, float]:
+def score_pairs(model: LoopedTransformer, pairs: Sequence[tuple[str, str]], template: str) -> tuple[float, float]:
     """Mean log-probability per answer byte (EOS included) and the share of answers
     whose every byte is the model's top choice under teacher forcing."""
-    scores = score_rows(lm, [(template, text, answer) for text, answer in pairs])
+    scores = score_rows(model, [(template, text, answer) for text, answer in pairs])
     return sum(s[0] for s in scores) / sum(s[1] for s in scores), sum(s[2] for s in scores) / len(scores)
 
 
 def probe_variants(
-    lm,
+    model: LoopedTransformer,
     pairs: Sequence[tuple[str, str]] = KNOWN_PAIRS,
     modes: Sequence[str] | None = None,
     templates: Sequence[str] | None = None,
@@ -82,26 +88,26 @@ def probe_variants(
     """Score every candidate; a table ranked best first with columns
     loop_mode, template, score (mean log p per answer byte), exact, margin."""
     if modes is None:
-        modes = lm.model.loop_modes
+        modes = model.loop_modes
     templates = list(templates or CANDIDATE_TEMPLATES)
-    return _ranked([_score_variant(lm, pairs, mode, name) for mode in modes for name in templates])
+    return _ranked([_score_variant(model, pairs, mode, name) for mode in modes for name in templates])
 
 
 @contextmanager
-def _in_mode(lm, mode: str) -> Iterator[None]:
+def _in_mode(model: LoopedTransformer, mode: str) -> Iterator[None]:
     """Run the model in `mode` inside the block, then leave it as it was."""
-    original = lm.model.loop_mode
+    original = model.loop_mode
     try:
-        lm.model.set_loop_mode(mode)
+        model.set_loop_mode(mode)
         yield
     finally:
-        lm.model.set_loop_mode(original)
+        model.set_loop_mode(original)
 
 
-def _score_variant(lm, pairs, mode: str, template: str) -> dict:
+def _score_variant(model: LoopedTransformer, pairs, mode: str, template: str) -> dict:
     """One candidate's row: the model run in `mode` on `template` prompts."""
-    with _in_mode(lm, mode):
-        score, exact = score_pairs(lm, pairs, template)
+    with _in_mode(model, mode):
+        score, exact = score_pairs(model, pairs, template)
     return {"loop_mode": mode, "template": template, "score": score, "exact": exact}
 
 
@@ -139,28 +145,32 @@ class StageResult:
 
 
 def choose_variant(
-    lm,
+    model: LoopedTransformer,
     modes: Sequence[str] | None,
     probe_template: bool,
+    *,
+    mode: str,
+    template: str,
     progress: Progress | None = None,
     pairs: Sequence[tuple[str, str]] = LOADING_PAIRS,
 ) -> dict[str, StageResult]:
-    """Staged search: {"template": ..., "loop_mode": ...} for the stages that ran.
+    """Staged search from the variant (mode, template), a name or a literal:
+    {"template": ..., "loop_mode": ...} for the stages that ran.
 
-    The template is scored under the model's current loop mode (when probe_template),
-    then `modes` (when given, at least two) under the template that won clearly, or
-    the current one. When the templates had no clear winner and the modes have one
-    other than the current mode, the templates are scored again under it: run in a
-    wrong reading (a gate formula most of all), a model may tell no template apart.
-    Each stage scores `pairs` one at a time and may stop early (MIN_CLEAR_PAIRS,
-    TIE_RATIO). The model is left as it was found; applying a pick is the caller's.
+    The template is scored under `mode` (when probe_template), then `modes` (when
+    given, at least two) under the template that won clearly, or `template`. When
+    the templates had no clear winner and the modes have one other than `mode`, the
+    templates are scored again under it: run in a wrong reading (a gate formula most
+    of all), a model may tell no template apart. Each stage scores `pairs` one at a
+    time and may stop early (MIN_CLEAR_PAIRS, TIE_RATIO). The model is left as it
+    was found; applying a pick is the caller's (emojilm.variant).
     """
     template_names = list(CANDIDATE_TEMPLATES) if probe_template else []
     modes = list(modes or [])
-    mode, template = lm.model.loop_mode, template_name(lm.template)
+    template = template_name(template)
     again = bool(template_names and modes)  # the templates may be scored a second time
     # A stage of templates runs one forward per pair (all templates at once), a stage of modes one per mode.
-    search = _Search(lm, pairs, progress, forwards=len(pairs) * (bool(template_names) + again + len(modes)))
+    search = _Search(model, pairs, progress, forwards=len(pairs) * (bool(template_names) + again + len(modes)))
     results = {}
     if template_names:
         results["template"] = _stage(search.stage([(mode, name) for name in template_names]), "template", mode)
@@ -182,8 +192,10 @@ class _Search:
     """Per-pair scores of (mode, template) candidates, each computed once, in as few forwards
     as the modes allow (candidates that share a mode share a forward)."""
 
-    def __init__(self, lm, pairs: Sequence[tuple[str, str]], progress: Progress | None, forwards: int) -> None:
-        self.lm, self.pairs, self.progress = lm, list(pairs), progress
+    def __init__(
+        self, model: LoopedTransformer, pairs: Sequence[tuple[str, str]], progress: Progress | None, forwards: int
+    ) -> None:
+        self.model, self.pairs, self.progress = model, list(pairs), progress
         self.scores: dict[tuple[str, str, tuple[str, str]], tuple[float, int, bool]] = {}
         self.done, self.expected = 0, forwards  # forwards run, and the most the search may still run in all
 
@@ -202,8 +214,8 @@ class _Search:
     def _score(self, mode: str, templates: list[str], pair: tuple[str, str]) -> None:
         if not templates:
             return
-        with _in_mode(self.lm, mode):
-            rows = score_rows(self.lm, [(template, *pair) for template in templates])
+        with _in_mode(self.model, mode):
+            rows = score_rows(self.model, [(template, *pair) for template in templates])
         self.scores.update({(mode, template, pair): row for template, row in zip(templates, rows, strict=True)})
         self.done += 1
         if self.progress:

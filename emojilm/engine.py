@@ -34,7 +34,11 @@ from emojilm.sampling import sample
 from emojilm.step import prefill, step
 from emojilm.tokenizer import ByteTokenizer
 
-MAX_ROWS = 8  # requests decoded together; more wait their turn (each holds a KV cache)
+MAX_ROWS = 8  # requests decoded together; more wait their turn
+# KV cache memory the rows in flight may hold together (one row always runs): at the published shape a
+# request holds 0.2 MB per position and loop (cache_bytes_for), so 2 GiB holds 8 requests of 8 loops
+# with 170 positions each (prompt and answer), or one of 16 loops over the whole 512-byte context.
+MAX_CACHE_BYTES = 2 * 2**30
 _DONE = None  # what a request's queue receives after its last id
 
 
@@ -99,14 +103,25 @@ class Row:
 class Engine:
     """Decodes every submitted request in one batch, on a thread of its own."""
 
-    def __init__(self, model: LoopedTransformer, eos_id: int, max_rows: int = MAX_ROWS) -> None:
-        self.model, self.eos_id, self.max_rows = model, eos_id, max_rows
+    def __init__(
+        self, model: LoopedTransformer, eos_id: int, max_rows: int = MAX_ROWS, max_cache_bytes: int = MAX_CACHE_BYTES
+    ) -> None:
+        self.model, self.eos_id, self.max_rows, self.max_cache_bytes = model, eos_id, max_rows, max_cache_bytes
         self.waiting: queue.Queue[Row] = queue.Queue()
         self.rows: list[Row] = []
         self.steps = 0  # forward steps run (for tests and figures)
         self.widest = 0  # the most requests one step decoded
         self._wake = threading.Event()
         threading.Thread(target=self._run, name="emojilm-engine", daemon=True).start()
+
+    def cache_bytes_for(self, row: Row) -> int:
+        """The KV cache a request holds: keys and values of every (loop, layer) for its prompt and answer."""
+        a = self.model.args
+        per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.model.tok_embeddings.weight.element_size()
+        return row.request.n_loops * per_position * (len(row.prompt) + row.request.max_new_tokens)
+
+    def cache_bytes(self) -> int:
+        return sum(self.cache_bytes_for(row) for row in self.rows)
 
     def stream(self, tokenizer: ByteTokenizer, prompt: list[int], request: Request, truncated: bool = False):
         """generation.stream's snapshots and handoff, decoded in the batch. A greedy request's drafting
@@ -116,16 +131,17 @@ class Engine:
         request = replace(request, draft_loops=0)
         row = self.submit(prompt, request)
         result = Generation("", [], [], request.n_loops, list(prompt), truncated)
-        kept = row.cache if request.adaptive_threshold == 0 else None
-        result.handoff = Handoff(request, kept, drafted=False)
-        return stream_text(tokenizer, result, self.tokens(row))
+        for snapshot in stream_text(tokenizer, result, self.tokens(row)):
+            if snapshot.done:  # the cache is the engine's until the row has left
+                kept = row.cache if request.adaptive_threshold == 0 else None
+                snapshot.handoff = Handoff(request, kept, drafted=False)
+            yield snapshot
 
     def submit(self, prompt: list[int], request: Request) -> Row:
         """Queue a checked, seeded request (prompt ids, then Request.for_model's result); read it with tokens."""
         if request.draft_loops or (request.seed is None and not request.sampling.greedy):
             raise ValueError("the engine decodes seeded requests without drafting")
         row = Row(request, list(prompt))
-        row.cache = self.model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
         self.waiting.put(row)
         self._wake.set()
         return row
@@ -158,13 +174,17 @@ class Engine:
 
     @torch.inference_mode()
     def _admit(self) -> None:
-        """Prefill waiting requests, alone each, while there is room."""
+        """Prefill waiting requests, alone each, while there is room: rows and KV cache memory."""
         while len(self.rows) < self.max_rows and not self.waiting.empty():
-            row = self.waiting.get()
+            row = self.waiting.queue[0]  # only this thread takes from the queue
+            if self.rows and self.cache_bytes() + self.cache_bytes_for(row) > self.max_cache_bytes:
+                break  # it waits for rows to leave
+            self.waiting.get()
             if row.cancelled.is_set():
                 continue
             try:
                 request, model = row.request, self.model
+                row.cache = model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
                 prompt = torch.tensor([row.prompt], device=model.tok_embeddings.weight.device)
                 row.hidden = prefill(model, prompt, request.n_loops, row.cache)[-1][0, -1]
                 row.loops, row.position = request.n_loops, len(row.prompt)

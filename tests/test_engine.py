@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import emojilm
-from emojilm.engine import Engine, batch_step
+from emojilm.engine import Engine, Row, batch_step
 from emojilm.request import Request
 from emojilm.step import prefill
 from tests.tiny_lms import TRAINED_LOOPS, tiny_lm
@@ -139,3 +139,14 @@ def test_requests_decode_as_their_loop_counts_say():
         request = lm.request("I love pizza", n_loops=k, max_new_tokens=12)
         ids = [token for token, _ in run(engine, lm, request)]
         assert lm.tokenizer.decode(ids) == lm.translate(request).text
+
+
+def test_rows_wait_for_cache_memory_and_all_finish(lm):
+    """With room for one request's cache at a time, requests take turns; their bytes are as before."""
+    requests = [lm.request(text, max_new_tokens=8, seed=i) for i, text in enumerate(TEXTS[:4])]
+    roomy = Engine(lm.model, lm.tokenizer.eos_id)
+    expected = [run(roomy, lm, r) for r in requests]
+    one_at_a_time = max(roomy.cache_bytes_for(Row(r, lm.prompt_ids(r.text))) for r in requests)
+    tight = Engine(lm.model, lm.tokenizer.eos_id, max_cache_bytes=one_at_a_time)
+    assert together(tight, lm, requests) == expected
+    assert tight.widest == 1

@@ -8,13 +8,13 @@ Layout and wiring only; everything computed comes from emojilm (space, views, so
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from emojilm import links, views
 from emojilm.config import LOOP_MODES
+from emojilm.paths import ASSETS
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from emojilm.sources import ModelRegistry, SourceConfig
 from emojilm.space import (
@@ -29,7 +29,7 @@ from emojilm.space import (
     parse_request,
 )
 
-CSS = (Path(__file__).parent / "assets" / "style.css").read_text(encoding="utf-8")
+CSS = (ASSETS / "style.css").read_text(encoding="utf-8")
 AUTO = "auto (from the checkpoint or the probe)"
 # The link box gets the page's own address with the request's query string; Copy link copies it.
 LINK_JS = "(query) => query.startsWith('?') ? new URL(query, window.location.href).href : query"

@@ -68,7 +68,8 @@ from emojilm.speculative import default_draft_loops
 
 TEXT = "A cup of hot coffee and a croissant on a sunny day in Paris"  # about 60 prompt bytes
 GREEDY = SamplingParams()
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where this emojilm is imported from (a checkout, or site-packages): child processes import it from there too.
+IMPORT_ROOT = Path(__file__).resolve().parent.parent
 
 # The published checkpoint's shape (model card / params.json).
 REAL_SHAPE = {
@@ -230,7 +231,7 @@ def load_in_subprocess(
     env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
     code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench import load_in_child; "
     code += f"load_in_child({str(folder)!r}, {options.device!r}, {dtype or options.dtype!r}, {probe!r})"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=IMPORT_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -655,9 +656,9 @@ def training_setups(device: str) -> list[tuple[str, list[str], int | None]]:
 
 def training_rate(command: list[str], threads: int | None, options: list[str], out: Path) -> float:
     """Training bytes/s of one run, as emojilm.train records it in params.json."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    env = {**os.environ, "PYTHONPATH": str(IMPORT_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     command = [*command, *options, f"--out={out}"]
-    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(command, cwd=IMPORT_ROOT, env=env, capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
     return json.loads((out / checkpoint.PARAMS).read_text())["emojilm"]["train_bytes_per_second"]

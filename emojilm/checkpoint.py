@@ -36,10 +36,10 @@ from safetensors.torch import save_file
 
 from emojilm.config import ModelArgs
 from emojilm.model import LoopedTransformer
+from emojilm.paths import BUNDLED_DIR
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled"
 PARAMS = "params.json"
 SAFETENSORS = "model.safetensors"
 CONSOLIDATED = "consolidated.pth"

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 GATE_MODES = ("gated", "gated_update", "gated_inject", "gated_mix", "loop_embed")
 # How the state is carried from one loop to the next (see LoopedTransformer).
 LOOP_MODES = ("none", "add", "add_skip_first", "inject_embeddings", *GATE_MODES)
-# What `loop_residual: true` means when a checkpoint does not say more (DESIGN.md, unknown 1),
+# What `loop_residual: true` means when a checkpoint does not say more (docs/checkpoint.md, "Guessed"),
 # and the readings of it the variant probe may choose between.
 DEFAULT_TRUE_MODE = "add"
 TRUE_READINGS = ("add", "add_skip_first", "inject_embeddings")

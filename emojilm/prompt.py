@@ -2,7 +2,7 @@
 
 Training documents are BOS + template(text) + emoji + EOS. Our own checkpoints
 record their template in params.json; for the published checkpoint it is not
-known, so the variant probe picks one of CANDIDATE_TEMPLATES (DESIGN.md, unknown 3).
+known, so the variant probe picks one of CANDIDATE_TEMPLATES (docs/checkpoint.md, "Guessed").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Shared helpers: tiny random checkpoints in lingua's real on-disk layout.
 
-The state dict is built here from the documented key list and shapes
-(DESIGN.md, "The checkpoint: what is known"), never from emojilm's model class,
+The state dict is built here from lingua's key names and shapes as documented
+(docs/checkpoint.md, "Known"), never from emojilm's model class,
 so a naming or shape mistake in emojilm cannot hide behind the helper.
 """
 

@@ -1,7 +1,7 @@
 """The variant probe: which loop mode and prompt template does a checkpoint expect?
 
 The published checkpoint says `loop_residual: true` and nothing about its prompt
-layout (DESIGN.md, unknowns 1 and 3). A model run the way it was trained
+layout (docs/checkpoint.md, "Guessed"). A model run the way it was trained
 predicts known answers far better than one run any other way, so we score
 candidates by the log-likelihood of pairs whose answer is not in doubt.
 

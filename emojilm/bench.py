@@ -287,7 +287,7 @@ class BandwidthProbe:
         self.sample()  # touch every page once
 
     def sample(self) -> float:
-        """The rate of the fastest sum over 0.1 s (one takes ~50 ms on two CPU cores)."""
+        """The rate of the fastest sum over 0.1 s (a few passes over the buffer at a CPU's streaming rate)."""
         best = fastest_pass(self.buffer.sum, self.buffer.device)
         return self.buffer.numel() * self.buffer.element_size() / best / 1e9
 
@@ -567,7 +567,7 @@ def measure_formats(source: Path, plan: Plan, options: argparse.Namespace, work:
         cache = work / f"cache-{weight_format}"
         convert, cached = (load_in_subprocess(source, cache, options, dtype=weight_format) for _ in range(2))
         # Let the files just written reach the disk first: on these VMs their write-back, running
-        # beside the timed decode, made a real-shape float32 decode read 0.19-0.38 bytes/s, not 2.4.
+        # beside the timed decode, slowed it several times over (docs/benchmarks.md, "Weight formats").
         os.sync()
         os.environ["EMOJILM_CACHE"] = str(cache)
         lm = emojilm.load(source, device=options.device, dtype=weight_format, probe=False)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 # The tests use tiny tensors: one thread is as fast, and a second one only adds
-# synchronization that gets very slow when the machine's cores are busy (3x here).
+# synchronization that gets very slow when the machine's cores are busy.
 torch.set_num_threads(1)
 
 VOCAB = 258

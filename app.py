@@ -8,7 +8,6 @@ Layout and wiring only; everything computed comes from emojilm (space, views, so
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -16,12 +15,13 @@ import pandas as pd
 from emojilm import links, views
 from emojilm.config import LOOP_MODES
 from emojilm.engine import MAX_ROWS
+from emojilm.paths import ASSETS
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from emojilm.request import DRAW_SEED, MAX_NEW_TOKENS, MAX_PAGE_SEED, MAX_TEXT_CHARS, RANGES, TEMPERATURE, THRESHOLD
 from emojilm.sources import ModelRegistry, SourceConfig
 from emojilm.space import EXAMPLES, SpaceBackend, parse_request
 
-CSS = (Path(__file__).parent / "assets" / "style.css").read_text(encoding="utf-8")
+CSS = (ASSETS / "style.css").read_text(encoding="utf-8")
 AUTO = "auto (from the checkpoint or the probe)"
 # The link box gets the page's own address with the request's query string; Copy link copies it.
 LINK_JS = "(query) => query.startsWith('?') ? new URL(query, window.location.href).href : query"

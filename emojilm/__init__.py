@@ -7,5 +7,6 @@ lm.translate("I love pizza").text
 
 from emojilm.checkpoint import CheckpointError
 from emojilm.lm import EmojiLM, load
+from emojilm.request import Request
 
-__all__ = ["CheckpointError", "EmojiLM", "load"]
+__all__ = ["CheckpointError", "EmojiLM", "Request", "load"]

@@ -68,7 +68,8 @@ from emojilm.speculative import default_draft_loops
 
 TEXT = "A cup of hot coffee and a croissant on a sunny day in Paris"  # about 60 prompt bytes
 GREEDY = SamplingParams()
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where this emojilm is imported from (a checkout, or site-packages): child processes import it from there too.
+IMPORT_ROOT = Path(__file__).resolve().parent.parent
 
 # The published checkpoint's shape (model card / params.json).
 REAL_SHAPE = {
@@ -230,7 +231,7 @@ def load_in_subprocess(
     env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
     code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench import load_in_child; "
     code += f"load_in_child({str(folder)!r}, {options.device!r}, {dtype or options.dtype!r}, {probe!r})"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=IMPORT_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -286,7 +287,7 @@ class BandwidthProbe:
         self.sample()  # touch every page once
 
     def sample(self) -> float:
-        """The rate of the fastest sum over 0.1 s (one takes ~50 ms on two CPU cores)."""
+        """The rate of the fastest sum over 0.1 s (a few passes over the buffer at a CPU's streaming rate)."""
         best = fastest_pass(self.buffer.sum, self.buffer.device)
         return self.buffer.numel() * self.buffer.element_size() / best / 1e9
 
@@ -566,7 +567,7 @@ def measure_formats(source: Path, plan: Plan, options: argparse.Namespace, work:
         cache = work / f"cache-{weight_format}"
         convert, cached = (load_in_subprocess(source, cache, options, dtype=weight_format) for _ in range(2))
         # Let the files just written reach the disk first: on these VMs their write-back, running
-        # beside the timed decode, made a real-shape float32 decode read 0.19-0.38 bytes/s, not 2.4.
+        # beside the timed decode, slowed it several times over (docs/benchmarks.md, "Weight formats").
         os.sync()
         os.environ["EMOJILM_CACHE"] = str(cache)
         lm = emojilm.load(source, device=options.device, dtype=weight_format, probe=False)
@@ -655,9 +656,9 @@ def training_setups(device: str) -> list[tuple[str, list[str], int | None]]:
 
 def training_rate(command: list[str], threads: int | None, options: list[str], out: Path) -> float:
     """Training bytes/s of one run, as emojilm.train records it in params.json."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    env = {**os.environ, "PYTHONPATH": str(IMPORT_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     command = [*command, *options, f"--out={out}"]
-    run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(command, cwd=IMPORT_ROOT, env=env, capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
     return json.loads((out / checkpoint.PARAMS).read_text())["emojilm"]["train_bytes_per_second"]

@@ -36,10 +36,10 @@ from safetensors.torch import save_file
 
 from emojilm.config import ModelArgs
 from emojilm.model import LoopedTransformer
+from emojilm.paths import BUNDLED_DIR
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled"
 PARAMS = "params.json"
 SAFETENSORS = "model.safetensors"
 CONSOLIDATED = "consolidated.pth"
@@ -48,7 +48,8 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 Progress = Callable[[str, int, int | None], None]
 # The Hub counts as reachable when a TCP connection to it (or to the proxy that leads to it) opens
 # within this many seconds. Otherwise only the local Hugging Face cache is read: a missing DNS name or
-# a refused connection does not heal in the ~25 s huggingface_hub would spend retrying.
+# a refused connection does not heal in the time huggingface_hub would spend retrying (docs/reliability.md,
+# "Without the Hub, and with a flaky Hub").
 ROUTE_TIMEOUT_S = 2.0
 # Waits before asking again for a file whose download (GET) answered 5xx: huggingface_hub retries
 # its metadata request (HEAD) on those, but not the download itself.

@@ -46,6 +46,7 @@ import pandas as pd
 
 from emojilm.handwritten import phrasing
 from emojilm.lexicon import EVERYDAY, OTHER_LANGUAGES, WORDNET_DIR, Lexicon, build_lexicon
+from emojilm.paths import EVAL_DIR
 
 COLUMNS = ["text", "emoji", "lang", "kind", "split"]
 LANGUAGES = ("en", *OTHER_LANGUAGES)
@@ -57,7 +58,6 @@ CORE_SOURCES = {"everyday", "cldr-name", "emoji-name", "plural"}
 COMMON_SOURCES = CORE_SOURCES | {"alias", "cldr-keyword", "family-keyword"}
 HELDOUT_FRACTION = 0.01
 MAX_TEXT_BYTES = 160
-EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled" / "eval"
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 # Share of rows per language; the rest of the languages split what English leaves.
 ENGLISH_SHARE = 0.6

@@ -30,11 +30,11 @@ import torch
 
 from emojilm.generation import answers_by_loops
 from emojilm.model import WEIGHT_FORMATS
+from emojilm.paths import EVAL_DIR
 from emojilm.sampling import SamplingParams
 
 VARIATION_SELECTOR = "\ufe0f"
 ZWJ = "\u200d"
-EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundled" / "eval"
 EVAL_SETS = ("phrases", "words", "languages")
 # Words of emoji names too plain to stand for one emoji in the baseline's lookup.
 STOPWORDS = {"the", "and", "with", "face", "for", "you", "not", "but", "this", "that", "are", "was", "from",

@@ -7,17 +7,16 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 
 - float32 (exact, the reference): torch's x @ W over the fused [in, out] matrix
   for one row and prefills; oneDNN's prepacked linear for 2-32 rows, where x @ W
-  blocks poorly (on a 2-core Xeon 4 rows streamed at ~0.7x the one-row rate, the
-  packed kernel at ~0.85x). Only for matrices of PACK_MIN_BYTES or more: on
-  matrices that sit in cache the packed call's overhead dominates (the bundled
-  model's 4-row step went from 1.2x to 1.8x a 1-row one). The packed copy is a
-  second copy of the weights.
+  blocks poorly. Only for matrices of PACK_MIN_BYTES or more: on matrices that
+  sit in cache the packed call's overhead dominates. The packed copy is a second
+  copy of the weights.
 - bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
-  for every row count (on an AMX Xeon, one pass over [5632, 1024] matrices took
-  0.82x the time of F.linear and 0.54x that of x @ W^T); F.linear where it is missing.
+  for every row count, faster than F.linear and x @ W^T; F.linear where it is missing.
 - int8 weight-only, symmetric, one scale per output row: torch._weight_int8pack_mm,
-  which takes bf16 inputs (with fp32 inputs the same kernel ran 6x slower);
-  where it is missing, the rows are dequantized for each product (slow, exact).
+  which takes bf16 inputs (it is far slower on fp32 ones); where it is missing,
+  the rows are dequantized for each product (slow, exact).
+
+The trials behind these choices: docs/benchmarks.md, "Kernel trials".
 
 bfloat16 and int8 products take float32 inputs and return float32 outputs: only
 the product itself runs in the format, so the rest of the model is float32's.
@@ -40,8 +39,8 @@ PACKED_ROWS = range(2, 33)  # rows served by the packed copy (faster up to 32 in
 PACK_HINT = 4  # the row count oneDNN lays the copy out for (fast from 2 to 8 rows in trials)
 PACK_MIN_BYTES = 2**20  # smaller matrices stay in a core's L2 cache: x @ W serves them faster
 INT8_MAX = 127
-# bf16 and int8 products run over row chunks of at most this many rows: on a 2-core AMX Xeon, one
-# row times [5632, 1024] streamed at 24 GB/s in int8 (29 in bf16) and two halves at 33 (39).
+# bf16 and int8 products run over row chunks of at most this many rows: both kernels stream a
+# [5632, 1024] matrix slower than its two halves (docs/benchmarks.md, "Kernel trials").
 CHUNK_ROWS = 4096
 
 

@@ -40,8 +40,8 @@ from emojilm.step import prefill, step
 
 DRAFT_LENGTH = 8  # the most bytes one round drafts: two 4-byte emoji, or one with its 3-byte variation selector
 DRAFT_CONFIDENCE = 0.5  # a draft ends after a byte to which its read-out gave less probability than this
-# What a pass over two positions costs beyond a pass over one, as a share of it: 0.19 measured at
-# the published shape on a 2-core CPU (docs/benchmarks.md, "step of 2 positions"), rounded up.
+# What a pass over two positions costs beyond a pass over one, as a share of it: "step of 2 positions
+# / step of 1 row" at the published shape in docs/benchmarks.md, less one (0.19 when set, rounded up).
 SECOND_POSITION_COST = 0.2
 
 

@@ -71,7 +71,7 @@ class TrainConfig:
     eval_every: int = 1000
     eval_size: int = 512
     device: str = "auto"
-    bf16: bool = False  # bf16 autocast on CPU too (always on with CUDA); CPUs with AMX train ~1.4x faster
+    bf16: bool = False  # bf16 autocast on CPU too (always on with CUDA): faster where the CPU has AMX
     compile: bool = False  # torch.compile the training step (pays off on GPUs)
     resume: bool = False
 

@@ -1,7 +1,7 @@
 """Shared helpers: tiny random checkpoints in lingua's real on-disk layout.
 
-The state dict is built here from the documented key list and shapes
-(DESIGN.md, "The checkpoint: what is known"), never from emojilm's model class,
+The state dict is built here from lingua's key names and shapes as documented
+(docs/checkpoint.md, "Known"), never from emojilm's model class,
 so a naming or shape mistake in emojilm cannot hide behind the helper.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 # The tests use tiny tensors: one thread is as fast, and a second one only adds
-# synchronization that gets very slow when the machine's cores are busy (3x here).
+# synchronization that gets very slow when the machine's cores are busy.
 torch.set_num_threads(1)
 
 VOCAB = 258

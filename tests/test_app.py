@@ -19,6 +19,7 @@ from gradio_client.exceptions import AppError
 
 from emojilm import links
 from emojilm.loadtest import start_app, stop_app
+from emojilm.paths import BUNDLED_DIR
 from emojilm.request import MAX_TEXT_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,8 +294,8 @@ def test_page_moves_to_the_default_model_once_it_is_ready(browser, tmp_path):
 
     late = tmp_path / "late-model"  # the bundled weights without their recorded template: the probe makes it slow
     late.mkdir()
-    shutil.copy(ROOT / "assets" / "bundled" / "consolidated.pth", late)
-    params = json.loads((ROOT / "assets" / "bundled" / "params.json").read_text())
+    shutil.copy(BUNDLED_DIR / "consolidated.pth", late)
+    params = json.loads((BUNDLED_DIR / "params.json").read_text())
     params.pop("emojilm")
     (late / "params.json").write_text(json.dumps(params))
 

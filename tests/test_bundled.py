@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import emojilm
-from emojilm.checkpoint import BUNDLED_DIR
-from emojilm.evaluate import EVAL_DIR, accuracy_by_loops, emoji_units, load_eval, natural_outputs, natural_table
+from emojilm.evaluate import accuracy_by_loops, emoji_units, load_eval, natural_outputs, natural_table
+from emojilm.paths import BUNDLED_DIR, EVAL_DIR
 from emojilm.space import EXAMPLES
 
 

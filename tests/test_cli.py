@@ -21,8 +21,8 @@ import torch
 
 import emojilm
 from emojilm import cli, views
-from emojilm.checkpoint import BUNDLED_DIR
 from emojilm.config import GATE_MODES, LOOP_MODES
+from emojilm.paths import BUNDLED_DIR
 from emojilm.probe import probe_variants
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from tests.conftest import TINY, hub_snapshot, lingua_shapes, tiny_params

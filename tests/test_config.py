@@ -16,7 +16,7 @@ def args_for(**model):
 @pytest.mark.parametrize(
     ("model", "hidden"),
     [
-        ({"dim": 1024, "n_heads": 16, "multiple_of": 256}, 2816),  # Emoji-ByteLM (DESIGN.md)
+        ({"dim": 1024, "n_heads": 16, "multiple_of": 256}, 2816),  # Emoji-ByteLM (docs/checkpoint.md, "Known")
         ({"dim": 4096, "n_heads": 32, "multiple_of": 256}, 11008),  # Llama 7B
         ({"dim": 4096, "n_heads": 32, "multiple_of": 1024, "ffn_dim_multiplier": 1.3}, 14336),  # Llama 3 8B
         ({"dim": 8192, "n_heads": 64, "multiple_of": 4096, "ffn_dim_multiplier": 1.3}, 28672),  # Llama 2 70B

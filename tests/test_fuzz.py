@@ -93,7 +93,7 @@ def is_int(value, low, high) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-# What the library accepts (DESIGN.md: anything else is a ValueError naming it).
+# What the library accepts (docs/reliability.md, "Bad inputs": anything else is a ValueError naming it).
 VALID = {
     "temperature": lambda v: is_number(v, 0.0, 2.0),
     "top_p": lambda v: is_number(v, 0.0, 1.0, low_open=True),

@@ -254,7 +254,7 @@ def test_a_rope_table_that_differs_from_ours_is_refused(make_checkpoint, table, 
 
 
 def test_loop_count_with_use_residual_false_runs_plain_repetition(make_checkpoint):
-    """The issue's case: `loop_count` was not read, so the model ran the default single loop."""
+    """The lab's spellings: `loop_count` once went unread, and the model ran the default single loop."""
     section = tiny_params(n_loops=None, loop_residual=None, loop_count=4, use_residual=False)
     state, plain = lingua_state(section)
     lm = load(write(make_checkpoint, section, state))

@@ -1,9 +1,9 @@
 """The looped model against an independent straight-line computation from the raw state dict.
 
-The reference below uses only plain torch ops in float64 and follows DESIGN.md, the
-loop-mode table at the top of emojilm/model.py and the issue's formulas for gates
-(attention output gates, per-loop gates) and lingua's sliding window; it calls
-nothing in emojilm, and reads the tensors under the names the checkpoint stores.
+The reference below uses only plain torch ops in float64 and follows docs/checkpoint.md (the
+blocks, the formulas of attention output gates and per-loop gates, lingua's sliding window) and
+the loop-mode table at the top of emojilm/model.py; it calls nothing in emojilm, and reads the
+tensors under the names the checkpoint stores.
 """
 
 from __future__ import annotations

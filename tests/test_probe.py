@@ -65,7 +65,7 @@ def training_batch():
 
 @pytest.fixture(scope="module")
 def trained_state():
-    """Weights of a model trained in TRUE_MODE on TRUE_TEMPLATE prompts (~3 s on one CPU thread)."""
+    """Weights of a model trained in TRUE_MODE on TRUE_TEMPLATE prompts (seconds on one CPU thread)."""
     torch.manual_seed(0)
     return train(LoopedTransformer(args_from_params({**MODEL, "loop_residual": TRUE_MODE})))
 

@@ -30,12 +30,12 @@ from emojilm.tokenizer import ByteTokenizer
 
 # A pick is clear when the runner-up's loss (mean negative log p per answer byte) is at
 # least CLEAR_RATIO times the winner's. A ratio, not a difference: a well-trained model's
-# losses are tiny (a wrong residual reading costs ~0.01 nats/byte on a tiny model, yet
-# 1.5x or more), while random weights score ~5.5 nats/byte for every variant (ratio ~1.0).
+# losses are tiny (a wrong residual reading costs ~0.01 nats/byte on tests/test_probe.py's tiny
+# model, yet 1.5x or more), while random weights score ~ln 258 = 5.5 nats/byte for every variant (a ratio of ~1).
 CLEAR_RATIO = 1.5
 
-# What a load scores, cheapest first: a published-shape forward costs ~30 ms per token on
-# two cores, so a load scores short pairs one at a time (the card's example among them) and
+# What a load scores, cheapest first: a published-shape forward is slow on a CPU (prefill in
+# docs/benchmarks.md), so a load scores short pairs one at a time (the card's example among them) and
 # stops once the verdict is settled; the command line's full table scores all KNOWN_PAIRS.
 LOADING_PAIRS = tuple(sorted((p for p in KNOWN_PAIRS if p[0] in ("I love pizza", "pizza", "my cat", "happy birthday")),
                              key=lambda pair: len(pair[0].encode()) + len(pair[1].encode())))  # fmt: skip

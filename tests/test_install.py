@@ -20,8 +20,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# What a fresh clone lacks: hidden folders (.git, .venv, caches), run outputs and build leftovers.
-NOT_IN_A_CLONE = shutil.ignore_patterns(".*", "__pycache__", "runs", "data", "build", "*.egg-info")
+
+
+def not_in_a_clone(folder: str, names: list[str]) -> list[str]:
+    """What a fresh clone lacks: hidden folders (.git, .venv, caches), build leftovers, and at the top
+    the run outputs and corpora (not emojilm/data, which is the package's)."""
+    top = Path(folder) == ROOT
+    return [n for n in names if n.startswith(".") or n == "__pycache__" or n.endswith(".egg-info")
+            or (top and n in ("runs", "data", "build"))]  # fmt: skip
+
+
 # What `emojilm.load("bundled")` and `python -m emojilm.evaluate` read, and the held-out rows the bench reads.
 SHIPPED = ["params.json", "model.safetensors", "heldout.jsonl", "eval/phrases.jsonl", "eval/words.jsonl",
            "eval/languages.jsonl"]  # fmt: skip
@@ -49,7 +57,7 @@ def shared_site_packages() -> list[str]:
 def build_wheel(tmp_path: Path) -> Path:
     """The wheel `pip install .` would build, from a copy of the checkout (a build writes into its source)."""
     source, dist = tmp_path / "source", tmp_path / "dist"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_IN_A_CLONE)
+    shutil.copytree(ROOT, source, symlinks=True, ignore=not_in_a_clone)
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", dist,
         source, cwd=tmp_path)  # fmt: skip
     (wheel,) = dist.glob("emojilm-*.whl")
@@ -71,6 +79,7 @@ def test_the_wheel_runs_outside_the_checkout(tmp_path, shared_site_packages):
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"emojilm/assets/bundled/{name}" for name in SHIPPED} <= set(names)
+    assert "emojilm/data/en/words.tsv" in names  # the corpus builder's hand-written words
     # Only the package: no tests, docs or training runs, and not the .pth that model.safetensors duplicates.
     assert all(name.startswith(("emojilm/", "emojilm-")) and not name.endswith(".pth") for name in names)
     assert wheel.stat().st_size < 4_000_000

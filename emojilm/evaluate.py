@@ -2,18 +2,21 @@
 
 Two evaluations:
 
-* the natural set (assets/bundled/eval/*.jsonl), written by hand and kept out of
-  training: English phrases, single everyday words, and phrases in ten other
-  languages. Each row lists, per thing it talks about, every acceptable emoji.
-  A dictionary lookup (each word looked up in the ``emoji`` package's names for
-  that language) is scored on the same rows, as the baseline to beat;
+* the natural set (assets/bundled/eval/{phrases,words,languages}.jsonl), written by
+  hand and kept out of training: English phrases, single everyday words, and phrases
+  in ten other languages. Each row lists, per thing it talks about, every acceptable
+  emoji. A dictionary lookup (each word looked up in the ``emoji`` package's names
+  for that language) is scored on the same rows, as the baseline to beat. The fresh
+  set (eval/fresh.jsonl: 150 texts in the same languages and format, written later,
+  before any model's answers to them were seen, and also kept out of training) is
+  scored the same way and reported apart, its English and other languages apart;
 * a table of text/emoji pairs (``--data``, e.g. the corpus's held-out split), where
   a hit needs every emoji of the expected answer: this measures how well the
   model learned the corpus generator's own shapes, not what visitors type.
 
 Outputs are greedy, for every loop count at once (generation.answers_by_loops).
 
-    python -m emojilm.evaluate --model bundled                    # the natural set
+    python -m emojilm.evaluate --model bundled                    # the natural and fresh sets
     python -m emojilm.evaluate --model bundled --data assets/bundled/heldout.jsonl
 """
 
@@ -36,6 +39,8 @@ from emojilm.sampling import SamplingParams
 VARIATION_SELECTOR = "\ufe0f"
 ZWJ = "\u200d"
 EVAL_SETS = ("phrases", "words", "languages")
+# Hand-written after the natural set, without looking at any model's answers; reported apart from it.
+FRESH_SET = "fresh"
 # Words of emoji names too plain to stand for one emoji in the baseline's lookup.
 STOPWORDS = {"the", "and", "with", "face", "for", "you", "not", "but", "this", "that", "are", "was", "from",
              "button", "sign", "symbol", "mark", "person", "man", "woman", "flag", "light", "skin", "tone"}  # fmt: skip
@@ -85,10 +90,11 @@ def score(output: str, accept: Sequence[Sequence[str]]) -> dict[str, bool]:
     }
 
 
-def load_eval(folder: Path = EVAL_DIR) -> pd.DataFrame:
-    """The natural set: one row per text, with its set name, language, topic and acceptable emoji."""
+def load_eval(folder: Path = EVAL_DIR, sets: Sequence[str] = EVAL_SETS) -> pd.DataFrame:
+    """The natural set (or `sets`, e.g. (FRESH_SET,)): one row per text, with its set name, language, topic
+    and acceptable emoji."""
     frames = []
-    for name in EVAL_SETS:
+    for name in sets:
         table = pd.read_json(folder / f"{name}.jsonl", lines=True, dtype=False)
         table["set"] = name
         frames.append(table)
@@ -232,18 +238,24 @@ def natural_table(scored: pd.DataFrame, by: Sequence[str] = ("set",)) -> pd.Data
     return table.assign(_order=order).sort_values(["_order", *by]).drop(columns="_order").reset_index(drop=True)
 
 
+def fresh_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """The fresh set's rates per model, its English texts ("en") and other languages ("other") apart."""
+    part = scored["lang"].where(scored["lang"] == "en", "other")
+    return natural_table(scored.assign(part=part), by=("set", "part"))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import emojilm
     from emojilm.corpus import load_pairs
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="bundled", help="bundled, a folder, or a Hub repo id")
-    parser.add_argument("--data", help="a text/emoji table instead of the natural set (held-out pairs)")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
+    parser.add_argument("--data", help="a text/emoji table instead of the hand-written sets (held-out pairs)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N rows (of each set) only")
     parser.add_argument("--max-loops", type=int, default=None, help="also try loop counts beyond training")
     parser.add_argument("--dtype", default="float32", choices=WEIGHT_FORMATS, help="weight format (default float32)")
     parser.add_argument("--json", help="also write the table(s) to this JSON file")
-    parser.add_argument("--outputs", help="natural set: also write every row's outputs to this JSON-lines file")
+    parser.add_argument("--outputs", help="hand-written sets: also write every row's outputs to this JSON-lines file")
     args = parser.parse_args(argv)
     lm = emojilm.load(args.model, dtype=args.dtype)
     loops = range(1, (args.max_loops or lm.n_loops) + 1)
@@ -259,19 +271,29 @@ def main(argv: Sequence[str] | None = None) -> None:
             table.to_json(args.json, orient="records", indent=1)
         return
 
-    natural = load_eval()
-    natural = natural.head(args.limit) if args.limit else natural
-    scored = natural_outputs(lm, natural, loops)
-    by_set = natural_table(scored)
-    by_lang = natural_table(scored[scored["set"] == "languages"], by=("lang",))
+    natural, fresh = load_eval(), load_eval(sets=(FRESH_SET,))
+    natural, fresh = (natural.head(args.limit), fresh.head(args.limit)) if args.limit else (natural, fresh)
+    # Scored apart, so the natural set's batches (and numbers) are the same with or without the fresh set.
+    scored_natural, fresh_scored = natural_outputs(lm, natural, loops), natural_outputs(lm, fresh, loops)
+    by_set = natural_table(scored_natural)
+    by_lang = natural_table(scored_natural[scored_natural["set"] == "languages"], by=("lang",))
     print(f"{lm!r}\nnatural set: {len(natural)} hand-written texts from {EVAL_DIR}\n")
     print(by_set.to_string(index=False, float_format="{:.3f}".format), end="\n\n")
     trained = by_lang[by_lang["loops"].isin([lm.n_loops, 0])]
     print(trained.to_string(index=False, float_format="{:.3f}".format))
+    fresh_parts = fresh_table(fresh_scored)
+    fresh_lang = natural_table(fresh_scored, by=("lang",))
+    print(f"\nfresh set: {len(fresh)} hand-written texts ({FRESH_SET}.jsonl), apart from the natural set\n")
+    print(fresh_parts.to_string(index=False, float_format="{:.3f}".format))
     if args.json:
-        tables = {"by_set": by_set.to_dict("records"), "by_language": by_lang.to_dict("records")}
+        tables = {
+            "by_set": by_set.to_dict("records"),
+            "by_language": by_lang.to_dict("records"),
+            "fresh": {"by_part": fresh_parts.to_dict("records"), "by_language": fresh_lang.to_dict("records")},
+        }
         Path(args.json).write_text(json.dumps(tables, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.outputs:
+        scored = pd.concat([scored_natural, fresh_scored], ignore_index=True)
         scored.drop(columns="accept").to_json(args.outputs, orient="records", lines=True, force_ascii=False)
 
 

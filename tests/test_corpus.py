@@ -17,8 +17,8 @@ if not (lexicon_mod.CLDR_DIR.is_dir() and lexicon_mod.WORDNET_DIR.is_dir() and c
     pytest.skip("the corpus builder's data: apt-get install unicode-cldr-core wordnet-base fortunes",
                 allow_module_level=True)  # fmt: skip
 
-from emojilm.corpus import COLUMNS, build_corpus, load_pairs, main  # noqa: E402
-from emojilm.evaluate import emoji_units, load_eval  # noqa: E402
+from emojilm.corpus import COLUMNS, build_corpus, eval_texts, load_pairs, main, normalised  # noqa: E402
+from emojilm.evaluate import FRESH_SET, emoji_units, load_eval  # noqa: E402
 from emojilm.handwritten import everyday_words  # noqa: E402
 from emojilm.lexicon import (  # noqa: E402
     EVERYDAY,
@@ -88,11 +88,15 @@ def test_heldout_split_is_disjoint_from_train(corpus):
 
 
 def test_no_evaluation_text_is_trained_on():
-    """The corpus as `python -m emojilm.corpus` builds it by default holds no natural-set text."""
+    """The corpus as `python -m emojilm.corpus` builds it by default holds no natural-set or fresh-set text."""
     full = build_corpus()
+    fresh = load_eval(sets=(FRESH_SET,))["text"]
     evaluation = set(load_eval()["text"].map(plain))
-    assert len(full) > 500_000 and len(evaluation) >= 700
-    assert not set(full["text"].map(plain)) & evaluation
+    assert len(full) > 500_000 and len(evaluation) >= 700 and fresh.map(plain).nunique() == 150
+    # The builder drops every hand-written set in the folder, the fresh one too.
+    assert set(fresh.map(normalised)) <= eval_texts()
+    trained = set(full["text"].map(plain))
+    assert not trained & evaluation and not trained & set(fresh.map(plain))
     # The builder's own filter is what keeps them out: everyday words like these are drawn often.
     assert {"pizza", "coffee", "dog"} <= evaluation
 

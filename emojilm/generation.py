@@ -56,10 +56,10 @@ def continue_steps(
     the steps end once every row has yielded it, and a row that has stops
     running its loops (what it yields after is meaningless).
     """
-    exits, loops = list(exit_loops), list(exit_loops)
+    exits, loops, logits = list(exit_loops), list(exit_loops), None
     going = [True] * len(exits)
     for n in range(max_new_tokens):
-        ids = sample(model.readout(hidden), params, generators)
+        ids = sample(model.readout(hidden) if logits is None else logits, params, generators)
         yield ids, loops
         if n + 1 == max_new_tokens:
             return
@@ -70,7 +70,7 @@ def continue_steps(
             # A row that has ended runs the first loop only: the others' last loop bounds the step.
             exits = [k if g else 1 for k, g in zip(exits, going, strict=True)]
         out = step(model, ids[:, None], cache, start + n, exits, threshold=threshold)
-        hidden, loops = out.hidden[:, -1], out.loops
+        hidden, loops, logits = out.hidden[:, -1], out.loops, out.logits
 
 
 @torch.inference_mode()

@@ -26,6 +26,7 @@ class Step:
     states: list[torch.Tensor]  # after each loop run, [rows that needed it, G, dim] (rows latest-exiting first)
     hidden: torch.Tensor  # [R, G, dim]: each row's state after its exit loop
     loops: list[int]  # each row's exit loop (with adaptive loops, where it stopped)
+    logits: torch.Tensor | None = None  # [R, V] read out from `hidden` at the last position, where already done
 
 
 def prefill(model: LoopedTransformer, tokens: torch.Tensor, n_loops: int, cache, start: int = 0) -> list[torch.Tensor]:
@@ -57,6 +58,9 @@ def step(
     if threshold > 0:
         return _adaptive_step(model, ids, cache, start, max(exit_loops), threshold)
     last = max(exit_loops)
+    if min(exit_loops) == last:  # one pass over every row (a plain decode step, a draft, a verification)
+        states = list(model.loop_states(ids, last, cache=cache, start=start, first_loop=first_loop, state=state))
+        return Step(states, states[-1], list(exit_loops))
     rows_at = [1 + max(r for r, k in enumerate(exit_loops) if k > loop) for loop in range(last)]
     states, h, loop = [], state, first_loop
     while loop < last:  # one pass per run of loops over the same rows
@@ -73,18 +77,19 @@ def _adaptive_step(model, ids, cache: KVCache, start: int, n_loops: int, thresho
     """step() with adaptive loops: every row runs until its two last read-outs agree (or n_loops)."""
     rows = ids.shape[0]
     exits: list[int | None] = [None] * rows
-    hidden, states, previous = [None] * rows, [], None
+    hidden, logits, states, previous = [None] * rows, [None] * rows, [], None
     for loop, h in enumerate(model.loop_states(ids, n_loops, cache=cache, start=start), start=1):
         states.append(h)
-        logp = model.readout(h[:, -1]).float().log_softmax(-1)
+        read = model.readout(h[:, -1])
+        logp = read.float().log_softmax(-1)
         kl = None if previous is None else (logp.exp() * (logp - previous)).sum(-1).tolist()
         for r in range(rows):
             if exits[r] is None and (loop == n_loops or (kl is not None and kl[r] < threshold)):
-                exits[r], hidden[r] = loop, h[r]
+                exits[r], hidden[r], logits[r] = loop, h[r], read[r]
         if all(k is not None for k in exits):
             break
         previous = logp
     for r, k in enumerate(exits):
         if k < n_loops:
             cache.copy_to_later_loops(k - 1, start, start + 1, row=r if rows > 1 else None)
-    return Step(states, torch.stack(hidden), exits)
+    return Step(states, torch.stack(hidden), exits, torch.stack(logits))

@@ -11,7 +11,8 @@ Batch-invariant: a request's bytes do not depend on who else is asking, so a
 shared link shows the shared answer even under load. On CPU, a float32 product
 of 2 or more rows gives each row bitwise the same result whatever the other rows
 hold, while a 1-row product takes another kernel and rounds differently; so a
-step always runs at least 2 rows (a lone request rides with a padding row), every
+step runs at least 2 rows (a lone request rides with a padding row) where the
+model's products round a lone row apart (float32's; not the bf16 and int8 kernels'), every
 row runs the same loops (a row past its loop count, or a padding row, attends to
 nothing and is ignored), attention and the read-out run per row, and prefills
 run per request. Only the step's row count changes with the load.
@@ -71,13 +72,29 @@ class RowsCache:
         return torch.cat(out)
 
 
-def batch_step(model: LoopedTransformer, ids: list[int], caches: list[KVCache], positions: list[int], n_loops: int):
-    """One id per row at each row's own position, through loops 1..n_loops for every row, never fewer than two rows.
+def lone_row_rounds_apart(model: LoopedTransformer) -> bool:
+    """Whether the model's products give one row other bits alone than among other rows, checked on a
+    random input for each kind of product it runs. float32's do (x @ W serves one row, oneDNN's packed
+    kernel more); the bf16 and int8 kernels do not. Unfused layers (nn.Linear) are taken to."""
+    products = model.products()
+    if not products:
+        return True
+    gen = torch.Generator().manual_seed(0)
+    for product in {type(p): p for p in products}.values():
+        x = torch.randn(2, product.in_features, generator=gen).to(model.tok_embeddings.weight.device)
+        if not torch.equal(product(x[:1])[0], product(x)[0]):
+            return True
+    return False
 
-    Row r's states depend on its own id, cache and position only, bit for bit (the module's docstring).
-    """
+
+def batch_step(
+    model: LoopedTransformer, ids: list[int], caches: list[KVCache], positions: list[int], n_loops: int, pad: bool
+):
+    """One id per row at each row's own position, through loops 1..n_loops for every row; with `pad`,
+    never fewer than two rows (lone_row_rounds_apart). Row r's states then depend on its own id, cache
+    and position only, bit for bit (the module's docstring)."""
     rows: list[KVCache | None] = list(caches)
-    if len(rows) == 1:  # a padding row: a lone request's products take the same kernel as in a batch
+    if pad and len(rows) == 1:  # a padding row: a lone request's products take the same kernel as in a batch
         ids, rows, positions = ids * 2, [*rows, None], positions * 2
     tokens = torch.tensor(ids, device=model.tok_embeddings.weight.device)[:, None]
     return step(model, tokens, RowsCache(rows, positions), 0, [n_loops] * len(ids))
@@ -107,6 +124,8 @@ class Engine:
         self, model: LoopedTransformer, eos_id: int, max_rows: int = MAX_ROWS, max_cache_bytes: int = MAX_CACHE_BYTES
     ) -> None:
         self.model, self.eos_id, self.max_rows, self.max_cache_bytes = model, eos_id, max_rows, max_cache_bytes
+        with torch.inference_mode():
+            self.pad = lone_row_rounds_apart(model)
         self.waiting: queue.Queue[Row] = queue.Queue()
         self.rows: list[Row] = []
         self.steps = 0  # forward steps run (for tests and figures)
@@ -217,7 +236,7 @@ class Engine:
         rows = self.rows
         n_loops = max(row.request.n_loops for row in rows)
         ids, caches, positions = [row.next_id for row in rows], [row.cache for row in rows], [r.position for r in rows]
-        out = batch_step(self.model, ids, caches, positions, n_loops)
+        out = batch_step(self.model, ids, caches, positions, n_loops, self.pad)
         for r, row in enumerate(rows):
             row.loops = self._exit_loop(row, [states[r, -1] for states in out.states])
             row.hidden = out.states[row.loops - 1][r, -1]

@@ -101,6 +101,10 @@ class Product:
         raise NotImplementedError
 
     @property
+    def in_features(self) -> int:
+        raise NotImplementedError
+
+    @property
     def nbytes(self) -> int:
         """Bytes a product streams: the copy the kernel reads."""
         raise NotImplementedError
@@ -124,6 +128,10 @@ class DenseProduct(Product):
     @property
     def n_weights(self) -> int:
         return self.dense.numel()
+
+    @property
+    def in_features(self) -> int:
+        return self.dense.shape[0]
 
     @property
     def nbytes(self) -> int:
@@ -152,6 +160,10 @@ class BFloat16Product(Product):
         return self.weight.numel()
 
     @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
     def nbytes(self) -> int:
         return self.weight.numel() * 2
 
@@ -177,6 +189,10 @@ class Int8Product(Product):
     @property
     def n_weights(self) -> int:
         return self.rows.numel()
+
+    @property
+    def in_features(self) -> int:
+        return self.rows.shape[1]
 
     @property
     def nbytes(self) -> int:

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import emojilm
-from emojilm.engine import Engine, Row, batch_step
+from emojilm.config import ModelArgs
+from emojilm.engine import Engine, Row, batch_step, lone_row_rounds_apart
+from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.step import prefill
 from tests.tiny_lms import TRAINED_LOOPS, tiny_lm
@@ -99,7 +101,7 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
             caches.append(cache)
             positions.append(len(prompt))
             ids.append(ord("x") if i == row else rng.randrange(256))
-        out = batch_step(model, ids, caches, positions, lm.n_loops)
+        out = batch_step(model, ids, caches, positions, lm.n_loops, lone_row_rounds_apart(model))
         return model.readout(out.hidden[row, -1][None])
 
     alone = logits_after_step(["I love pizza"], 0)
@@ -150,3 +152,15 @@ def test_rows_wait_for_cache_memory_and_all_finish(lm):
     tight = Engine(lm.model, lm.tokenizer.eos_id, max_cache_bytes=one_at_a_time)
     assert together(tight, lm, requests) == expected
     assert tight.widest == 1
+
+
+@pytest.mark.parametrize("weight_format, rounds_apart", [("float32", True), ("bfloat16", False), ("int8", False)])
+def test_a_lone_row_is_padded_only_where_its_products_round_apart(weight_format, rounds_apart):
+    """float32's 1-row product takes x @ W and more rows oneDNN's packed kernel (a matrix of PACK_MIN_BYTES
+    or more); bf16's and int8's kernels give a row the same bits alone and among others."""
+    torch.manual_seed(0)
+    args = ModelArgs(dim=512, n_layers=1, n_heads=8, n_kv_heads=8, head_dim=64, hidden_dim=1024, n_loops=2)
+    model = LoopedTransformer(args).eval().to_format(weight_format).fuse_weights()
+    if weight_format == "float32" and not model.packed:
+        pytest.skip("no oneDNN packed kernel in this build: float32 runs x @ W for every row count")
+    assert lone_row_rounds_apart(model) == rounds_apart

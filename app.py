@@ -14,7 +14,7 @@ import pandas as pd
 
 from emojilm import links, views
 from emojilm.config import LOOP_MODES
-from emojilm.engine import MAX_ROWS, Host
+from emojilm.engine import MAX_ROWS
 from emojilm.paths import ASSETS
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from emojilm.request import DRAW_SEED, MAX_NEW_TOKENS, MAX_PAGE_SEED, MAX_TEXT_CHARS, RANGES, TEMPERATURE, THRESHOLD
@@ -281,15 +281,10 @@ def main() -> None:
         parser.error(str(problem))
     registry = ModelRegistry(config)
     first = registry.start()
-    host = Host()  # the engines step on the main thread (emojilm.engine.Host says why)
-    demo = build(SpaceBackend(registry, batched=not ZERO_GPU, host=host), first)
+    demo = build(SpaceBackend(registry, batched=not ZERO_GPU), first)
     gpu = "cuda" in str(registry.get(first).device)
     demo.queue(default_concurrency_limit=4 if gpu else 1, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS, prevent_thread_lock=True)
-    try:
-        host.run()
-    except KeyboardInterrupt:
-        demo.close()
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
 
 
 if __name__ == "__main__":

@@ -117,37 +117,11 @@ class Row:
     produced: int = 0
 
 
-class Host:
-    """Runs the steps of its engines, one after another, on the thread that calls `run`.
-
-    app.py gives it the main thread: on the 2-core VMs measured, torch's OpenMP work ran 20-40%
-    slower in any other thread once the main thread had used OpenMP (docs/benchmarks.md).
-    """
-
-    def __init__(self) -> None:
-        self.engines: list[Engine] = []
-        self.wake = threading.Event()
-
-    def run(self) -> None:
-        """Serve forever: step every engine with work, then wait for a request."""
-        while True:
-            self.wake.wait()
-            self.wake.clear()
-            while busy := [engine for engine in self.engines if engine.busy]:
-                for engine in busy:
-                    engine.run_once()
-
-
 class Engine:
-    """Decodes every submitted request in one batch, on its host's thread (without a host: its own)."""
+    """Decodes every submitted request in one batch, on a thread of its own."""
 
     def __init__(
-        self,
-        model: LoopedTransformer,
-        eos_id: int,
-        max_rows: int = MAX_ROWS,
-        max_cache_bytes: int = MAX_CACHE_BYTES,
-        host: Host | None = None,
+        self, model: LoopedTransformer, eos_id: int, max_rows: int = MAX_ROWS, max_cache_bytes: int = MAX_CACHE_BYTES
     ) -> None:
         self.model, self.eos_id, self.max_rows, self.max_cache_bytes = model, eos_id, max_rows, max_cache_bytes
         with torch.inference_mode():
@@ -156,11 +130,8 @@ class Engine:
         self.rows: list[Row] = []
         self.steps = 0  # forward steps run (for tests and figures)
         self.widest = 0  # the most requests one step decoded
-        if host is None:
-            host = Host()
-            threading.Thread(target=host.run, name="emojilm-engine", daemon=True).start()
-        self.host = host
-        host.engines.append(self)
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, name="emojilm-engine", daemon=True).start()
 
     def cache_bytes_for(self, row: Row) -> int:
         """The KV cache a request holds: keys and values of every (loop, layer) for its prompt and answer."""
@@ -191,7 +162,7 @@ class Engine:
             raise ValueError("the engine decodes seeded requests without drafting")
         row = Row(request, list(prompt))
         self.waiting.put(row)
-        self.host.wake.set()
+        self._wake.set()
         return row
 
     def tokens(self, row: Row) -> Iterator[tuple[int, int]]:
@@ -205,21 +176,20 @@ class Engine:
         finally:
             row.cancelled.set()
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.rows) or not self.waiting.empty()
-
-    def run_once(self) -> None:
-        """Admit, emit every row's next id, and step (on the host's thread)."""
-        try:
-            self._admit()
-            self._emit()
-            if self.rows:
-                self._step()
-        except Exception as err:  # not one row's fault (those fail alone): every row in flight learns it
-            for row in self.rows:
-                row.out.put(err)
-            self.rows = []
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self.rows or not self.waiting.empty():
+                try:
+                    self._admit()
+                    self._emit()
+                    if self.rows:
+                        self._step()
+                except Exception as err:  # not one row's fault (those fail alone): every row in flight learns it
+                    for row in self.rows:
+                        row.out.put(err)
+                    self.rows = []
 
     @torch.inference_mode()
     def _admit(self) -> None:

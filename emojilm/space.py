@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from emojilm import views
-from emojilm.engine import Engine, Host
+from emojilm.engine import Engine
 from emojilm.generation import Generation
 from emojilm.lm import EmojiLM
 from emojilm.model import LoopedTransformer
@@ -85,12 +85,11 @@ def parse_request(
 
 class SpaceBackend:
     """batched: answers of concurrent visitors are decoded together (emojilm.engine), one engine per
-    model, stepped on `host`'s thread; else (ZeroGPU, where a GPU exists only inside a visitor's
-    call) one after another."""
+    model; else (ZeroGPU, where a GPU exists only inside a visitor's call) one after another."""
 
-    def __init__(self, registry: ModelRegistry, batched: bool = True, host: Host | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, batched: bool = True) -> None:
         self.registry = registry
-        self.batched, self.host = batched, host  # host: the thread the engines step on (default: their own)
+        self.batched = batched
         self._engines: weakref.WeakKeyDictionary[LoopedTransformer, Engine] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
@@ -100,7 +99,7 @@ class SpaceBackend:
     def engine(self, lm: EmojiLM) -> Engine:
         with self._lock:
             if lm.model not in self._engines:
-                self._engines[lm.model] = Engine(lm.model, lm.tokenizer.eos_id, host=self.host)
+                self._engines[lm.model] = Engine(lm.model, lm.tokenizer.eos_id)
             return self._engines[lm.model]
 
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:

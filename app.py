@@ -236,14 +236,15 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
         @gr.api(api_name="trace")
         def trace_api(
             text: str, temperature: float = 0.0, top_p: float = 1.0, loops: int | None = None,
-            max_new_tokens: int = 64, seed: int | None = None,
+            max_new_tokens: int = 64, seed: int | None = None, per_layer: bool = False,
         ) -> dict:  # fmt: skip
-            """The translation and its per-loop trace tables (lists of row records)."""
+            """The translation and its per-loop trace tables (lists of row records); per_layer: also
+            by_layer, the prediction after every block application of every loop."""
             try:
-                output, *tables = api_trace(text, temperature, top_p, loops, max_new_tokens, seed)
+                output, *tables = api_trace(text, temperature, top_p, loops, max_new_tokens, seed, per_layer)
             except ValueError as err:
                 raise gr.Error(str(err)) from None
-            names = ("by_loop", "per_loop_outputs", "summary")
+            names = ("by_loop", "per_loop_outputs", "summary", "by_layer")[: len(tables)]
             return {"output": output, **{n: _records(t) for n, t in zip(names, tables, strict=True)}}
 
     return demo

@@ -191,9 +191,16 @@ class EmojiLM:
         return result
 
     def trace(
-        self, text: str | Request, *, alternatives: int = 5, reuse: generation.Generation | None = None, **settings
+        self,
+        text: str | Request,
+        *,
+        alternatives: int = 5,
+        reuse: generation.Generation | None = None,
+        per_layer: bool = False,
+        **settings,
     ) -> Trace:
-        """The translation plus how every loop saw it (see emojilm.trace).
+        """The translation plus how every loop saw it (see emojilm.trace); per_layer: and every
+        block application inside each loop (Trace.by_layer, n_layers × n_loops readings).
 
         reuse: the finished result of `translate`/`stream` for this same request, to
         skip translating it again; one the trace cannot replay exactly is translated
@@ -206,7 +213,7 @@ class EmojiLM:
             given = reuse.handoff.request if note else request  # its seed, when the note says it was not traced
             plain = given if given.sampling.greedy else dataclasses.replace(given, draft_loops=0)
             answer = self.translate(plain)
-        return run_trace(self.model, self.tokenizer, answer, alternatives, note)
+        return run_trace(self.model, self.tokenizer, answer, alternatives, note, per_layer=bool(per_layer))
 
     def __repr__(self) -> str:
         i = self.info

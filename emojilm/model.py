@@ -289,8 +289,13 @@ class LoopedTransformer(nn.Module):
         start: int = 0,
         first_loop: int = 0,
         state: torch.Tensor | None = None,
+        each_layer: bool = False,
     ) -> Iterator[torch.Tensor]:
         """Yield the hidden state [B, T, dim] after each loop, for tokens at positions start..
+
+        each_layer: also yield, after every block of a loop but its last, the state the loop
+        would hand on if it ended there (its carry applied to the blocks so far): the
+        layer-by-layer lens, n_layers states per loop.
 
         With a cache, keys/values of earlier positions are read from it and those
         of these positions are written to it; with a BranchCache, `start` counts
@@ -315,6 +320,8 @@ class LoopedTransformer(nn.Module):
             out = x
             for i, layer in enumerate(self.layers):
                 out = layer(out, rope, cache, loop, i, start)
+                if each_layer and i + 1 < len(self.layers):
+                    yield self._carry(loop, gate, out, h, x)
             h = self._carry(loop, gate, out, h, x)
             yield h
 

@@ -31,6 +31,7 @@ from emojilm.request import (
     parse_integer,
     parse_number,
     parse_seed,
+    short_repr,
 )
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
@@ -125,8 +126,12 @@ class SpaceBackend:
         *_, result = self.stream(lm, request)
         return result.text, views.summary_line(result, request.seed)
 
-    def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
+    def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None, per_layer=False):
+        """(output, by_loop, per_loop_outputs, summary), and by_layer when per_layer is true."""
         lm = self.model(self.registry.default)
         request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
-        trace = lm.trace(request)
-        return trace.output, trace.by_loop, trace.per_loop_outputs, trace.summary
+        if not isinstance(per_layer, bool):
+            raise ValueError(f"per_layer must be true or false, got {short_repr(per_layer)}")
+        trace = lm.trace(request, per_layer=per_layer)
+        tables = (trace.by_loop, trace.per_loop_outputs, trace.summary)
+        return trace.output, *tables, *((trace.by_layer,) if per_layer else ())

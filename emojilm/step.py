@@ -29,9 +29,12 @@ class Step:
     logits: torch.Tensor | None = None  # [R, V] read out from `hidden` at the last position, where already done
 
 
-def prefill(model: LoopedTransformer, tokens: torch.Tensor, n_loops: int, cache, start: int = 0) -> list[torch.Tensor]:
-    """Run tokens [B, T] at positions start.. through loops 1..n_loops, filling the cache; each loop's states."""
-    return list(model.loop_states(tokens, n_loops, cache=cache, start=start))
+def prefill(
+    model: LoopedTransformer, tokens: torch.Tensor, n_loops: int, cache, start: int = 0, each_layer: bool = False
+) -> list[torch.Tensor]:
+    """Run tokens [B, T] at positions start.. through loops 1..n_loops, filling the cache; each loop's states
+    (each_layer: every block's, n_layers per loop, as model.loop_states)."""
+    return list(model.loop_states(tokens, n_loops, cache=cache, start=start, each_layer=each_layer))
 
 
 def step(

@@ -44,6 +44,7 @@ class Trace:
     per_loop_outputs: pd.DataFrame  # one row per loop count k: what the model answers with k loops
     summary: pd.DataFrame  # one row per loop: means over the characters
     note: str = ""  # why the answer traced is not the one given to trace (reusable), or other caveats
+    by_layer: pd.DataFrame | None = None  # with per_layer: one row per (loop, layer, output character)
 
 
 def utf8_length(lead: int) -> int:
@@ -91,8 +92,11 @@ def reusable(answer: Generation | None, request: Request) -> tuple[Generation | 
 
 
 @torch.inference_mode()
-def run_trace(model, tokenizer: ByteTokenizer, generation: Generation, alternatives: int = 5, note: str = "") -> Trace:
-    """Trace a finished translation (made by generation.stream; its handoff says how) loop by loop."""
+def run_trace(
+    model, tokenizer: ByteTokenizer, generation: Generation, alternatives: int = 5, note: str = "", per_layer=False
+) -> Trace:
+    """Trace a finished translation (made by generation.stream; its handoff says how) loop by loop
+    (per_layer: and block by block, Trace.by_layer)."""
     request = generation.handoff.request
     n_loops, max_new_tokens = request.n_loops, request.max_new_tokens
     device = model.tok_embeddings.weight.device
@@ -110,8 +114,9 @@ def run_trace(model, tokenizer: ByteTokenizer, generation: Generation, alternati
     if cache is None or cache.n_loops != n_loops or cache.max_len < len(prompt) + max_new_tokens:
         cache, first = model.new_cache(n_loops, 1, len(prompt) + max_new_tokens), 0
     tokens = torch.tensor([(prompt + answer)[first:]], device=device)  # the last state: a char flushed at the end
-    states = prefill(model, tokens, n_loops, cache, start=first)
-    states = torch.stack([h[0, len(prompt) - 1 - first :] for h in states])  # [loops, A + 1, dim]: predicts answer[i]
+    every = prefill(model, tokens, n_loops, cache, start=first, each_layer=per_layer)
+    every = torch.stack([h[0, len(prompt) - 1 - first :] for h in every])  # [states, A + 1, dim]: predicts answer[i]
+    states = every[model.args.n_layers - 1 :: model.args.n_layers] if per_layer else every  # [loops, A + 1, dim]
     logits = model.readout(states).float()
     logp = logits.log_softmax(-1)
     answer_t = torch.tensor(answer, device=device)
@@ -148,7 +153,47 @@ def run_trace(model, tokenizer: ByteTokenizer, generation: Generation, alternati
         columns=BY_LOOP_COLUMNS,
     )
     per_loop = per_loop_outputs(model, tokenizer, cache, states, logits, generation)
-    return Trace(generation.text, generation, by_loop, per_loop, summarize(by_loop, per_loop, n_loops), note)
+    by_layer = layer_lens(model, every, answer, chars, by_loop) if per_layer else None
+    return Trace(generation.text, generation, by_loop, per_loop, summarize(by_loop, per_loop, n_loops), note, by_layer)
+
+
+BY_LAYER_COLUMNS = ["loop", "layer", "position", "char", "p_final_char", "top_char", "p_top", "entropy"]
+
+
+def layer_lens(model, every: torch.Tensor, answer: list[int], chars, by_loop: pd.DataFrame) -> pd.DataFrame:
+    """by_layer: each block application's read-out (every [loops * layers, A + 1, dim], teacher-forced),
+    one row per (loop, layer, character).
+
+    p_final_char and entropy are by_loop's measures. top_char and p_top: at a loop's last layer,
+    by_loop's (each loop's top character, completed by branching); inside a loop, read on the
+    answer's path without branching (the likeliest byte at each of the character's positions,
+    while it agrees with the answer), which keeps the lens within a fraction of the trace's cost.
+    """
+    n_layers = model.args.n_layers
+    n_loops = len(every) // n_layers
+    logp = model.readout(every).float().log_softmax(-1)[:, : len(answer)]  # [states, A, V]
+    ids = torch.tensor(answer, device=logp.device)
+    byte_logp = logp.gather(-1, ids[None, :, None].expand(len(logp), -1, 1))[..., 0]
+    entropy = -(logp.exp() * logp).sum(-1)
+    best_logp, best = logp.max(-1)
+    best_logp, best = best_logp.tolist(), best.tolist()
+    rows = []
+    for s in range(len(logp)):
+        loop, layer = s // n_layers + 1, s % n_layers + 1
+        for c, (char, start, end) in enumerate(chars):
+            if layer == n_layers:  # the loop's finished state: by_loop's row, as it is
+                cell = by_loop.iloc[c * n_loops + loop - 1]  # by_loop's rows: characters, then loops
+                rows.append((loop, layer, c, char, *cell[["p_final_char", "top_char", "p_top", "entropy"]]))
+                continue
+            path, lp = [], 0.0
+            for pos in range(start, end):
+                path.append(best[s][pos])
+                lp += best_logp[s][pos]
+                if path[-1] != answer[pos]:
+                    break
+            p_char = math.exp(float(byte_logp[s, start:end].sum()))
+            rows.append((loop, layer, c, char, p_char, _show(path), math.exp(lp), float(entropy[s, start:end].sum())))
+    return pd.DataFrame(rows, columns=BY_LAYER_COLUMNS)
 
 
 BY_LOOP_COLUMNS = [

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import random
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 
+from emojilm.space import SpaceBackend
 from emojilm.tokenizer import EOS_ID, char_spans, cluster_spans
-from emojilm.trace import BY_LOOP_COLUMNS, _show, utf8_length
+from emojilm.trace import BY_LAYER_COLUMNS, BY_LOOP_COLUMNS, _show, utf8_length
 from tests.tiny_lms import ARCHITECTURES, ODD_TEXTS, TRAINED_LOOPS, scripted_lm, tiny_lm
 
 SUMMARY_COLUMNS = ["loop", "mean_p_final", "mean_entropy", "mean_kl", "answer", "same_as_final", "chars_exiting_here"]
@@ -283,3 +285,38 @@ def test_reusing_the_answer_to_another_request_is_refused(lm, other):
     asked = {"text": "I love pizza", "temperature": 0.9, "seed": 3, "max_new_tokens": NEW} | other
     with pytest.raises(ValueError, match="another request"):
         lm.trace(asked.pop("text"), reuse=answer, **asked)
+
+
+@pytest.mark.parametrize("loop_mode", ["add", "inject_embeddings", "none"])
+def test_each_layer_states_end_every_loop_with_its_state(loop_mode):
+    """loop_states(each_layer=True): n_layers states per loop, the last of each the loop's own state."""
+    model = tiny_lm(loop_mode).model
+    tokens = torch.tensor([[256, *b"I love pizza\n"]])
+    plain = list(model.loop_states(tokens, TRAINED_LOOPS))
+    every = list(model.loop_states(tokens, TRAINED_LOOPS, each_layer=True))
+    n_layers = model.args.n_layers
+    assert len(every) == n_layers * TRAINED_LOOPS
+    for loop, state in enumerate(plain):
+        assert torch.equal(every[(loop + 1) * n_layers - 1], state)
+    assert not torch.equal(every[0], every[n_layers - 1])  # the lens sees inside the loop
+
+
+def test_the_layer_lens_is_there_when_asked_and_ends_each_loop_with_by_loop(lm):
+    assert lm.trace("I love pizza", max_new_tokens=NEW).by_layer is None
+    trace = lm.trace("I love pizza", max_new_tokens=NEW, per_layer=True, **SAMPLED)
+    by_layer, by_loop, n_layers = trace.by_layer, trace.by_loop, lm.model.args.n_layers
+    assert list(by_layer.columns) == BY_LAYER_COLUMNS
+    assert len(by_layer) == n_layers * len(by_loop) and set(by_layer["layer"]) == set(range(1, n_layers + 1))
+    last = by_layer[by_layer["layer"] == n_layers].drop(columns="layer").sort_values(["position", "loop"])
+    same = by_loop[[c for c in BY_LAYER_COLUMNS if c != "layer"]]
+    pd.testing.assert_frame_equal(last.reset_index(drop=True), same.reset_index(drop=True), check_exact=True)
+    assert by_layer["p_final_char"].between(0, 1).all() and (by_layer["entropy"] >= -1e-6).all()
+
+
+def test_the_trace_api_returns_the_lens_when_asked(lm):
+    backend = SpaceBackend(SimpleNamespace(default="test", get=lambda *_: lm))
+    plain = backend.api_trace("I love pizza", seed=1)
+    lens = backend.api_trace("I love pizza", seed=1, per_layer=True)
+    assert len(plain) == 4 and len(lens) == 5 and list(lens[4].columns) == BY_LAYER_COLUMNS
+    with pytest.raises(ValueError, match="per_layer"):
+        backend.api_trace("hi", per_layer="yes")

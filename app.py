@@ -118,6 +118,9 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
                 x="loop", y="value", color="metric", y_title="P, or nats", color_title="", label="Convergence",
                 height=280, elem_id="elm-plot",
             )  # fmt: skip
+        with gr.Accordion("Inside each loop: layer by layer", open=False):
+            show_layers = gr.Button("Show every layer of every loop", size="sm")
+            layers = gr.HTML(elem_id="elm-layers-box")
         with gr.Accordion("Model", open=False):
             info = gr.Markdown(views.model_info_markdown(first))
         streamed_state = gr.State()  # (request, final answer) handed from translate to trace
@@ -151,6 +154,12 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             # Loops as ordered categories: a numeric axis would tick at 1.5, 2.5... loops.
             loop_names = [str(k) for k in sorted(frame["loop"].unique())]
             return heatmap_html, table, gr.LinePlot(frame.astype({"loop": str}), sort=loop_names)
+
+        @on_gpu
+        def run_layers(source, mode, tmpl, streamed):
+            if streamed is None:
+                return "Translate something first: the lens shows how its answer forms inside each loop."
+            return backend.layer_view(pick(source, mode, tmpl), *streamed)
 
         def switch_model(source, mode, tmpl):
             try:
@@ -203,6 +212,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
         # A new answer has a new link, and the notes about the page's link and its copy are done with.
         gr.on([translate.click, text.submit], None, None, [link_note, copy_note], js="() => ['', '']")
         copy_link.click(None, link, copy_note, js=COPY_JS)
+        show_layers.click(run_layers, [model, loop_mode, template, streamed_state], layers, api_visibility="private")
         # .input, not .change: a switch made by refresh or a link must not count as the visitor's choice.
         gr.on(
             [model.input, loop_mode.input, template.input], switch_model, [model, loop_mode, template],

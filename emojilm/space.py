@@ -118,6 +118,10 @@ class SpaceBackend:
         trace = lm.trace(request, reuse=answer)
         return views.heatmap_html(trace), views.per_loop_table(trace), views.convergence_frame(trace)
 
+    def layer_view(self, lm: EmojiLM, request: Request, answer: Generation | None = None) -> str:
+        """The layer-by-layer lens of one answer, as a picture (asked for on the page)."""
+        return views.layer_lens_html(lm.trace(request, reuse=answer, per_layer=True))
+
     # The two public API endpoints (also reachable without the UI, so they validate everything).
 
     def api_translate(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):

@@ -63,6 +63,38 @@ def heatmap_html(trace: Trace) -> str:
     )
 
 
+def layer_lens_html(trace: Trace) -> str:
+    """Answer characters down, every block application across (loop 1's layers, then loop 2's...):
+    colour = P(final character) read out there (Trace.by_layer). A thin cell per layer keeps
+    192 columns on one screen; hovering a cell names its loop, layer and top pick."""
+    table = trace.by_layer
+    if table is None:
+        return '<div class="elm-empty">This trace was made without per_layer: nothing to show.</div>'
+    if table.empty:
+        return '<div class="elm-empty">The model gave an empty answer: nothing to show.</div>'
+    n_layers = int(table["layer"].max())
+    columns = int(table["loop"].max()) * n_layers
+    rows = []
+    for _, cells in table.sort_values(["position", "loop", "layer"]).groupby("position"):
+        char = html.escape(cells["char"].iloc[0])
+        marks = []
+        for cell in cells.itertuples():
+            edge = " elm-loop-end" if cell.layer == n_layers else ""
+            tip = (f"loop {cell.loop}, layer {cell.layer}: top {cell.top_char} {cell.p_top:.2f}; "
+                   f"P({cell.char}) = {cell.p_final_char:.2f}")  # fmt: skip
+            marks.append(f'<i class="elm-cell{edge}" style="background:{_colour(cell.p_final_char)}" '
+                         f'title="{html.escape(tip)}"></i>')  # fmt: skip
+        rows.append(f'<span class="elm-layer-char">{char}</span>{"".join(marks)}')
+    legend = (
+        f'<div class="elm-legend"><span>{columns} block applications across ({n_layers} layers × '
+        f"{columns // n_layers} loops; a line ends each loop). P(final character):</span>"
+        f'<span class="elm-bar" style="background:linear-gradient(90deg,{_colour(0)},{_colour(1)})"></span>'
+        "<span>0 → 1</span></div>"
+    )
+    grid = f"grid-template-columns:2.4em repeat({columns}, minmax(2px, 1fr))"
+    return f'<div class="elm-layers"><div class="elm-layer-grid" style="{grid}">{"".join(rows)}</div></div>{legend}'
+
+
 def per_loop_table(trace: Trace) -> pd.DataFrame:
     """Answer per loop count, with the first loop count that already gives the final answer marked."""
     table = trace.per_loop_outputs

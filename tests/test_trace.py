@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from emojilm import views
 from emojilm.space import SpaceBackend
 from emojilm.tokenizer import EOS_ID, char_spans, cluster_spans
 from emojilm.trace import BY_LAYER_COLUMNS, BY_LOOP_COLUMNS, _show, utf8_length
@@ -320,3 +321,12 @@ def test_the_trace_api_returns_the_lens_when_asked(lm):
     assert len(plain) == 4 and len(lens) == 5 and list(lens[4].columns) == BY_LAYER_COLUMNS
     with pytest.raises(ValueError, match="per_layer"):
         backend.api_trace("hi", per_layer="yes")
+
+
+def test_the_pages_lens_draws_a_cell_per_block_application(lm):
+    trace = lm.trace("I love pizza", max_new_tokens=NEW, per_layer=True)
+    page = views.layer_lens_html(trace)
+    n_chars, n_layers = len(trace.by_loop) // TRAINED_LOOPS, lm.model.args.n_layers
+    assert page.count('class="elm-cell') == n_chars * TRAINED_LOOPS * n_layers
+    assert page.count("elm-loop-end") == n_chars * TRAINED_LOOPS
+    assert "<script" not in page and "without per_layer" in views.layer_lens_html(lm.trace("I love pizza"))

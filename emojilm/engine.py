@@ -32,7 +32,7 @@ from emojilm.kvcache import KVCache, row_positions
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.sampling import sample
-from emojilm.step import prefill, step
+from emojilm.step import Step, prefill, step_every_row
 from emojilm.tokenizer import ByteTokenizer
 
 MAX_ROWS = 8  # requests decoded together; more wait their turn
@@ -53,13 +53,13 @@ class RowsCache:
     def __init__(self, caches: list[KVCache | None], positions: list[int]) -> None:
         self.caches = caches
         self.start = torch.tensor(positions)
-        self.window = None
 
     def positions(self, start: int, length: int) -> torch.Tensor:
         return row_positions(self.start + start, length)
 
-    def first_rows(self, rows: int) -> RowsCache:
-        return self if rows == len(self.caches) else RowsCache(self.caches[:rows], self.start[:rows].tolist())
+    def copy_to_later_loops(self, loop: int, start: int, end: int, row: int) -> None:
+        at = int(self.start[row])
+        self.caches[row].copy_to_later_loops(loop, at + start, at + end)
 
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         out = []
@@ -87,17 +87,17 @@ def lone_row_rounds_apart(model: LoopedTransformer) -> bool:
     return False
 
 
-def batch_step(
-    model: LoopedTransformer, ids: list[int], caches: list[KVCache], positions: list[int], n_loops: int, pad: bool
-):
-    """One id per row at each row's own position, through loops 1..n_loops for every row; with `pad`,
-    never fewer than two rows (lone_row_rounds_apart). Row r's states then depend on its own id, cache
-    and position only, bit for bit (the module's docstring)."""
-    rows: list[KVCache | None] = list(caches)
+def batch_step(model: LoopedTransformer, rows: list[Row], pad: bool) -> Step:
+    """Each row's next id at its own position, every row through every loop until it exits (its loop
+    count, or its adaptive threshold: step.step_every_row); with `pad`, never fewer than two rows
+    (lone_row_rounds_apart). Row r's states then depend on its own id, cache and position only, bit
+    for bit (the module's docstring)."""
+    ids, caches, positions = [r.next_id for r in rows], [r.cache for r in rows], [r.position for r in rows]
+    exits, thresholds = [r.request.n_loops for r in rows], [r.request.adaptive_threshold for r in rows]
     if pad and len(rows) == 1:  # a padding row: a lone request's products take the same kernel as in a batch
-        ids, rows, positions = ids * 2, [*rows, None], positions * 2
+        ids, caches, positions, exits, thresholds = ids * 2, [*caches, None], positions * 2, exits * 2, [*thresholds, 0]
     tokens = torch.tensor(ids, device=model.tok_embeddings.weight.device)[:, None]
-    return step(model, tokens, RowsCache(rows, positions), 0, [n_loops] * len(ids))
+    return step_every_row(model, tokens, RowsCache(caches, positions), 0, exits, thresholds)
 
 
 @dataclass
@@ -232,29 +232,10 @@ class Engine:
 
     @torch.inference_mode()
     def _step(self) -> None:
-        """One forward step: every row's last id through the loops, at least two rows at a time."""
-        rows = self.rows
-        n_loops = max(row.request.n_loops for row in rows)
-        ids, caches, positions = [row.next_id for row in rows], [row.cache for row in rows], [r.position for r in rows]
-        out = batch_step(self.model, ids, caches, positions, n_loops, self.pad)
-        for r, row in enumerate(rows):
-            row.loops = self._exit_loop(row, [states[r, -1] for states in out.states])
-            row.hidden = out.states[row.loops - 1][r, -1]
+        """One forward step: every row's last id through its loops, together."""
+        out = batch_step(self.model, self.rows, self.pad)
+        for r, row in enumerate(self.rows):
+            row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
             row.position += 1
         self.steps += 1
-        self.widest = max(self.widest, len(rows))
-
-    def _exit_loop(self, row: Row, states: list[torch.Tensor]) -> int:
-        """The row's loop count, or with adaptive loops the first loop whose read-out agrees with
-        the loop before it (its skipped loops' keys/values then copy that loop's)."""
-        n_loops, threshold = row.request.n_loops, row.request.adaptive_threshold
-        if threshold == 0:
-            return n_loops
-        previous = None
-        for loop in range(1, n_loops):
-            logp = self.model.readout(states[loop - 1][None]).float().log_softmax(-1)
-            if previous is not None and float((logp.exp() * (logp - previous)).sum()) < threshold:
-                row.cache.copy_to_later_loops(loop - 1, row.position, row.position + 1)
-                return loop
-            previous = logp
-        return n_loops
+        self.widest = max(self.widest, len(self.rows))

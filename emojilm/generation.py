@@ -69,7 +69,7 @@ def continue_steps(
                 return
             # A row that has ended runs the first loop only: the others' last loop bounds the step.
             exits = [k if g else 1 for k, g in zip(exits, going, strict=True)]
-        out = step(model, ids[:, None], cache, start + n, exits, threshold=threshold)
+        out = step(model, ids[:, None], cache, start + n, exits, thresholds=[threshold] * len(exits))
         hidden, loops, logits = out.hidden[:, -1], out.loops, out.logits
 
 

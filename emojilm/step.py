@@ -4,8 +4,8 @@
 row needs: up to its *exit loop* (the loop whose read-out picks its next byte),
 carrying on from a draft's state, or, with adaptive loops, until two successive
 read-outs agree. Plain, exit-loop and adaptive decoding (emojilm.generation),
-self-speculative drafting and verifying (emojilm.speculative) and the trace's
-branches all call it.
+self-speculative drafting and verifying (emojilm.speculative), the trace's
+branches and the batching engine (emojilm.engine, through step_every_row) all call it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def step(
     *,
     first_loop: int = 0,
     state: torch.Tensor | None = None,
-    threshold: float = 0.0,
+    thresholds: Sequence[float] = (),
 ) -> Step:
     """Feed ids [R, G] at position (or branch step) `start` and run loops first_loop+1..exit_loops[r] for row r.
 
@@ -54,12 +54,10 @@ def step(
     last one that needs it, so rows ordered latest exit first do the least work
     (with 8 loops, rows exiting at 1..8 do 36 row-loops, not 64). `state`
     [R, G, dim] carries on rows that stopped after `first_loop` loops (a draft).
-    threshold > 0 (adaptive loops; one position per row, all loops from the first):
-    a row stops at the first loop whose read-out is within `threshold` nats
-    (KL) of the loop before it, and its skipped loops' keys/values copy that loop's.
+    thresholds (adaptive loops, a KL in nats per row, 0: off): see step_every_row.
     """
-    if threshold > 0:
-        return _adaptive_step(model, ids, cache, start, max(exit_loops), threshold)
+    if any(t > 0 for t in thresholds):
+        return step_every_row(model, ids, cache, start, exit_loops, thresholds)
     last = max(exit_loops)
     if min(exit_loops) == last:  # one pass over every row (a plain decode step, a draft, a verification)
         states = list(model.loop_states(ids, last, cache=cache, start=start, first_loop=first_loop, state=state))
@@ -76,23 +74,40 @@ def step(
     return Step(states, hidden, list(exit_loops))
 
 
-def _adaptive_step(model, ids, cache: KVCache, start: int, n_loops: int, threshold: float) -> Step:
-    """step() with adaptive loops: every row runs until its two last read-outs agree (or n_loops)."""
+def step_every_row(
+    model: LoopedTransformer,
+    ids: torch.Tensor,
+    cache,
+    start: int,
+    exit_loops: Sequence[int],
+    thresholds: Sequence[float],
+) -> Step:
+    """step() with every row running every loop together (one position per row, from the first loop)
+    until each has exited: at its exit loop, or with a threshold > 0 (adaptive loops) at the first loop
+    whose read-out is within that many nats (KL) of the loop before it; its skipped loops' keys/values
+    then copy that loop's. Read-outs run row by row, so a row's exit depends on its own numbers only,
+    whatever rows run beside it (emojilm.engine)."""
     rows = ids.shape[0]
     exits: list[int | None] = [None] * rows
-    hidden, logits, states, previous = [None] * rows, [None] * rows, [], None
-    for loop, h in enumerate(model.loop_states(ids, n_loops, cache=cache, start=start), start=1):
+    hidden, logits, previous, states = [None] * rows, [None] * rows, [None] * rows, []
+    for loop, h in enumerate(model.loop_states(ids, max(exit_loops), cache=cache, start=start), start=1):
         states.append(h)
-        read = model.readout(h[:, -1])
-        logp = read.float().log_softmax(-1)
-        kl = None if previous is None else (logp.exp() * (logp - previous)).sum(-1).tolist()
         for r in range(rows):
-            if exits[r] is None and (loop == n_loops or (kl is not None and kl[r] < threshold)):
-                exits[r], hidden[r], logits[r] = loop, h[r], read[r]
+            if exits[r] is not None:
+                continue
+            read, agree = None, False
+            if r < len(thresholds) and thresholds[r] > 0:
+                read = model.readout(h[r : r + 1, -1])
+                logp = read.float().log_softmax(-1)
+                if previous[r] is not None and loop < exit_loops[r]:
+                    agree = float((logp.exp() * (logp - previous[r])).sum(-1)) < thresholds[r]
+                previous[r] = logp
+            if agree or loop == exit_loops[r]:
+                exits[r], hidden[r], logits[r] = loop, h[r], read
         if all(k is not None for k in exits):
             break
-        previous = logp
     for r, k in enumerate(exits):
-        if k < n_loops:
-            cache.copy_to_later_loops(k - 1, start, start + 1, row=r if rows > 1 else None)
-    return Step(states, torch.stack(hidden), exits, torch.stack(logits))
+        if k < exit_loops[r]:
+            cache.copy_to_later_loops(k - 1, start, start + 1, row=r)
+    read_all = all(x is not None for x in logits)
+    return Step(states, torch.stack(hidden), exits, torch.cat(logits) if read_all else None)

@@ -93,15 +93,14 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
     model, rng = lm.model, random.Random(1)
 
     def logits_after_step(texts: list[str], row: int) -> torch.Tensor:
-        caches, positions, ids = [], [], []
+        rows = []
         for i, text in enumerate(texts):
             prompt = lm.prompt_ids(text)
             cache = model.new_cache(lm.n_loops, 1, len(prompt) + 2)
             prefill(model, torch.tensor([prompt]), lm.n_loops, cache)
-            caches.append(cache)
-            positions.append(len(prompt))
-            ids.append(ord("x") if i == row else rng.randrange(256))
-        out = batch_step(model, ids, caches, positions, lm.n_loops, lone_row_rounds_apart(model))
+            next_id = ord("x") if i == row else rng.randrange(256)
+            rows.append(Row(lm.request(text), prompt, cache=cache, position=len(prompt), next_id=next_id))
+        out = batch_step(model, rows, lone_row_rounds_apart(model))
         return model.readout(out.hidden[row, -1][None])
 
     alone = logits_after_step(["I love pizza"], 0)

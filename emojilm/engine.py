@@ -152,8 +152,7 @@ class Engine:
         result = Generation("", [], [], request.n_loops, list(prompt), truncated)
         for snapshot in stream_text(tokenizer, result, self.tokens(row)):
             if snapshot.done:  # the cache is the engine's until the row has left
-                kept = row.cache if request.adaptive_threshold == 0 else None
-                snapshot.handoff = Handoff(request, kept, drafted=False)
+                snapshot.handoff = Handoff.of(request, row.cache, drafted=False)
             yield snapshot
 
     def submit(self, prompt: list[int], request: Request) -> Row:

@@ -91,8 +91,7 @@ def decode_steps(
     n_prompts, length = prompts.shape
     n_exits = len(exit_loops)
     n_loops = model.check_loops(max(exit_loops))
-    if length + max_new_tokens > model.args.max_seqlen:
-        raise ValueError(f"{length} prompt + {max_new_tokens} new tokens exceed max_seqlen={model.args.max_seqlen}")
+    check_room(model, length, max_new_tokens)
     if generators is None:
         generators = [params.generator() for _ in range(n_prompts * n_exits)]
     # Prefill each prompt once, then give every exit loop its own copy of the cache.
@@ -105,6 +104,12 @@ def decode_steps(
                            generators, stop_id)  # fmt: skip
     for ids, _ in steps:
         yield ids
+
+
+def check_room(model: LoopedTransformer, length: int, max_new_tokens: int) -> None:
+    """ValueError unless a prompt of `length` ids and max_new_tokens more fit the model's context."""
+    if length + max_new_tokens > model.args.max_seqlen:
+        raise ValueError(f"{length} prompt + {max_new_tokens} new tokens exceed max_seqlen={model.args.max_seqlen}")
 
 
 def until_eos(steps: Iterator[torch.Tensor], eos_id: int) -> list[list[int]]:
@@ -148,6 +153,13 @@ class Handoff:
     drafted: bool  # decoded self-speculatively: a sampled answer's draws then follow the acceptance rule
     seed_drawn: bool = False  # the request left the seed out and lm.stream drew it
 
+    @classmethod
+    def of(cls, request: Request, cache: KVCache, drafted: bool, seed_drawn: bool = False) -> Handoff:
+        """The handoff of an answer decoded into `cache`; with adaptive loops the cache is not handed on
+        (its skipped loops hold copies, not what those loops compute)."""
+        kept = None if request.adaptive_threshold > 0 else cache
+        return cls(request, kept, drafted, seed_drawn)
+
     @property
     def replay_problem(self) -> str:
         """Why the trace cannot replay this answer's draws ("" when it can): plain sampling's draws
@@ -174,8 +186,8 @@ class Generation:
     decode_s: float = 0.0
     done: bool = False
     draft_stats: DraftStats | None = None  # set when decoded self-speculatively
-    # The request it answers and the cache the trace takes instead of a prefill (cache None with
-    # adaptive loops, which skip some); taken by the trace (emojilm.trace.take_handoff).
+    # The request it answers and the cache the trace takes instead of a prefill (Handoff.of; the
+    # trace takes the cache: emojilm.trace.reusable and run_trace).
     handoff: Handoff | None = field(default=None, repr=False, compare=False)
 
     def snapshot(self) -> Generation:
@@ -207,11 +219,9 @@ def stream(
     every complete character. Each item is a snapshot; the last has done=True and holds the whole
     answer (without EOS in text). draft_loops > 0 decodes self-speculatively (emojilm.speculative)."""
     n_loops, max_new_tokens, params = request.n_loops, request.max_new_tokens, request.sampling
-    if len(ids) + max_new_tokens > model.args.max_seqlen:
-        raise ValueError(f"{len(ids)} prompt + {max_new_tokens} new tokens exceed max_seqlen={model.args.max_seqlen}")
+    check_room(model, len(ids), max_new_tokens)
     cache = model.new_cache(n_loops, 1, len(ids) + max_new_tokens)
-    kept = None if request.adaptive_threshold > 0 else cache
-    handoff = Handoff(request, kept, bool(request.draft_loops), seed_drawn)
+    handoff = Handoff.of(request, cache, bool(request.draft_loops), seed_drawn)
     result = Generation("", [], [], n_loops, ids, truncated, handoff=handoff)
     prompt = torch.tensor([ids], device=model.tok_embeddings.weight.device)
     if request.draft_loops:

@@ -45,6 +45,7 @@ from torch import nn
 from emojilm import kernels
 from emojilm.config import GATE_MODES, LOOP_MODES, ModelArgs
 from emojilm.kvcache import BranchCache, KVCache, repeat_kv, visible
+from emojilm.request import check_integer
 
 
 class RMSNorm(nn.Module):
@@ -267,9 +268,7 @@ class LoopedTransformer(nn.Module):
         """Resolve and validate a loop count: None means the trained count."""
         if n_loops is None:
             return self.args.n_loops
-        if isinstance(n_loops, bool) or not isinstance(n_loops, int) or not 1 <= n_loops <= self.args.max_loops:
-            raise ValueError(f"n_loops must be an integer from 1 to {self.args.max_loops}, got {n_loops!r}")
-        return n_loops
+        return check_integer("n_loops", n_loops, 1, self.args.max_loops)
 
     def _rope_on(self, device: torch.device) -> torch.Tensor:
         """The complex64 RoPE table on `device`, computed once per device (kept in fp32 whatever the weights)."""

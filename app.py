@@ -45,7 +45,7 @@ except ImportError:
 
 
 # Answers run side by side, up to the engine's batch (emojilm.engine): they share its forward steps.
-# Traces and the rest take the queue's default (one at a time on CPU).
+# Traces take the queue's default (one at a time on CPU) and run between the engine's steps.
 ANSWERS = {"concurrency_limit": MAX_ROWS, "concurrency_id": "answers"}
 
 

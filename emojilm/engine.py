@@ -16,14 +16,25 @@ model's products round a lone row apart (float32's; not the bf16 and int8 kernel
 row runs the same loops (a row past its loop count, or a padding row, attends to
 nothing and is ignored), attention and the read-out run per row, and prefills
 run per request. Only the step's row count changes with the load.
+
+One engine serves every model a server holds (each model's rows step together)
+and runs the server's other torch work (`run`: a trace, a layer lens) between
+its steps, so that torch runs on one thread only. torch's OpenMP pool spins
+between parallel regions only while the process holds no more pool threads than
+cores; a second thread that computes keeps its own pool, and then every step on
+either waits on sleeping threads: a lone answer at the published shape took 1.4×
+as long (docs/benchmarks.md, "Concurrent visitors").
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import torch
 
@@ -35,6 +46,7 @@ from emojilm.sampling import sample
 from emojilm.step import Step, prefill, step_every_row
 from emojilm.tokenizer import ByteTokenizer
 
+T = TypeVar("T")
 MAX_ROWS = 8  # requests decoded together; more wait their turn
 # KV cache memory the rows in flight may hold together (one row always runs): at the published shape a
 # request holds 0.2 MB per position and loop (cache_bytes_for), so 2 GiB holds 8 requests of 8 loops
@@ -104,8 +116,10 @@ def batch_step(model: LoopedTransformer, rows: list[Row], pad: bool) -> Step:
 class Row:
     """One request in flight."""
 
+    model: LoopedTransformer
     request: Request  # checked (Request.for_model), with its seed
     prompt: list[int]
+    eos_id: int = -1  # the id that ends its answer (-1: none, max_new_tokens does)
     out: queue.Queue = field(default_factory=queue.Queue)  # (id, loops) per byte, then _DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
     cache: KVCache | None = None
@@ -118,51 +132,68 @@ class Row:
 
 
 class Engine:
-    """Decodes every submitted request in one batch, on a thread of its own."""
+    """Decodes every submitted request, each model's rows in one batch, and runs jobs between steps,
+    on a thread of its own (the module's docstring)."""
 
-    def __init__(
-        self, model: LoopedTransformer, eos_id: int, max_rows: int = MAX_ROWS, max_cache_bytes: int = MAX_CACHE_BYTES
-    ) -> None:
-        self.model, self.eos_id, self.max_rows, self.max_cache_bytes = model, eos_id, max_rows, max_cache_bytes
-        with torch.inference_mode():
-            self.pad = lone_row_rounds_apart(model)
+    def __init__(self, max_rows: int = MAX_ROWS, max_cache_bytes: int = MAX_CACHE_BYTES) -> None:
+        self.max_rows, self.max_cache_bytes = max_rows, max_cache_bytes
         self.waiting: queue.Queue[Row] = queue.Queue()
+        self.jobs: queue.Queue[tuple[Callable, Future]] = queue.Queue()
         self.rows: list[Row] = []
         self.steps = 0  # forward steps run (for tests and figures)
         self.widest = 0  # the most requests one step decoded
+        self._pads: weakref.WeakKeyDictionary[LoopedTransformer, bool] = weakref.WeakKeyDictionary()
         self._wake = threading.Event()
-        threading.Thread(target=self._run, name="emojilm-engine", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="emojilm-engine", daemon=True)
+        self._thread.start()
 
-    def cache_bytes_for(self, row: Row) -> int:
+    @staticmethod
+    def cache_bytes_for(row: Row) -> int:
         """The KV cache a request holds: keys and values of every (loop, layer) for its prompt and answer."""
-        a = self.model.args
-        per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.model.tok_embeddings.weight.element_size()
+        a, weight = row.model.args, row.model.tok_embeddings.weight
+        per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * weight.element_size()
         return row.request.n_loops * per_position * (len(row.prompt) + row.request.max_new_tokens)
 
     def cache_bytes(self) -> int:
         return sum(self.cache_bytes_for(row) for row in self.rows)
 
-    def stream(self, tokenizer: ByteTokenizer, prompt: list[int], request: Request, truncated: bool = False):
+    def stream(
+        self,
+        model: LoopedTransformer,
+        tokenizer: ByteTokenizer,
+        prompt: list[int],
+        request: Request,
+        truncated: bool = False,
+    ) -> Iterator[Generation]:
         """generation.stream's snapshots and handoff, decoded in the batch. A greedy request's drafting
         is dropped: drafting gives greedy answers byte for byte as they are."""
         if request.draft_loops and not request.sampling.greedy:
             raise ValueError("the engine decodes without drafting, which would change a sampled answer")
         request = replace(request, draft_loops=0)
-        row = self.submit(prompt, request)
+        row = self.submit(model, prompt, request, tokenizer.eos_id)
         result = Generation("", [], [], request.n_loops, list(prompt), truncated)
         for snapshot in stream_text(tokenizer, result, self.tokens(row)):
             if snapshot.done:  # the cache is the engine's until the row has left
                 snapshot.handoff = Handoff.of(request, row.cache, drafted=False)
             yield snapshot
 
-    def submit(self, prompt: list[int], request: Request) -> Row:
+    def submit(self, model: LoopedTransformer, prompt: list[int], request: Request, eos_id: int = -1) -> Row:
         """Queue a checked, seeded request (prompt ids, then Request.for_model's result); read it with tokens."""
         if request.draft_loops or (request.seed is None and not request.sampling.greedy):
             raise ValueError("the engine decodes seeded requests without drafting")
-        row = Row(request, list(prompt))
+        row = Row(model, request, list(prompt), eos_id)
         self.waiting.put(row)
         self._wake.set()
         return row
+
+    def run(self, job: Callable[[], T]) -> T:
+        """job() on the engine's thread, between two steps (the rows wait meanwhile); its result or error."""
+        if threading.current_thread() is self._thread:
+            return job()
+        done: Future = Future()
+        self.jobs.put((job, done))
+        self._wake.set()
+        return done.result()
 
     def tokens(self, row: Row) -> Iterator[tuple[int, int]]:
         """Yield (id, loops it used) up to max_new_tokens or EOS (included). Closing the iterator
@@ -179,7 +210,7 @@ class Engine:
         while True:
             self._wake.wait()
             self._wake.clear()
-            while self.rows or not self.waiting.empty():
+            while self.rows or not self.waiting.empty() or not self.jobs.empty():
                 try:
                     self._admit()
                     self._emit()
@@ -189,6 +220,19 @@ class Engine:
                     for row in self.rows:
                         row.out.put(err)
                     self.rows = []
+                self._run_job()
+
+    def _run_job(self) -> None:
+        """One waiting job, if any: one per step, so that rows keep moving between jobs."""
+        try:
+            job, done = self.jobs.get_nowait()
+        except queue.Empty:
+            return
+        if done.set_running_or_notify_cancel():
+            try:
+                done.set_result(job())
+            except BaseException as err:  # the caller gets it, as if job had run on its own thread
+                done.set_exception(err)
 
     @torch.inference_mode()
     def _admit(self) -> None:
@@ -201,7 +245,7 @@ class Engine:
             if row.cancelled.is_set():
                 continue
             try:
-                request, model = row.request, self.model
+                request, model = row.request, row.model
                 row.cache = model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
                 prompt = torch.tensor([row.prompt], device=model.tok_embeddings.weight.device)
                 row.hidden = prefill(model, prompt, request.n_loops, row.cache)[-1][0, -1]
@@ -218,11 +262,11 @@ class Engine:
         for row in self.rows:
             if row.cancelled.is_set():
                 continue
-            logits = self.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
+            logits = row.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
             token = int(sample(logits, row.request.sampling, [row.generator]))
             row.out.put((token, row.loops))
             row.produced += 1
-            if token == self.eos_id or row.produced == row.request.max_new_tokens:
+            if token == row.eos_id or row.produced == row.request.max_new_tokens:
                 row.out.put(_DONE)
             else:
                 row.next_id = token
@@ -231,10 +275,17 @@ class Engine:
 
     @torch.inference_mode()
     def _step(self) -> None:
-        """One forward step: every row's last id through its loops, together."""
-        out = batch_step(self.model, self.rows, self.pad)
-        for r, row in enumerate(self.rows):
-            row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
-            row.position += 1
+        """One forward step per model: each model's rows' last ids through their loops, together."""
+        by_model: dict[int, list[Row]] = {}
+        for row in self.rows:
+            by_model.setdefault(id(row.model), []).append(row)
+        for rows in by_model.values():
+            model = rows[0].model
+            if model not in self._pads:
+                self._pads[model] = lone_row_rounds_apart(model)
+            out = batch_step(model, rows, self._pads[model])
+            for r, row in enumerate(rows):
+                row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
+                row.position += 1
+            self.widest = max(self.widest, len(rows))
         self.steps += 1
-        self.widest = max(self.widest, len(self.rows))

@@ -9,9 +9,8 @@ bad one becomes a ValueError whose message the page shows as is.
 from __future__ import annotations
 
 import threading
-import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -19,7 +18,6 @@ from emojilm import views
 from emojilm.engine import Engine
 from emojilm.generation import Generation
 from emojilm.lm import EmojiLM
-from emojilm.model import LoopedTransformer
 from emojilm.request import (
     MAX_NEW_TOKENS,
     TEMPERATURE,
@@ -36,6 +34,8 @@ from emojilm.request import (
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
 from emojilm.speculative import default_draft_loops
+
+T = TypeVar("T")
 
 EXAMPLES = [
     "I love pizza",
@@ -85,42 +85,48 @@ def parse_request(
 
 
 class SpaceBackend:
-    """batched: answers of concurrent visitors are decoded together (emojilm.engine), one engine per
-    model; else (ZeroGPU, where a GPU exists only inside a visitor's call) one after another."""
+    """batched: answers of concurrent visitors are decoded together by one engine (emojilm.engine),
+    whose thread also runs the traces, so that every visitor's torch work runs on one thread; else
+    (ZeroGPU, where a GPU exists only inside a visitor's call) each call computes on its own."""
 
     def __init__(self, registry: ModelRegistry, batched: bool = True) -> None:
         self.registry = registry
         self.batched = batched
-        self._engines: weakref.WeakKeyDictionary[LoopedTransformer, Engine] = weakref.WeakKeyDictionary()
+        self._engine: Engine | None = None
         self._lock = threading.Lock()
 
     def model(self, source: str, loop_mode: str | None = None, template: str | None = None) -> EmojiLM:
         return self.registry.get(source, loop_mode or None, template or None)
 
-    def engine(self, lm: EmojiLM) -> Engine:
+    @property
+    def engine(self) -> Engine:
         with self._lock:
-            if lm.model not in self._engines:
-                self._engines[lm.model] = Engine(lm.model, lm.tokenizer.eos_id)
-            return self._engines[lm.model]
+            if self._engine is None:
+                self._engine = Engine()
+            return self._engine
+
+    def compute(self, job: Callable[[], T]) -> T:
+        """job() where the model's work runs: on the engine's thread when batched."""
+        return self.engine.run(job) if self.batched else job()
 
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
         if not self.batched:
             return lm.stream(request)
         request = lm.request(request)
         prompt, truncated = lm.prompt(request.text, request.max_new_tokens)
-        return self.engine(lm).stream(lm.tokenizer, prompt, request, truncated)
+        return self.engine.stream(lm.model, lm.tokenizer, prompt, request, truncated)
 
     def trace_views(
         self, lm: EmojiLM, request: Request, answer: Generation | None = None
     ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
         """Heatmap HTML, answer-per-loop table and convergence plot data for one request
         (reusing its streamed answer, when given, instead of translating again)."""
-        trace = lm.trace(request, reuse=answer)
+        trace = self.compute(lambda: lm.trace(request, reuse=answer))
         return views.heatmap_html(trace), views.per_loop_table(trace), views.convergence_frame(trace)
 
     def layer_view(self, lm: EmojiLM, request: Request, answer: Generation | None = None) -> str:
         """The layer-by-layer lens of one answer, as a picture (asked for on the page)."""
-        return views.layer_lens_html(lm.trace(request, reuse=answer, per_layer=True))
+        return views.layer_lens_html(self.compute(lambda: lm.trace(request, reuse=answer, per_layer=True)))
 
     # The two public API endpoints (also reachable without the UI, so they validate everything).
 
@@ -136,6 +142,7 @@ class SpaceBackend:
         request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
         if not isinstance(per_layer, bool):
             raise ValueError(f"per_layer must be true or false, got {short_repr(per_layer)}")
-        trace = lm.trace(request, per_layer=per_layer)
+        *_, answer = self.stream(lm, request)  # as on the page: decoded beside other visitors' answers
+        trace = self.compute(lambda: lm.trace(request, reuse=answer, per_layer=per_layer))
         tables = (trace.by_loop, trace.per_loop_outputs, trace.summary)
         return trace.output, *tables, *((trace.by_layer,) if per_layer else ())

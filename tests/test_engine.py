@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import threading
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -19,6 +21,7 @@ from emojilm.config import ModelArgs
 from emojilm.engine import Engine, Row, batch_step, lone_row_rounds_apart
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
+from emojilm.space import SpaceBackend
 from emojilm.step import prefill
 from tests.tiny_lms import TRAINED_LOOPS, tiny_lm
 
@@ -51,7 +54,7 @@ def run(engine: Engine, lm, request: Request, started: threading.Barrier | None 
     ids, _ = lm.prompt(request.text, request.max_new_tokens)
     if started is not None:
         started.wait()
-    return list(engine.tokens(engine.submit(ids, request)))
+    return list(engine.tokens(engine.submit(lm.model, ids, request, lm.tokenizer.eos_id)))
 
 
 def together(engine: Engine, lm, requests: list[Request]) -> list[list[tuple[int, int]]]:
@@ -73,7 +76,7 @@ def together(engine: Engine, lm, requests: list[Request]) -> list[list[tuple[int
 def test_fifty_seeded_requests_give_the_same_bytes_alone_and_in_any_mix(lm):
     rng = random.Random(0)
     requests = [random_request(lm, rng) for _ in range(50)]
-    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    engine = Engine()
     alone = [run(engine, lm, r) for r in requests]
     assert engine.widest == 1
     order = list(range(50))
@@ -99,7 +102,7 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
             cache = model.new_cache(lm.n_loops, 1, len(prompt) + 2)
             prefill(model, torch.tensor([prompt]), lm.n_loops, cache)
             next_id = ord("x") if i == row else rng.randrange(256)
-            rows.append(Row(lm.request(text), prompt, cache=cache, position=len(prompt), next_id=next_id))
+            rows.append(Row(model, lm.request(text), prompt, cache=cache, position=len(prompt), next_id=next_id))
         out = batch_step(model, rows, lone_row_rounds_apart(model))
         return model.readout(out.hidden[row, -1][None])
 
@@ -112,22 +115,22 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
 
 
 def test_a_cancelled_request_leaves_and_the_others_finish(lm):
-    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    engine = Engine()
     long = lm.request("I love pizza", max_new_tokens=24, seed=1, temperature=0.0)
-    stream = engine.tokens(engine.submit(lm.prompt_ids(long.text), long))
+    stream = engine.tokens(engine.submit(lm.model, lm.prompt_ids(long.text), long, lm.tokenizer.eos_id))
     next(stream)
     stream.close()  # the visitor left
     other = lm.request("so much snow", max_new_tokens=8, seed=2)
-    assert run(engine, lm, other) == run(Engine(lm.model, lm.tokenizer.eos_id), lm, other)
+    assert run(engine, lm, other) == run(Engine(), lm, other)
     assert engine.rows == []
 
 
 def test_a_bad_request_fails_alone(lm):
-    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    engine = Engine()
     good = lm.request("I love pizza", max_new_tokens=8, seed=3)
     too_long = lm.request("x", max_new_tokens=8, seed=3)
     with pytest.raises(ValueError, match="max_seqlen"):  # a prompt past the context fails in its own prefill
-        list(engine.tokens(engine.submit(list(range(lm.model.args.max_seqlen + 1)), too_long)))
+        list(engine.tokens(engine.submit(lm.model, list(range(lm.model.args.max_seqlen + 1)), too_long)))
     assert len(run(engine, lm, good)) >= 1
 
 
@@ -135,7 +138,7 @@ def test_requests_decode_as_their_loop_counts_say():
     """An engine row with k loops answers as the library does with k loops (greedy, fused tiny model)."""
     lm = tiny_lm("add", eos_bias=0.5)
     lm.model.fuse_weights()
-    engine = Engine(lm.model, lm.tokenizer.eos_id)
+    engine = Engine()
     for k in range(1, TRAINED_LOOPS + 1):
         request = lm.request("I love pizza", n_loops=k, max_new_tokens=12)
         ids = [token for token, _ in run(engine, lm, request)]
@@ -145,10 +148,10 @@ def test_requests_decode_as_their_loop_counts_say():
 def test_rows_wait_for_cache_memory_and_all_finish(lm):
     """With room for one request's cache at a time, requests take turns; their bytes are as before."""
     requests = [lm.request(text, max_new_tokens=8, seed=i) for i, text in enumerate(TEXTS[:4])]
-    roomy = Engine(lm.model, lm.tokenizer.eos_id)
+    roomy = Engine()
     expected = [run(roomy, lm, r) for r in requests]
-    one_at_a_time = max(roomy.cache_bytes_for(Row(r, lm.prompt_ids(r.text))) for r in requests)
-    tight = Engine(lm.model, lm.tokenizer.eos_id, max_cache_bytes=one_at_a_time)
+    one_at_a_time = max(Engine.cache_bytes_for(Row(lm.model, r, lm.prompt_ids(r.text))) for r in requests)
+    tight = Engine(max_cache_bytes=one_at_a_time)
     assert together(tight, lm, requests) == expected
     assert tight.widest == 1
 
@@ -163,3 +166,73 @@ def test_a_lone_row_is_padded_only_where_its_products_round_apart(weight_format,
     if weight_format == "float32" and not model.packed:
         pytest.skip("no oneDNN packed kernel in this build: float32 runs x @ W for every row count")
     assert lone_row_rounds_apart(model) == rounds_apart
+
+
+def test_one_engine_serves_two_models_at_once(lm):
+    """Rows of different models step in their own batches, side by side, with the bytes they give alone."""
+    other = tiny_lm("inject_embeddings", eos_bias=0.5)
+    other.model.fuse_weights()
+    mine = [lm.request(text, max_new_tokens=10, seed=i, temperature=0.9) for i, text in enumerate(TEXTS[:3])]
+    theirs = [other.request(text, max_new_tokens=10, seed=i, temperature=0.9) for i, text in enumerate(TEXTS[3:6])]
+    engine = Engine()
+    alone = [run(engine, lm, r) for r in mine] + [run(engine, other, r) for r in theirs]
+    results: list = [None] * 6
+    barrier = threading.Barrier(6)
+
+    def visitor(i: int) -> None:
+        model, request = (lm, mine[i]) if i < 3 else (other, theirs[i - 3])
+        results[i] = run(engine, model, request, barrier)
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == alone
+
+
+def test_jobs_run_on_the_engine_thread_between_steps(lm):
+    """A job (a trace, say) runs on the engine's thread while rows are in flight; its error reaches its
+    caller alone, and the rows finish with the bytes they give without the job."""
+    engine = Engine()
+    request = lm.request("I love pizza", max_new_tokens=16, seed=5, temperature=0.9)
+    expected = run(engine, lm, request)
+    stream = engine.tokens(engine.submit(lm.model, lm.prompt_ids(request.text), request, lm.tokenizer.eos_id))
+    first = next(stream)
+    assert engine.run(lambda: threading.current_thread().name) == "emojilm-engine"
+    traced = engine.run(lambda: lm.trace("so much snow", max_new_tokens=4).output)
+    assert traced == lm.trace("so much snow", max_new_tokens=4).output
+    with pytest.raises(ZeroDivisionError):
+        engine.run(lambda: 1 / 0)
+    assert [first, *stream] == expected
+    assert engine.run(lambda: engine.run(lambda: 7)) == 7  # a job may run another: no deadlock
+
+
+def test_the_space_traces_on_the_engine_thread_when_batched(lm, monkeypatch):
+    """The app's torch work runs on one thread (the engine module's docstring): answers as rows, traces as
+    jobs; unbatched (ZeroGPU), each call computes where it is made."""
+    threads, trace = [], lm.trace
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return trace(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "trace", recorded)
+    registry = SimpleNamespace(default="m", get=lambda *_: lm)
+    request = lm.request("I love pizza", max_new_tokens=6)
+    SpaceBackend(registry).trace_views(lm, request)
+    SpaceBackend(registry).api_trace("I love pizza", max_new_tokens=6, per_layer=True)
+    SpaceBackend(registry, batched=False).trace_views(lm, request)
+    assert threads == ["emojilm-engine", "emojilm-engine", threading.current_thread().name]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_the_trace_api_traces_the_engines_answer_as_the_library_does(lm, temperature):
+    """/trace decodes its answer in the engine's batch, then traces it: the tables the library gives."""
+    backend = SpaceBackend(SimpleNamespace(default="m", get=lambda *_: lm))
+    output, by_loop, per_loop, summary = backend.api_trace("so much snow", temperature, 1.0, None, 8, 11)
+    expected = lm.trace(lm.request("so much snow", temperature=temperature, max_new_tokens=8, seed=11))
+    assert output == expected.output
+    pd.testing.assert_frame_equal(by_loop, expected.by_loop)
+    pd.testing.assert_frame_equal(per_loop, expected.per_loop_outputs)
+    pd.testing.assert_frame_equal(summary, expected.summary)

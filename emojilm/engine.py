@@ -164,17 +164,24 @@ class Engine:
         prompt: list[int],
         request: Request,
         truncated: bool = False,
+        seed_drawn: bool = False,
     ) -> Iterator[Generation]:
-        """generation.stream's snapshots and handoff, decoded in the batch. A greedy request's drafting
-        is dropped: drafting gives greedy answers byte for byte as they are."""
+        """generation.stream's snapshots and handoff, decoded in the batch. The request is submitted at
+        once, so several streams opened one after another decode together even when read one by one. A
+        greedy request's drafting is dropped: drafting gives greedy answers byte for byte as they are."""
         if request.draft_loops and not request.sampling.greedy:
             raise ValueError("the engine decodes without drafting, which would change a sampled answer")
         request = replace(request, draft_loops=0)
         row = self.submit(model, prompt, request, tokenizer.eos_id)
         result = Generation("", [], [], request.n_loops, list(prompt), truncated)
+        snapshots = self._snapshots(tokenizer, row, result, seed_drawn)
+        weakref.finalize(snapshots, row.cancelled.set)  # a stream dropped unread leaves the batch too
+        return snapshots
+
+    def _snapshots(self, tokenizer: ByteTokenizer, row: Row, result: Generation, seed_drawn: bool):
         for snapshot in stream_text(tokenizer, result, self.tokens(row)):
             if snapshot.done:  # the cache is the engine's until the row has left
-                snapshot.handoff = Handoff.of(request, row.cache, drafted=False)
+                snapshot.handoff = Handoff.of(row.request, row.cache, drafted=False, seed_drawn=seed_drawn)
             yield snapshot
 
     def submit(self, model: LoopedTransformer, prompt: list[int], request: Request, eos_id: int = -1) -> Row:

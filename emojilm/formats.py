@@ -3,8 +3,11 @@
 float32 is exact; bfloat16 and int8 read 2x and 4x fewer bytes per weight, and
 decoding is memory-bound, so they decode faster where this machine has a fast
 kernel for them (`kernels`). Which kernel wins differs from CPU to CPU, so the
-speed is measured here, at load: one single-row product over a random matrix of
-the model's largest shape, per format. Agreement is checked on the model itself:
+speed is measured here, at load, per format: the products a served step runs over
+a random matrix of the model's largest shape, for one row (a lone visitor) and
+for a full batch (emojilm.engine's MAX_ROWS visitors), their times summed. The
+batch counts because kernels differ there most: int8's grows with the rows
+while bf16's barely does (docs/benchmarks.md, "Concurrent visitors"). Agreement is checked on the model itself:
 teacher-forced next-byte predictions on the probe's known pairs (prompt and
 answer) and on the given texts (the page's examples), one forward per model. A
 format agrees when it picks float32's top byte wherever float32 picks it by a
@@ -22,6 +25,7 @@ import torch
 
 from emojilm import kernels
 from emojilm.config import ModelArgs
+from emojilm.engine import MAX_ROWS
 from emojilm.model import LoopedTransformer
 from emojilm.prompt import KNOWN_PAIRS, format_prompt
 from emojilm.tokenizer import ByteTokenizer
@@ -30,6 +34,7 @@ CANDIDATES = ("int8", "bfloat16")  # the formats that read fewer bytes than floa
 # A candidate must take at most this share of float32's time to count as faster: on a small model
 # (the bundled one's matrices sit in cache) the formats tie within timing noise, and a tie keeps float32.
 CLEARLY_FASTER = 0.8
+TIMED_ROWS = (1, MAX_ROWS)  # the row counts whose products are timed (a lone visitor, a full batch)
 SURE_MARGIN = 0.5  # nats between float32's top two bytes for a prediction to count in the check
 # How far a format's logits may stray from float32's, as a share of the spread of float32's logits
 # (largest minus smallest at a position, the largest over positions). Measured on the bundled model:
@@ -65,23 +70,29 @@ class FormatChoice:
     weight_format: str
     seconds: dict[str, float] = field(default_factory=dict)
     checks: list[FormatCheck] = field(default_factory=list)
+    rows: tuple[int, ...] = TIMED_ROWS  # the row counts whose products `seconds` sums
 
     def describe(self) -> str:
         speed = ", ".join(f"{name} {1e3 * s:.2f} ms" for name, s in self.seconds.items())
         checks = "; ".join(check.describe() for check in self.checks) or "no faster format to check"
-        return f"{self.weight_format} chosen (one product here: {speed}); {checks}"
+        rows = " and ".join(str(r) for r in self.rows)
+        return f"{self.weight_format} chosen (products of {rows} rows here: {speed}); {checks}"
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> FormatChoice:
-        return cls(data["weight_format"], dict(data["seconds"]), [FormatCheck(**c) for c in data["checks"]])
+        checks = [FormatCheck(**c) for c in data["checks"]]
+        rows = tuple(data["rows"])  # a verdict timed otherwise (older code: one row) is made again
+        if rows != TIMED_ROWS:
+            raise ValueError(f"a verdict timed on {rows} rows")
+        return cls(data["weight_format"], dict(data["seconds"]), checks, rows)
 
 
 def product_seconds(args: ModelArgs, device: torch.device, repeats: int = 5) -> dict[str, float]:
-    """Seconds for one single-row product over a random [2 × hidden, dim] matrix (a block's
-    largest, w1|w3) in each format, through the kernel it would run through here; fastest of repeats."""
+    """Seconds for the products of TIMED_ROWS rows (summed) over a random [2 × hidden, dim] matrix (a
+    block's largest, w1|w3) in each format, through the kernel it would run through here; fastest of repeats."""
     weight = 0.02 * torch.randn(2 * args.hidden_dim, args.dim, device=device)  # a trained model's scale
     products = {
         "float32": kernels.DenseProduct(weight.t().contiguous()),
@@ -91,15 +102,17 @@ def product_seconds(args: ModelArgs, device: torch.device, repeats: int = 5) -> 
     seconds = {}
     with torch.inference_mode():
         for name, product in products.items():
-            x = torch.randn(1, args.dim, device=device)
-            best = float("inf")
-            for _ in range(repeats + 1):  # the first call may build the kernel
-                started = time.perf_counter()
-                product(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - started)
-            seconds[name] = best
+            seconds[name] = 0.0
+            for rows in TIMED_ROWS:
+                x = torch.randn(rows, args.dim, device=device)
+                best = float("inf")
+                for _ in range(repeats + 1):  # the first call may build the kernel
+                    started = time.perf_counter()
+                    product(x)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    best = min(best, time.perf_counter() - started)
+                seconds[name] += best
     return seconds
 
 

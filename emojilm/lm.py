@@ -20,6 +20,7 @@ import torch
 
 from emojilm import checkpoint, formats, generation
 from emojilm.config import ConfigFields, args_from_params, config_fields, read_params
+from emojilm.engine import Engine
 from emojilm.formats import FormatChoice
 from emojilm.layout import KeyFamily, Layout, key_families, read_layout
 from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
@@ -172,22 +173,29 @@ class EmojiLM:
                                         request.max_new_tokens, stop_id=eos)  # fmt: skip
         return generation.until_eos(steps, eos)[0]
 
-    def stream(self, text: str | Request, **settings) -> Iterator[generation.Generation]:
+    def stream(
+        self, text: str | Request, *, engine: Engine | None = None, **settings
+    ) -> Iterator[generation.Generation]:
         """Translate, yielding the growing answer at every complete character (the last has done=True).
 
         settings as `request`; draft_loops > 0 decodes self-speculatively (emojilm.speculative),
         adaptive_threshold > 0 lets each byte stop looping early. A sampled request
         without a seed gets one drawn here, so that its trace can replay it.
+        engine: decode in that engine's batch, beside whatever else it decodes (emojilm.engine:
+        the same bytes as alone; drafting is dropped, and refused for a sampled request). The
+        request is submitted at once, so streams opened one after another decode together.
         """
         request = self.request(text, **settings)
         draw = request.seed is None and not request.sampling.greedy
         if draw:
             request = dataclasses.replace(request, seed=secrets.randbelow(2**31))
         ids, truncated = self.prompt(request.text, request.max_new_tokens)
+        if engine is not None:
+            return engine.stream(self.model, self.tokenizer, ids, request, truncated, seed_drawn=draw)
         return generation.stream(self.model, self.tokenizer, ids, request, truncated, seed_drawn=draw)
 
-    def translate(self, text: str | Request, **settings) -> generation.Generation:
-        *_, result = self.stream(text, **settings)
+    def translate(self, text: str | Request, *, engine: Engine | None = None, **settings) -> generation.Generation:
+        *_, result = self.stream(text, engine=engine, **settings)
         return result
 
     def trace(

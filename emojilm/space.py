@@ -110,11 +110,7 @@ class SpaceBackend:
         return self.engine.run(job) if self.batched else job()
 
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
-        if not self.batched:
-            return lm.stream(request)
-        request = lm.request(request)
-        prompt, truncated = lm.prompt(request.text, request.max_new_tokens)
-        return self.engine.stream(lm.model, lm.tokenizer, prompt, request, truncated)
+        return lm.stream(request, engine=self.engine if self.batched else None)
 
     def trace_views(
         self, lm: EmojiLM, request: Request, answer: Generation | None = None

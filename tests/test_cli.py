@@ -123,6 +123,33 @@ def test_json_round_trips_and_its_seed_reproduces_the_sample(capsys, tiny):
     assert json_lines(again) == [first]
 
 
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--temperature", "0.9", "--loops", "2", "--max-new", "9"], ["--adaptive", "0.3"], ["--trace"]],
+    ids=["greedy-drafted", "sampled", "adaptive", "trace"],
+)
+def test_a_batch_prints_what_one_text_at_a_time_prints(capsys, tiny, options):
+    """--batch decodes the texts together (emojilm.engine): the same records, in order; a bad text fails
+    in its place."""
+    texts = ["I love pizza", "good night", "", "so much snow", "we won!"]
+    options = ["--seed", "4", *options]  # else each run draws its own seeds, which the records show
+    one_by_one = run_cli(capsys, "--model", tiny, "--json", *options, *texts)
+    assert one_by_one[0] == 1 and "text 3" in one_by_one[2]  # the empty text
+    assert run_cli(capsys, "--model", tiny, "--json", "--batch", "3", *options, *texts) == one_by_one
+    lines = "".join(text + "\n" for text in texts)
+    from_stdin = run_cli(capsys, "--model", tiny, "--json", *options, stdin=lines)
+    assert run_cli(capsys, "--model", tiny, "--json", "--batch", "2", *options, stdin=lines) == from_stdin
+
+
+@pytest.mark.parametrize(
+    "options", [["--batch", "0"], ["--batch", "65"], ["--batch", "two"], ["--batch", "1.5"],
+                ["--batch", "2", "--temperature", "1", "--draft-loops", "1"]],
+)  # fmt: skip
+def test_a_bad_batch_is_a_usage_error(capsys, tiny, options):
+    status, out, err = run_cli(capsys, "--model", tiny, *options, "I love pizza")
+    assert (status, out) == (2, "") and "--batch" in err and len(err.splitlines()) == 1
+
+
 def test_max_new_is_cut_to_the_context_as_the_page_does(capsys, make_checkpoint):
     folder, _ = make_checkpoint(tiny_params(), seed=3, extra_params=RECORDED)  # a 48-byte context
     status, out, _ = run_cli(capsys, "--model", folder, "--json", "--max-new", "200", "I love pizza")

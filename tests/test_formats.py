@@ -3,12 +3,15 @@ and the load-time choice of the fastest format that agrees with float32 (emojilm
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import emojilm
-from emojilm import formats, kernels, views
+from emojilm import checkpoint, formats, kernels, views
 from emojilm.formats import LOGIT_TOLERANCE
+from emojilm.paths import BUNDLED_DIR
 from emojilm.sources import SourceConfig
 from tests.conftest import tiny_params
 
@@ -152,6 +155,20 @@ def test_auto_serves_the_fastest_format_that_agrees(monkeypatch):
 
     monkeypatch.setattr(formats, "product_seconds", never)
     assert emojilm.load("bundled", dtype="auto").info.dtype == "bfloat16"
+
+
+def test_a_verdict_timed_otherwise_is_made_again(monkeypatch):
+    """A cached verdict says which row counts were timed; one from code that timed others (older code timed
+    a single row, where int8 wins even on CPUs whose int8 kernel slows with every row) is not trusted."""
+    monkeypatch.setattr(formats, "product_seconds", fake_speeds("bfloat16"))
+    assert emojilm.load("bundled", dtype="auto").info.dtype == "bfloat16"
+    verdict = checkpoint.format_cache(BUNDLED_DIR, "format-choice.json")
+    stale = json.loads(verdict.read_text())
+    assert stale["rows"] == list(formats.TIMED_ROWS)
+    stale["rows"] = [1]
+    verdict.write_text(json.dumps(stale))
+    monkeypatch.setattr(formats, "product_seconds", lambda args, device: {"float32": 1.0, "bfloat16": 0.9, "int8": 0.9})
+    assert emojilm.load("bundled", dtype="auto").info.dtype == "float32"  # measured again: nothing clearly faster
 
 
 def negated_int8_rows(monkeypatch) -> None:

@@ -45,8 +45,10 @@ except ImportError:
 
 
 # Answers run side by side, up to the engine's batch (emojilm.engine): they share its forward steps.
-# Traces take the queue's default (one at a time on CPU) and run between the engine's steps.
+# Traces run one at a time between the engine's steps (its jobs), so letting several in at once only
+# queues them there, and lets /trace's own answers share the batch.
 ANSWERS = {"concurrency_limit": MAX_ROWS, "concurrency_id": "answers"}
+TRACES = {"concurrency_limit": MAX_ROWS, "concurrency_id": "traces"}
 
 
 def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
@@ -206,13 +208,15 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             )  # fmt: skip
             answered.success(
                 run_trace, [model, loop_mode, template, streamed_state], [heatmap, per_loop, plot],
-                api_visibility="private",
+                api_visibility="private", **TRACES,
             )  # fmt: skip
             answered.success(None, link_query, link, js=LINK_JS)
         # A new answer has a new link, and the notes about the page's link and its copy are done with.
         gr.on([translate.click, text.submit], None, None, [link_note, copy_note], js="() => ['', '']")
         copy_link.click(None, link, copy_note, js=COPY_JS)
-        show_layers.click(run_layers, [model, loop_mode, template, streamed_state], layers, api_visibility="private")
+        show_layers.click(
+            run_layers, [model, loop_mode, template, streamed_state], layers, api_visibility="private", **TRACES
+        )
         # .input, not .change: a switch made by refresh or a link must not count as the visitor's choice.
         gr.on(
             [model.input, loop_mode.input, template.input], switch_model, [model, loop_mode, template],
@@ -243,7 +247,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 
-        @gr.api(api_name="trace")
+        @gr.api(api_name="trace", **TRACES)
         def trace_api(
             text: str, temperature: float = 0.0, top_p: float = 1.0, loops: int | None = None,
             max_new_tokens: int = 64, seed: int | None = None, per_layer: bool = False,

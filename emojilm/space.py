@@ -44,8 +44,8 @@ EXAMPLES = [
     "We won the football game!",
     "what a sunny day",
     "I need coffee",
-    "let's play guitar",
-    "we are going to the mountains",
+    "going for a run",
+    "time for bed",
     "so much snow",
     "Ich liebe Pizza",
 ]

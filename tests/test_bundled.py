@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 
 import emojilm
-from emojilm.evaluate import accuracy_by_loops, emoji_units, load_eval, natural_outputs, natural_table
+from emojilm.evaluate import (
+    FRESH_SET,
+    accuracy_by_loops,
+    emoji_units,
+    fresh_table,
+    load_eval,
+    natural_outputs,
+    natural_table,
+)
 from emojilm.paths import BUNDLED_DIR, EVAL_DIR
 from emojilm.space import EXAMPLES
 
@@ -38,6 +46,16 @@ def test_card_natural_table_reproduces(lm, card):
     table = natural_table(natural_outputs(lm, load_eval(), loops))
     assert table[["loops", "model", "set", "n"]].equals(expected[["loops", "model", "set", "n"]])
     # Greedy decoding on CPU in fp32 is deterministic; allow a row or two for other CPUs' rounding.
+    for column in ("hit", "all", "precise"):
+        assert ((table[column] - expected[column]).abs() <= 2 / table["n"] + 1e-9).all(), column
+
+
+def test_card_fresh_table_reproduces(lm, card):
+    """The fresh set's columns of the card: its English texts and other languages apart."""
+    expected = pd.DataFrame(card["fresh"]["by_part"])
+    loops = sorted(set(expected["loops"]) - {0})
+    table = fresh_table(natural_outputs(lm, load_eval(sets=(FRESH_SET,)), loops))
+    assert table[["loops", "part", "n"]].equals(expected[["loops", "part", "n"]])
     for column in ("hit", "all", "precise"):
         assert ((table[column] - expected[column]).abs() <= 2 / table["n"] + 1e-9).all(), column
 

@@ -168,7 +168,7 @@ def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO)
         except ValueError as problem:
             raise UsageError(f"--template: {problem}") from None
     lm = load_model(args.model, args.revision, err, loop_mode=args.loop_mode, template=args.template, dtype=args.dtype)
-    check_settings(lm, args)
+    batch = check_settings(lm, args)
 
     if args.texts:
         several = len(args.texts) > 1
@@ -180,7 +180,6 @@ def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO)
             print("emojilm: reading texts from stdin, one per line (end with Ctrl-D)", file=err)
         texts = ((f"line {n}", text, problem) for n, (text, problem) in enumerate(stdin_lines(stdin), 1))
 
-    batch = _batch_size(lm, args)
     engine = Engine(max_rows=batch) if batch > 1 else None
     status = EXIT_OK
     while group := list(itertools.islice(texts, batch)):
@@ -194,43 +193,30 @@ def _translate_command(argv: list[str], stdin: TextIO, out: TextIO, err: TextIO)
     return status
 
 
-def _batch_size(lm: EmojiLM, args: argparse.Namespace) -> int:
-    try:
-        batch = parse_integer("batch", args.batch, *BATCH, default=1)
-    except ValueError as problem:
-        raise UsageError(_flagged(_one_line(problem))) from None
-    request = _request(lm, "a stand-in text", args)
-    if batch > 1 and request.draft_loops and not request.sampling.greedy:
-        raise UsageError("--batch decodes without drafting, which would change a sampled answer: drop --draft-loops")
-    return batch
-
-
 def translate_group(
     lm: EmojiLM, group: list[tuple[str, str | None, str | None]], args: argparse.Namespace, engine: Engine | None
 ) -> Iterator[tuple[str, str | None, dict | str]]:
     """(where, text, its record or its problem) for each (where, text, problem) of the group, in order.
     With an engine, every text of the group is submitted before the first is read: they decode together."""
-    started = []
+    opened = []
     for where, text, problem in group:
+        request = stream = None
         if problem is None:
             try:
                 request = _request(lm, text, args)
-                started.append((where, text, request, lm.stream(request, engine=engine) if engine else None))
-                continue
+                stream = lm.stream(request, engine=engine)
             except ValueError as bad:  # only the text can be bad now: the settings were checked
                 problem = _one_line(bad)
-        started.append((where, text, problem, None))
-    for where, text, request, stream in started:
-        if isinstance(request, str):
-            yield where, text, request
-            continue
-        try:
-            if stream is None:
-                stream = lm.stream(request)
-            *_, result = stream
-            yield where, text, translation_record(lm, text, request, result, args, engine)
-        except ValueError as bad:
-            yield where, text, _one_line(bad)
+        opened.append((where, text, problem, request, stream))
+    for where, text, problem, request, stream in opened:
+        if problem is None:
+            try:
+                *_, result = stream
+                yield where, text, translation_record(lm, text, request, result, args, engine)
+                continue
+            except ValueError as bad:
+                problem = _one_line(bad)
+        yield where, text, problem
 
 
 def stdin_lines(stdin: TextIO) -> Iterator[tuple[str | None, str | None]]:
@@ -331,12 +317,16 @@ def _request(lm: EmojiLM, text: Any, args: argparse.Namespace) -> Request:
     return replace(request, top_k=top_k, draft_loops=draft_loops)
 
 
-def check_settings(lm: EmojiLM, args: argparse.Namespace) -> None:
-    """Check every value once, before any text (with a stand-in text)."""
+def check_settings(lm: EmojiLM, args: argparse.Namespace) -> int:
+    """Check every value once, before any text (with a stand-in text); the --batch size."""
     try:
-        _request(lm, "a stand-in text", args)
+        request = _request(lm, "a stand-in text", args)
+        batch = parse_integer("batch", args.batch, *BATCH, default=1)
     except ValueError as problem:
         raise UsageError(_flagged(_one_line(problem))) from None
+    if batch > 1 and request.draft_loops and not request.sampling.greedy:
+        raise UsageError("--batch decodes without drafting, which would change a sampled answer: drop --draft-loops")
+    return batch
 
 
 def translation_record(

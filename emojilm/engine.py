@@ -3,19 +3,23 @@
 A decode step streams every weight once whatever the number of rows (the
 products are memory-bound: docs/benchmarks.md), so requests that ride on one
 step cost little more than one alone. Requests join and leave at any step: each
-is prefilled on its own when it joins, then decoded as one row among the others,
-with its own KV cache, position, sampling settings, generator and loop count,
-and leaves at EOS, at its byte budget, or when its caller stops listening.
+is prefilled when it joins (together with those joining at the same step), then
+decoded as one row among the others, with its own KV cache, position, sampling
+settings, generator and loop count, and leaves at EOS, at its byte budget, or when its caller stops listening.
 
 Batch-invariant: a request's bytes do not depend on who else is asking, so a
-shared link shows the shared answer even under load. On CPU, a float32 product
-of 2 or more rows gives each row bitwise the same result whatever the other rows
-hold, while a 1-row product takes another kernel and rounds differently; so a
-step runs at least 2 rows (a lone request rides with a padding row) where the
-model's products round a lone row apart (float32's; not the bf16 and int8 kernels'), every
+shared link shows the shared answer even under load. The products give each row
+bitwise the same result whatever the other rows hold and however many there are
+(emojilm.kernels keeps each kernel within the row counts where this holds), but a
+float32 1-row product takes another kernel and rounds differently; so a step runs
+at least 2 rows (a lone request rides with a padding row) where the model's
+products round a lone row apart (float32's; not the bf16 and int8 kernels'), every
 row runs the same loops (a row past its loop count, or a padding row, attends to
-nothing and is ignored), attention and the read-out run per row, and prefills
-run per request. Only the step's row count changes with the load.
+nothing and is ignored), and attention and the read-out run per row. Requests
+that join at one step are prefilled in one forward (their prompts side by side,
+each attending to its own), where a check on the model's products finds that a
+row's bits do not depend on how many rows share the product; otherwise one by
+one. Only the row counts change with the load.
 
 One engine serves every model a server holds (each model's rows step together)
 and runs the server's other torch work (`run`: a trace, a layer lens) between
@@ -52,6 +56,7 @@ MAX_ROWS = 8  # requests decoded together; more wait their turn
 # request holds 0.2 MB per position and loop (cache_bytes_for), so 2 GiB holds 8 requests of 8 loops
 # with 170 positions each (prompt and answer), or one of 16 loops over the whole 512-byte context.
 MAX_CACHE_BYTES = 2 * 2**30
+PREFILL_ROWS = 256  # the most prompt bytes prefilled in one forward (checked: prompts_round_alike)
 _DONE = None  # what a request's queue receives after its last id
 
 
@@ -84,19 +89,54 @@ class RowsCache:
         return torch.cat(out)
 
 
-def lone_row_rounds_apart(model: LoopedTransformer) -> bool:
-    """Whether the model's products give one row other bits alone than among other rows, checked on a
-    random input for each kind of product it runs. float32's do (x @ W serves one row, oneDNN's packed
-    kernel more); the bf16 and int8 kernels do not. Unfused layers (nn.Linear) are taken to."""
+class PromptsCache:
+    """Several requests' prompts fed as one sequence [1, N], side by side: their products run together,
+    while each attends to its own prompt only, in its own cache, as it would alone."""
+
+    def __init__(self, caches: list[KVCache], lengths: list[int]) -> None:
+        self.caches, self.lengths = caches, lengths
+
+    def positions(self, start: int, length: int) -> torch.Tensor:
+        return torch.cat([torch.arange(n) for n in self.lengths])[None]  # each prompt from position 0
+
+    def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        out, at = [], 0
+        for cache, n in zip(self.caches, self.lengths, strict=True):
+            mine = slice(at, at + n)
+            if loop >= cache.n_loops:  # past its loop count: its states are not read
+                out.append(q[:, :, mine])
+            else:
+                out.append(cache.attend(loop, layer, 0, q[:, :, mine], k[:, :, mine], v[:, :, mine]))
+            at += n
+        return torch.cat(out, dim=2)
+
+
+def rows_round_alike(model: LoopedTransformer, counts: tuple[int, ...]) -> bool:
+    """Whether each product the model runs gives a row the same bits in a product of any of `counts`
+    rows, wherever the row sits (checked on a random input). Unfused layers (nn.Linear) are taken not to."""
     products = model.products()
     if not products:
-        return True
+        return False
     gen = torch.Generator().manual_seed(0)
-    for product in {type(p): p for p in products}.values():
-        x = torch.randn(2, product.in_features, generator=gen).to(model.tok_embeddings.weight.device)
-        if not torch.equal(product(x[:1])[0], product(x)[0]):
-            return True
-    return False
+    device = model.tok_embeddings.weight.device
+    for product in {(type(p), p.in_features, p.n_weights): p for p in products}.values():
+        x = torch.randn(max(counts) + 1, product.in_features, generator=gen).to(device)
+        row, others = x[:1], x[1:]
+        bits = [product(torch.cat([others[: n // 2], row, others[n // 2 : n - 1]]))[n // 2] for n in counts]
+        if not all(torch.equal(b, bits[0]) for b in bits):
+            return False
+    return True
+
+
+def lone_row_rounds_apart(model: LoopedTransformer) -> bool:
+    """Whether the model's products give one row other bits alone than among other rows. float32's do
+    (x @ W serves one row, oneDNN's packed kernel more); the bf16 and int8 kernels do not."""
+    return not rows_round_alike(model, (1, 2))
+
+
+def prompts_round_alike(model: LoopedTransformer) -> bool:
+    """Whether prompts may be prefilled together: a row's bits the same among 2 to PREFILL_ROWS rows."""
+    return rows_round_alike(model, (2, 3, 17, 33, 100, 129, PREFILL_ROWS))
 
 
 def batch_step(model: LoopedTransformer, rows: list[Row], pad: bool) -> Step:
@@ -142,7 +182,8 @@ class Engine:
         self.rows: list[Row] = []
         self.steps = 0  # forward steps run (for tests and figures)
         self.widest = 0  # the most requests one step decoded
-        self._pads: weakref.WeakKeyDictionary[LoopedTransformer, bool] = weakref.WeakKeyDictionary()
+        self.widest_prefill = 0  # the most prompts one forward prefilled
+        self._checked: weakref.WeakKeyDictionary[LoopedTransformer, tuple[bool, bool]] = weakref.WeakKeyDictionary()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="emojilm-engine", daemon=True)
         self._thread.start()
@@ -241,26 +282,75 @@ class Engine:
             except BaseException as err:  # the caller gets it, as if job had run on its own thread
                 done.set_exception(err)
 
-    @torch.inference_mode()
     def _admit(self) -> None:
-        """Prefill waiting requests, alone each, while there is room: rows and KV cache memory."""
-        while len(self.rows) < self.max_rows and not self.waiting.empty():
+        """Take waiting requests while there is room (rows and KV cache memory), and prefill them."""
+        joining: list[Row] = []
+        while len(self.rows) + len(joining) < self.max_rows and not self.waiting.empty():
             row = self.waiting.queue[0]  # only this thread takes from the queue
-            if self.rows and self.cache_bytes() + self.cache_bytes_for(row) > self.max_cache_bytes:
+            held = self.cache_bytes() + sum(self.cache_bytes_for(r) for r in joining)
+            if (self.rows or joining) and held + self.cache_bytes_for(row) > self.max_cache_bytes:
                 break  # it waits for rows to leave
             self.waiting.get()
-            if row.cancelled.is_set():
+            if not row.cancelled.is_set():
+                joining.append(row)
+        by_model: dict[int, list[Row]] = {}
+        for row in joining:
+            by_model.setdefault(id(row.model), []).append(row)
+        for rows in by_model.values():
+            for group in self._prefill_groups(rows):
+                self._prefill(group)
+
+    def _prefill_groups(self, rows: list[Row]) -> list[list[Row]]:
+        """Rows whose prompts are prefilled in one forward: up to PREFILL_ROWS prompt bytes a forward where
+        the model's products allow it (the module's docstring), else one by one."""
+        pad, together = self._checks(rows[0].model)
+        if not together:
+            return [[row] for row in rows]
+        groups: list[list[Row]] = []
+        size = PREFILL_ROWS
+        for row in rows:
+            if pad and len(row.prompt) == 1:  # alone it takes the 1-row kernel: so it does here
+                groups.insert(0, [row])
                 continue
-            try:
-                request, model = row.request, row.model
-                row.cache = model.new_cache(request.n_loops, 1, len(row.prompt) + request.max_new_tokens)
-                prompt = torch.tensor([row.prompt], device=model.tok_embeddings.weight.device)
-                row.hidden = prefill(model, prompt, request.n_loops, row.cache)[-1][0, -1]
-                row.loops, row.position = request.n_loops, len(row.prompt)
-                row.generator = request.sampling.generator()
-                self.rows.append(row)
-            except Exception as err:  # a bad request fails alone, never the others
-                row.out.put(err)
+            if size + len(row.prompt) > PREFILL_ROWS:
+                groups.append([])
+                size = 0
+            groups[-1].append(row)
+            size += len(row.prompt)
+        return groups
+
+    def _checks(self, model: LoopedTransformer) -> tuple[bool, bool]:
+        """(pad a lone row, prefill prompts together) for this model, checked once."""
+        if model not in self._checked:
+            self._checked[model] = (lone_row_rounds_apart(model), prompts_round_alike(model))
+        return self._checked[model]
+
+    @torch.inference_mode()
+    def _prefill(self, rows: list[Row]) -> None:
+        """Prefill the rows' prompts in one forward, and let them join the batch. Should that fail,
+        each is prefilled alone, so that a bad request fails alone, never the others."""
+        model = rows[0].model
+        device = model.tok_embeddings.weight.device
+        try:
+            caches = [model.new_cache(r.request.n_loops, 1, len(r.prompt) + r.request.max_new_tokens) for r in rows]
+            lengths = [len(r.prompt) for r in rows]
+            tokens = torch.tensor([[i for r in rows for i in r.prompt]], device=device)
+            states = prefill(model, tokens, max(r.request.n_loops for r in rows), PromptsCache(caches, lengths))
+        except Exception as err:
+            if len(rows) > 1:
+                for row in rows:
+                    self._prefill([row])
+            else:
+                rows[0].out.put(err)
+            return
+        self.widest_prefill = max(self.widest_prefill, len(rows))
+        end = 0
+        for row, cache, length in zip(rows, caches, lengths, strict=True):
+            end += length
+            row.cache, row.hidden = cache, states[row.request.n_loops - 1][0, end - 1]
+            row.loops, row.position = row.request.n_loops, length
+            row.generator = row.request.sampling.generator()
+            self.rows.append(row)
 
     @torch.inference_mode()
     def _emit(self) -> None:
@@ -288,9 +378,7 @@ class Engine:
             by_model.setdefault(id(row.model), []).append(row)
         for rows in by_model.values():
             model = rows[0].model
-            if model not in self._pads:
-                self._pads[model] = lone_row_rounds_apart(model)
-            out = batch_step(model, rows, self._pads[model])
+            out = batch_step(model, rows, self._checks(model)[0])
             for r, row in enumerate(rows):
                 row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
                 row.position += 1

@@ -6,17 +6,25 @@ product runs at the speed the matrix streams from memory, so the only way past
 float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 
 - float32 (exact, the reference): torch's x @ W over the fused [in, out] matrix
-  for one row and prefills; oneDNN's prepacked linear for 2-32 rows, where x @ W
-  blocks poorly. Only for matrices of PACK_MIN_BYTES or more: on matrices that
-  sit in cache the packed call's overhead dominates. The packed copy is a second
-  copy of the weights.
+  for one row; oneDNN's prepacked linear for 2 rows or more, where x @ W blocks
+  poorly, in chunks of up to PACKED_ROWS (x @ W is faster on long prompts, but its
+  rows round differently as their number changes). Only for matrices of
+  PACK_MIN_BYTES or more: on matrices that sit in cache the packed call's
+  overhead dominates. The packed copy is a second copy of the weights.
 - bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
-  for every row count, faster than F.linear and x @ W^T; F.linear where it is missing.
+  for every row count, faster than F.linear and x @ W^T, in chunks of up to
+  BF16_ROWS; F.linear where it is missing.
 - int8 weight-only, symmetric, one scale per output row: torch._weight_int8pack_mm,
   which takes bf16 inputs (it is far slower on fp32 ones); where it is missing,
   the rows are dequantized for each product (slow, exact).
 
 The trials behind these choices: docs/benchmarks.md, "Kernel trials".
+
+Row chunks keep each kernel where it gives a row the same bits whatever rows come
+with it (checked on this CPU: packed float32 from 2 to 32 rows, packed bf16 from 2
+to 128, int8 from 2 to 300; bf16 rounds otherwise from about 132). The engine
+prefills several requests' prompts in one forward only where a check at run time
+finds this holds (emojilm.engine).
 
 bfloat16 and int8 products take float32 inputs and return float32 outputs: only
 the product itself runs in the format, so the rest of the model is float32's.
@@ -35,7 +43,8 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-PACKED_ROWS = range(2, 33)  # rows served by the packed copy (faster up to 32 in trials); 1 row, prefills: x @ W
+PACKED_ROWS = 32  # the most rows per packed float32 call (1 row: x @ W)
+BF16_ROWS = 128  # the most rows per packed bf16 call
 PACK_HINT = 4  # the row count oneDNN lays the copy out for (fast from 2 to 8 rows in trials)
 PACK_MIN_BYTES = 2**20  # smaller matrices stay in a core's L2 cache: x @ W serves them faster
 INT8_MAX = 127
@@ -63,11 +72,13 @@ def packed_copy(dense: torch.Tensor) -> torch.Tensor | None:
 
 
 def matmul(x: torch.Tensor, dense: torch.Tensor, packed: torch.Tensor | None) -> torch.Tensor:
-    """x [..., in] @ dense [in, out], through the packed copy when it serves this many rows."""
+    """x [..., in] @ dense [in, out], through the packed copy (in row chunks) for 2 rows or more."""
     rows = x.numel() // x.shape[-1]
-    if packed is None or rows not in PACKED_ROWS:
+    if packed is None or rows < 2:
         return x @ dense
-    return _packed_product(x.reshape(rows, x.shape[-1]), packed).view(*x.shape[:-1], dense.shape[1])
+    flat = x.reshape(rows, x.shape[-1])
+    out = _cat([_packed_product(chunk, packed) for chunk in row_chunks(flat, PACKED_ROWS)], dim=0)
+    return out.view(*x.shape[:-1], dense.shape[1])
 
 
 def _packed_product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
@@ -152,7 +163,8 @@ class BFloat16Product(Product):
         if self.packed is None:
             out = F.linear(flat, self.weight)
         else:
-            out = _cat([_packed_product(flat, chunk) for chunk in self.packed])
+            chunks = row_chunks(flat, BF16_ROWS)
+            out = _cat([_cat([_packed_product(rows, part) for part in self.packed]) for rows in chunks], dim=0)
         return out.view(*x.shape[:-1], self.weight.shape[0]).to(x.dtype)
 
     @property
@@ -205,8 +217,14 @@ def chunk_rows(n_rows: int) -> list[int]:
     return [len(part) for part in torch.arange(n_rows).tensor_split(n_chunks)]
 
 
-def _cat(outputs: list[torch.Tensor]) -> torch.Tensor:
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+def row_chunks(x: torch.Tensor, most: int) -> tuple[torch.Tensor, ...]:
+    """x's rows in the fewest chunks of at most `most` rows, as even as can be: never a lone row
+    (which would take another kernel) when x has two or more."""
+    return x.tensor_split(-(-x.shape[0] // most))
+
+
+def _cat(outputs: list[torch.Tensor], dim: int = -1) -> torch.Tensor:
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=dim)
 
 
 def _bf16_packed(weight: torch.Tensor) -> torch.Tensor | None:

@@ -18,7 +18,7 @@ import torch
 
 import emojilm
 from emojilm.config import ModelArgs
-from emojilm.engine import Engine, Row, batch_step, lone_row_rounds_apart
+from emojilm.engine import Engine, PromptsCache, Row, batch_step, lone_row_rounds_apart, prompts_round_alike
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.space import SpaceBackend
@@ -87,7 +87,7 @@ def test_fifty_seeded_requests_give_the_same_bytes_alone_and_in_any_mix(lm):
         group, order = order[:size], order[size:]
         for i, result in zip(group, together(engine, lm, [requests[i] for i in group]), strict=True):
             mixed[i] = result
-    assert engine.widest > 1  # requests did share steps
+    assert engine.widest > 1 and engine.widest_prefill > 1  # requests did share steps and prefills
     assert [mixed[i] for i in range(50)] == alone
 
 
@@ -112,6 +112,30 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
         at = rng.randrange(others + 1)
         texts.insert(at, "I love pizza")
         assert torch.equal(logits_after_step(texts, at), alone)
+
+
+def test_a_prompt_prefilled_beside_others_gets_the_bits_it_gets_alone(lm):
+    """The engine's prefill of requests joining at one step: their prompts side by side in one forward,
+    each in its own cache; alone, it is the plain prefill."""
+    model, n_loops = lm.model, lm.n_loops
+    assert prompts_round_alike(model)
+
+    def prefilled(texts: list[str], at: int) -> tuple[torch.Tensor, ...]:
+        prompts = [lm.prompt_ids(text) for text in texts]
+        caches = [model.new_cache(n_loops, 1, len(p)) for p in prompts]
+        tokens = torch.tensor([[i for p in prompts for i in p]])
+        states = prefill(model, tokens, n_loops, PromptsCache(caches, [len(p) for p in prompts]))
+        end = sum(len(p) for p in prompts[: at + 1])
+        return states[-1][0, end - 1], caches[at].k, caches[at].v
+
+    prompt = lm.prompt_ids("I love pizza")
+    cache = model.new_cache(n_loops, 1, len(prompt))
+    plain = (prefill(model, torch.tensor([prompt]), n_loops, cache)[-1][0, -1], cache.k, cache.v)
+    rng = random.Random(2)
+    for others in ([], ["so much snow"], TEXTS[1:], ["hi"] * 20):
+        at = rng.randrange(len(others) + 1)
+        texts = [*others[:at], "I love pizza", *others[at:]]
+        assert all(torch.equal(a, b) for a, b in zip(prefilled(texts, at), plain, strict=True)), texts
 
 
 def test_a_cancelled_request_leaves_and_the_others_finish(lm):

@@ -76,11 +76,12 @@ def test_products_of_a_few_rows_take_the_packed_path(make_checkpoint, monkeypatc
     seen = count_packed_products(monkeypatch)
     n_blocks = model.args.n_layers * model.args.n_loops
     with torch.no_grad():
-        edges = (kernels.PACKED_ROWS.start, kernels.PACKED_ROWS.stop - 1)
-        for rows, packed in ((1, False), (edges[0], True), (4, True), (edges[1], True), (edges[1] + 1, False)):
+        most = kernels.PACKED_ROWS
+        chunked = ((1, []), (2, [2]), (most, [most]), (most + 1, [most // 2 + 1, most // 2]), (70, [24, 23, 23]))
+        for rows, calls in chunked:
             seen.clear()
             model(torch.zeros(rows, 1, dtype=torch.long))
-            assert seen == ([rows] * 4 * n_blocks if packed else []), rows  # four matrices per block
+            assert seen == calls * 4 * n_blocks, rows  # four matrices per block
 
 
 @pytest.mark.parametrize("mode", ["add", "inject_embeddings", "gated"])

@@ -45,8 +45,8 @@ except ImportError:
 
 
 # Answers run side by side, up to the engine's batch (emojilm.engine): they share its forward steps.
-# Traces run one at a time between the engine's steps (its jobs), so letting several in at once only
-# queues them there, and lets /trace's own answers share the batch.
+# So do traces: a trace's teacher-forced pass runs between the engine's steps (a job), and its per-loop
+# answers, like /trace's own answer, as rows of the batch.
 ANSWERS = {"concurrency_limit": MAX_ROWS, "concurrency_id": "answers"}
 TRACES = {"concurrency_limit": MAX_ROWS, "concurrency_id": "traces"}
 
@@ -56,7 +56,7 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
     page = registry.page_state(first_source, chosen=False)  # the Hub model may have become ready since
     first = registry.get(page.source)
 
-    api_translate, api_trace = on_gpu(backend.api_translate), on_gpu(backend.api_trace)  # decorated once, at start
+    api_translate, api_trace = on_gpu(backend.api_translate_stream), on_gpu(backend.api_trace)  # decorated once
 
     def loops_slider(lm, value=None, **kwargs):
         info = f"trained with {lm.n_loops}; more is extrapolation"
@@ -236,14 +236,17 @@ def build(backend: SpaceBackend, first_source: str) -> gr.Blocks:
         ).then(**refresh_args)  # fmt: skip  # after the link: a model it names is never switched
         timer.tick(**refresh_args)
 
+        # A generator: Gradio streams its yields to a client that submits, and stops it when that client
+        # cancels; it reads the outputs from the return hint, which is what each yield is.
         @gr.api(api_name="translate", **ANSWERS)
         def translate_api(
             text: str, temperature: float = 0.0, top_p: float = 1.0, loops: int | None = None,
             max_new_tokens: int = 64, seed: int | None = None,
         ) -> tuple[str, str]:  # fmt: skip
-            """Translate text into emoji with the default model. Returns (emoji, summary line)."""
+            """Translate text into emoji with the default model. Streams (emoji so far, summary line) at
+            every complete character; the last is the answer. A cancelled call stops decoding."""
             try:
-                return api_translate(text, temperature, top_p, loops, max_new_tokens, seed)
+                yield from api_translate(text, temperature, top_p, loops, max_new_tokens, seed)
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 

@@ -10,7 +10,6 @@ never a traceback (set EMOJILM_DEBUG=1 to see one for an unexpected error).
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import math
@@ -332,7 +331,7 @@ def check_settings(lm: EmojiLM, args: argparse.Namespace) -> int:
 def translation_record(
     lm: EmojiLM, text: str, request: Request, result: Generation, args: argparse.Namespace, engine: Engine | None
 ) -> dict:
-    """The record --json prints for one translated text (with --trace, its trace: on the engine's thread)."""
+    """The record --json prints for one translated text (with --trace, its trace, through the engine when batched)."""
     settings = {
         "model": lm.info.source,
         "revision": lm.info.revision,
@@ -349,8 +348,7 @@ def translation_record(
     }
     record: dict[str, Any] = {"text": text, "output": result.text, "truncated": result.truncated, "settings": settings}
     if args.trace:
-        trace = functools.partial(lm.trace, request, reuse=result)
-        record["trace"] = trace() if engine is None else engine.run(trace)
+        record["trace"] = lm.trace(request, reuse=result, engine=engine)
     return record
 
 

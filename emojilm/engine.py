@@ -170,6 +170,72 @@ class Row:
     next_id: int = 0  # its last sampled id, fed at the next step
     produced: int = 0
 
+    @classmethod
+    def branch(cls, model: LoopedTransformer, request: Request, prompt: list[int], trunk: KVCache,
+               hidden: torch.Tensor, generator: torch.Generator, eos_id: int = -1) -> Row:  # fmt: skip
+        """A row that carries on a sequence already run: `prompt` sits in the trunk cache's first
+        request.n_loops loops, and `hidden` is its state after them, before its next id (the trace's
+        per-loop answers, emojilm.trace). It gets its own copy of that much of the trunk."""
+        at, loops = len(prompt), request.n_loops
+        shape = (loops, *trunk.k.shape[1:4], at + request.max_new_tokens, trunk.k.shape[5])
+        k, v = trunk.k.new_empty(shape), trunk.v.new_empty(shape)  # positions from `at` on are written before read
+        k[..., :at, :], v[..., :at, :] = trunk.k[:loops, ..., :at, :], trunk.v[:loops, ..., :at, :]
+        cache = KVCache(k, v, trunk.window)
+        return cls(model, request, list(prompt), eos_id, cache=cache, generator=generator, position=at,
+                   hidden=hidden, loops=loops)  # fmt: skip
+
+
+def by_model(rows: list[Row]) -> list[list[Row]]:
+    """The rows of each model, in order: each model's rows step in a batch of their own."""
+    groups: dict[int, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(id(row.model), []).append(row)
+    return list(groups.values())
+
+
+def emit(rows: list[Row]) -> list[Row]:
+    """Sample every row's next id from its own read-out and generator, into its queue; the rows not done."""
+    staying = []
+    for row in rows:
+        if row.cancelled.is_set():
+            continue
+        logits = row.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
+        token = int(sample(logits, row.request.sampling, [row.generator]))
+        row.out.put((token, row.loops))
+        row.produced += 1
+        if token == row.eos_id or row.produced == row.request.max_new_tokens:
+            row.out.put(_DONE)
+        else:
+            row.next_id = token
+            staying.append(row)
+    return staying
+
+
+def advance(rows: list[Row], pad: bool) -> None:
+    """One forward step over one model's rows (batch_step): each row's last id at its position."""
+    out = batch_step(rows[0].model, rows, pad)
+    for r, row in enumerate(rows):
+        row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
+        row.position += 1
+
+
+@torch.inference_mode()
+def decode_rows(rows: list[Row]) -> list[list[int]]:
+    """Decode prefilled rows (Row.branch) to their ends here, by the engine's own steps: the ids they give
+    in any batch. Each row's ids, up to its EOS (included) or its byte budget."""
+    pads = {id(group[0].model): lone_row_rounds_apart(group[0].model) for group in by_model(rows)}
+    live = rows
+    while live := emit(live):
+        for group in by_model(live):
+            advance(group, pads[id(group[0].model)])
+    ids = []
+    for row in rows:
+        mine = []
+        while (item := row.out.get_nowait()) is not _DONE:
+            mine.append(item[0])
+        ids.append(mine)
+    return ids
+
 
 class Engine:
     """Decodes every submitted request, each model's rows in one batch, and runs jobs between steps,
@@ -243,6 +309,19 @@ class Engine:
         self._wake.set()
         return done.result()
 
+    def decode(self, rows: list[Row]) -> list[list[int]]:
+        """decode_rows in the batch, beside whatever else is in flight (called from a job: right there)."""
+        if threading.current_thread() is self._thread:
+            return decode_rows(rows)
+        for row in rows:
+            self.waiting.put(row)
+        self._wake.set()
+        try:
+            return [[i for i, _ in self.tokens(row)] for row in rows]
+        finally:
+            for row in rows:
+                row.cancelled.set()
+
     def tokens(self, row: Row) -> Iterator[tuple[int, int]]:
         """Yield (id, loops it used) up to max_new_tokens or EOS (included). Closing the iterator
         (the caller left) takes the request out at the next step."""
@@ -293,10 +372,8 @@ class Engine:
             self.waiting.get()
             if not row.cancelled.is_set():
                 joining.append(row)
-        by_model: dict[int, list[Row]] = {}
-        for row in joining:
-            by_model.setdefault(id(row.model), []).append(row)
-        for rows in by_model.values():
+        self.rows += [row for row in joining if row.hidden is not None]  # branches: already run (Row.branch)
+        for rows in by_model([row for row in joining if row.hidden is None]):
             for group in self._prefill_groups(rows):
                 self._prefill(group)
 
@@ -354,33 +431,12 @@ class Engine:
 
     @torch.inference_mode()
     def _emit(self) -> None:
-        """Sample every row's next id from its own read-out and generator; rows that are done leave."""
-        staying = []
-        for row in self.rows:
-            if row.cancelled.is_set():
-                continue
-            logits = row.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
-            token = int(sample(logits, row.request.sampling, [row.generator]))
-            row.out.put((token, row.loops))
-            row.produced += 1
-            if token == row.eos_id or row.produced == row.request.max_new_tokens:
-                row.out.put(_DONE)
-            else:
-                row.next_id = token
-                staying.append(row)
-        self.rows = staying
+        self.rows = emit(self.rows)
 
     @torch.inference_mode()
     def _step(self) -> None:
         """One forward step per model: each model's rows' last ids through their loops, together."""
-        by_model: dict[int, list[Row]] = {}
-        for row in self.rows:
-            by_model.setdefault(id(row.model), []).append(row)
-        for rows in by_model.values():
-            model = rows[0].model
-            out = batch_step(model, rows, self._checks(model)[0])
-            for r, row in enumerate(rows):
-                row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
-                row.position += 1
+        for rows in by_model(self.rows):
+            advance(rows, self._checks(rows[0].model)[0])
             self.widest = max(self.widest, len(rows))
         self.steps += 1

@@ -27,7 +27,7 @@ from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
 from emojilm.prompt import format_prompt, resolve_template, template_name
 from emojilm.request import Limits, Request, check_integer
 from emojilm.tokenizer import ByteTokenizer
-from emojilm.trace import Trace, reusable, run_trace
+from emojilm.trace import Trace, begin_trace, reusable, run_trace
 from emojilm.variant import Variant, cached_probe, check_pins, configured_variant, decide_variant
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,7 @@ class EmojiLM:
         alternatives: int = 5,
         reuse: generation.Generation | None = None,
         per_layer: bool = False,
+        engine: Engine | None = None,
         **settings,
     ) -> Trace:
         """The translation plus how every loop saw it (see emojilm.trace); per_layer: and every
@@ -213,6 +214,8 @@ class EmojiLM:
         reuse: the finished result of `translate`/`stream` for this same request, to
         skip translating it again; one the trace cannot replay exactly is translated
         again, and `Trace.note` says why.
+        engine: run the trace's torch work on that engine's thread, and decode its per-loop
+        answers in its batch (the same tables as without).
         """
         request = self.request(text, **settings)
         alternatives = check_integer("alternatives", alternatives, 1, 16)
@@ -220,8 +223,12 @@ class EmojiLM:
         if answer is None:
             given = reuse.handoff.request if note else request  # its seed, when the note says it was not traced
             plain = given if given.sampling.greedy else dataclasses.replace(given, draft_loops=0)
-            answer = self.translate(plain)
-        return run_trace(self.model, self.tokenizer, answer, alternatives, note, per_layer=bool(per_layer))
+            answer = self.translate(plain, engine=engine)
+        if engine is None:
+            return run_trace(self.model, self.tokenizer, answer, alternatives, note, per_layer=bool(per_layer))
+        model, tokenizer, per_layer = self.model, self.tokenizer, bool(per_layer)
+        pending = engine.run(lambda: begin_trace(model, tokenizer, answer, alternatives, note, per_layer))
+        return pending.finish(engine.decode(pending.rows))
 
     def __repr__(self) -> str:
         i = self.info

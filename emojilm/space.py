@@ -9,8 +9,8 @@ bad one becomes a ValueError whose message the page shows as is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -34,8 +34,6 @@ from emojilm.request import (
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
 from emojilm.speculative import default_draft_loops
-
-T = TypeVar("T")
 
 EXAMPLES = [
     "I love pizza",
@@ -105,32 +103,40 @@ class SpaceBackend:
                 self._engine = Engine()
             return self._engine
 
-    def compute(self, job: Callable[[], T]) -> T:
-        """job() where the model's work runs: on the engine's thread when batched."""
-        return self.engine.run(job) if self.batched else job()
+    @property
+    def batch(self) -> Engine | None:
+        """The engine the model's work runs through, or None where each call computes on its own."""
+        return self.engine if self.batched else None
 
     def stream(self, lm: EmojiLM, request: Request) -> Iterator[Generation]:
-        return lm.stream(request, engine=self.engine if self.batched else None)
+        return lm.stream(request, engine=self.batch)
 
     def trace_views(
         self, lm: EmojiLM, request: Request, answer: Generation | None = None
     ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
         """Heatmap HTML, answer-per-loop table and convergence plot data for one request
         (reusing its streamed answer, when given, instead of translating again)."""
-        trace = self.compute(lambda: lm.trace(request, reuse=answer))
+        trace = lm.trace(request, reuse=answer, engine=self.batch)
         return views.heatmap_html(trace), views.per_loop_table(trace), views.convergence_frame(trace)
 
     def layer_view(self, lm: EmojiLM, request: Request, answer: Generation | None = None) -> str:
         """The layer-by-layer lens of one answer, as a picture (asked for on the page)."""
-        return views.layer_lens_html(self.compute(lambda: lm.trace(request, reuse=answer, per_layer=True)))
+        return views.layer_lens_html(lm.trace(request, reuse=answer, per_layer=True, engine=self.batch))
 
     # The two public API endpoints (also reachable without the UI, so they validate everything).
 
-    def api_translate(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
+    def api_translate_stream(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None):
+        """/translate: the answer so far and its summary line, at every complete character. A caller who
+        stops reading (cancels) leaves the engine's batch at its next step."""
         lm = self.model(self.registry.default)
         request = parse_request(lm, text, temperature, top_p, loops, max_new_tokens, seed)
-        *_, result = self.stream(lm, request)
-        return result.text, views.summary_line(result, request.seed)
+        for partial in self.stream(lm, request):
+            yield partial.text, views.summary_line(partial, request.seed)
+
+    def api_translate(self, *args, **kwargs) -> tuple[str, str]:
+        """/translate's last answer: (emoji, summary line)."""
+        *_, last = self.api_translate_stream(*args, **kwargs)
+        return last
 
     def api_trace(self, text, temperature=0.0, top_p=1.0, loops=None, max_new_tokens=64, seed=None, per_layer=False):
         """(output, by_loop, per_loop_outputs, summary), and by_layer when per_layer is true."""
@@ -139,6 +145,6 @@ class SpaceBackend:
         if not isinstance(per_layer, bool):
             raise ValueError(f"per_layer must be true or false, got {short_repr(per_layer)}")
         *_, answer = self.stream(lm, request)  # as on the page: decoded beside other visitors' answers
-        trace = self.compute(lambda: lm.trace(request, reuse=answer, per_layer=per_layer))
+        trace = lm.trace(request, reuse=answer, per_layer=per_layer, engine=self.batch)
         tables = (trace.by_loop, trace.per_loop_outputs, trace.summary)
         return trace.output, *tables, *((trace.by_layer,) if per_layer else ())

@@ -11,8 +11,13 @@ For one request we translate once, then:
    its own position, reusing the teacher-forced KV cache; branches with the same
    bytes share a row);
 3. the answer with 1, 2, ... n loops: teacher forcing shows which loops surely
-   repeat the answer; the others are decoded in one batch from the first byte
-   where any of them may part from it, from the same cache.
+   repeat the answer; the others are decoded from the first byte where any of
+   them may part from it, each as a row of the batching engine's (a copy of the
+   teacher-forced cache's first loops: emojilm.engine.Row.branch), so that under
+   load they step beside other visitors' answers, with the bytes they give alone.
+
+`run_trace` does all three; `begin_trace` the torch work of 1 and 2 and the
+rows of 3, which an engine decodes (`Engine.decode`) before `PendingTrace.finish`.
 
 Characters are what a reader sees as one emoji (tokenizer.cluster_spans).
 """
@@ -26,7 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emojilm.generation import Generation, continue_steps, until_eos
+from emojilm.engine import Row, decode_rows
+from emojilm.generation import Generation
 from emojilm.kvcache import BranchCache
 from emojilm.request import Request
 from emojilm.sampling import SamplingParams, filtered_probs, step_uniform
@@ -91,12 +97,46 @@ def reusable(answer: Generation | None, request: Request) -> tuple[Generation | 
     return answer, ""
 
 
-@torch.inference_mode()
 def run_trace(
     model, tokenizer: ByteTokenizer, generation: Generation, alternatives: int = 5, note: str = "", per_layer=False
 ) -> Trace:
     """Trace a finished translation (made by generation.stream; its handoff says how) loop by loop
     (per_layer: and block by block, Trace.by_layer)."""
+    pending = begin_trace(model, tokenizer, generation, alternatives, note, per_layer)
+    return pending.finish(decode_rows(pending.rows))
+
+
+@dataclass
+class PendingTrace:
+    """A trace whose per-loop answers are rows still to decode (`rows`, loops todo[i] + 1, from answer
+    byte `same` on); finish() takes each row's ids and builds the tables."""
+
+    tokenizer: ByteTokenizer
+    generation: Generation
+    by_loop: pd.DataFrame
+    by_layer: pd.DataFrame | None
+    note: str
+    todo: list[int]
+    same: int
+    rows: list[Row]
+
+    def finish(self, tails: list[list[int]]) -> Trace:
+        generation, n_loops = self.generation, self.generation.handoff.request.n_loops
+        answer = generation.token_ids
+        outputs = [answer] * n_loops
+        for k, tail in zip(self.todo, tails, strict=True):
+            outputs[k] = answer[: self.same] + tail
+        per_loop = pd.DataFrame({"loops": range(1, n_loops + 1), "output": [self.tokenizer.decode(o) for o in outputs]})
+        per_loop["same_as_final"] = per_loop["output"] == generation.text
+        summary = summarize(self.by_loop, per_loop, n_loops)
+        return Trace(generation.text, generation, self.by_loop, per_loop, summary, self.note, self.by_layer)
+
+
+@torch.inference_mode()
+def begin_trace(
+    model, tokenizer: ByteTokenizer, generation: Generation, alternatives: int = 5, note: str = "", per_layer=False
+) -> PendingTrace:
+    """run_trace's torch work: all but decoding the per-loop answers' rows."""
     request = generation.handoff.request
     n_loops, max_new_tokens = request.n_loops, request.max_new_tokens
     device = model.tok_embeddings.weight.device
@@ -152,9 +192,9 @@ def run_trace(
         },
         columns=BY_LOOP_COLUMNS,
     )
-    per_loop = per_loop_outputs(model, tokenizer, cache, states, logits, generation)
+    todo, same, rows = per_loop_rows(model, tokenizer, cache, states, logits, generation)
     by_layer = layer_lens(model, every, answer, chars, by_loop) if per_layer else None
-    return Trace(generation.text, generation, by_loop, per_loop, summarize(by_loop, per_loop, n_loops), note, by_layer)
+    return PendingTrace(tokenizer, generation, by_loop, by_layer, note, todo, same, rows)
 
 
 BY_LAYER_COLUMNS = ["loop", "layer", "position", "char", "p_final_char", "top_char", "p_top", "entropy"]
@@ -290,42 +330,37 @@ def following_steps(logits: torch.Tensor, answer: list[int], params: SamplingPar
     return sure.long().cumprod(-1).sum(-1).tolist()
 
 
-def per_loop_outputs(model, tokenizer: ByteTokenizer, cache, states: torch.Tensor, logits: torch.Tensor,
-                     generation: Generation) -> pd.DataFrame:  # fmt: skip
-    """What the model answers with k loops, k = 1..n, decoded in one batch.
+def per_loop_rows(model, tokenizer: ByteTokenizer, cache, states: torch.Tensor, logits: torch.Tensor,
+                  generation: Generation) -> tuple[list[int], int, list[Row]]:  # fmt: skip
+    """What the model answers with k loops, k = 1..n, as rows to decode: (the loops decoded, 0-based;
+    the answer bytes they all repeat; their rows).
 
     Teacher forcing already shows how far each loop surely repeats the answer
     (`following_steps`): a loop that repeats all of it answers the same, and the
-    others are decoded together from the first answer byte where any of them may
-    part from it (states [loops, A, dim] and the cache of the teacher-forced pass).
+    others carry on from the first answer byte where any of them may part from it
+    (states [loops, A, dim] and the cache of the teacher-forced pass).
     """
     prompt, answer, n_loops = generation.prompt_ids, generation.token_ids, len(states)
-    params, max_new_tokens = generation.handoff.request.sampling, generation.handoff.request.max_new_tokens
+    request = generation.handoff.request
+    params, max_new_tokens = request.sampling, request.max_new_tokens
     follows = following_steps(logits[:, : len(answer)], answer, params, model.tok_embeddings.weight.dtype)
     if answer[-1] != tokenizer.eos_id and len(answer) < max_new_tokens:
         follows = [min(f, len(answer) - 1) for f in follows]  # cut short: a loop could go on
-    outputs = [answer] * n_loops
     # With all its loops (and no adaptive exits) the answer is the translation itself: decoding it
     # again could only differ by rounding, at a close call.
-    decoded = range(n_loops - 1 if generation.handoff.request.adaptive_threshold == 0 else n_loops)
-    todo = [k for k in reversed(decoded) if follows[k] < len(answer)]  # latest loop first
-    if todo:
-        same = min(follows[k] for k in todo)  # answer bytes every decoded loop repeats
-        generators = [params.generator() for _ in todo]
-        for generator in generators:  # the draws of those bytes (sampling.step_uniform)
-            for _ in range(same):
-                step_uniform(generator)
-        branch_at = torch.full((len(todo),), len(prompt) + same, device=states.device)
-        fork = BranchCache.grow(cache, branch_at, max_new_tokens - same)
-        steps = continue_steps(model, states[todo, same], [k + 1 for k in todo], fork, 0, params,
-                               max_new_tokens - same, generators, tokenizer.eos_id)  # fmt: skip
-        tails = until_eos((ids for ids, _ in steps), tokenizer.eos_id)
-        for k, tail in zip(todo, tails, strict=True):
-            outputs[k] = answer[:same] + tail
-    texts = [tokenizer.decode(ids) for ids in outputs]
-    table = pd.DataFrame({"loops": range(1, n_loops + 1), "output": texts})
-    table["same_as_final"] = table["output"] == generation.text
-    return table
+    decoded = range(n_loops - 1 if request.adaptive_threshold == 0 else n_loops)
+    todo = [k for k in reversed(decoded) if follows[k] < len(answer)]
+    same = min((follows[k] for k in todo), default=0)  # answer bytes every decoded loop repeats
+    rows = []
+    for k in todo:
+        generator = params.generator()
+        for _ in range(same):  # the draws of those bytes (sampling.step_uniform)
+            step_uniform(generator)
+        branch = replace(request, n_loops=k + 1, max_new_tokens=max_new_tokens - same, adaptive_threshold=0.0,
+                         draft_loops=0)  # fmt: skip
+        rows.append(Row.branch(model, branch, prompt + answer[:same], cache, states[k, same], generator,
+                               tokenizer.eos_id))  # fmt: skip
+    return todo, same, rows
 
 
 def summarize(by_loop: pd.DataFrame, per_loop: pd.DataFrame, n_loops: int) -> pd.DataFrame:

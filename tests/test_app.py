@@ -10,6 +10,7 @@ import contextlib
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,9 +19,12 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from emojilm import links
-from emojilm.loadtest import start_app, stop_app
+from emojilm.engine import Engine
+from emojilm.loadtest import free_port, start_app, stop_app
 from emojilm.paths import BUNDLED_DIR
 from emojilm.request import MAX_TEXT_CHARS
+from emojilm.sources import ModelRegistry, SourceConfig
+from emojilm.space import SpaceBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -89,6 +93,58 @@ def test_trace(client):
     assert [row["loop"] for row in result["summary"]] == list(range(1, n_loops + 1))
     assert {"output", "same_as_final"} <= set(result["per_loop_outputs"][0])
     assert {"char", "p_final_char", "top_char", "top5"} <= set(result["by_loop"][0])
+
+
+def test_a_visitor_who_cancels_leaves_the_batch_and_the_others_get_their_answers(tmp_path, monkeypatch):
+    """Concurrent gradio_client users of /translate (the app built in this process, to see its engine),
+    one of whom cancels mid-answer: that answer's row leaves the batch at the next step, never reaching
+    its end, and the others get the answers they get alone."""
+    import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("EMOJILM_CACHE", str(tmp_path / "cache"))
+    registry = ModelRegistry(SourceConfig(hub_repo=""))
+    backend = SpaceBackend(registry)
+    first = registry.start()
+    lm = registry.get(first)
+    # A sampled answer that runs to its byte budget, found here: cancelled, it must stop short of it.
+    budget = 40
+    settings = {"temperature": 2.0, "max_new_tokens": budget, "engine": backend.engine}
+    seed = next(s for s in range(200) if len(lm.translate("I love pizza", seed=s, **settings).token_ids) == budget)
+    others = [(text, 0.9, 1.0, None, 16, 7) for text in ("so much snow", "a cup of coffee", "we won the game!")]
+    submitted, submit, step = [], Engine.submit, Engine._step
+
+    def recorded(self, *args, **kwargs):
+        submitted.append(submit(self, *args, **kwargs))
+        return submitted[-1]
+
+    def slow(self):  # a slow machine's steps: the answer is still going when it is cancelled
+        time.sleep(0.1)
+        step(self)
+
+    monkeypatch.setattr(Engine, "submit", recorded)
+    monkeypatch.setattr(Engine, "_step", slow)
+    demo = app.build(backend, first).queue(default_concurrency_limit=1, max_size=32)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        alone = [client.predict(*args, api_name="/translate") for args in others]
+        submitted.clear()
+        leaving = client.submit("I love pizza", 2.0, 1.0, None, budget, seed, api_name="/translate")
+        deadline = time.monotonic() + 60
+        while not leaving.outputs() and time.monotonic() < deadline:  # its first characters are out
+            time.sleep(0.02)
+        # One client each, as visitors have: a cancel stops its own session's calls.
+        staying = [Client(url, verbose=False).submit(*args, api_name="/translate") for args in others]
+        leaving.cancel()
+        assert [job.result(timeout=120)[0] for job in staying] == [emoji for emoji, _ in alone]
+        row = submitted[0]
+        while row in backend.engine.rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert row.cancelled.is_set() and row not in backend.engine.rows
+        assert 0 < row.produced < budget
+    finally:
+        demo.close()
 
 
 @pytest.mark.parametrize(

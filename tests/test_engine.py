@@ -17,6 +17,8 @@ import pytest
 import torch
 
 import emojilm
+import emojilm.lm
+import emojilm.trace
 from emojilm.config import ModelArgs
 from emojilm.engine import Engine, PromptsCache, Row, batch_step, lone_row_rounds_apart, prompts_round_alike
 from emojilm.model import LoopedTransformer
@@ -233,21 +235,42 @@ def test_jobs_run_on_the_engine_thread_between_steps(lm):
 
 
 def test_the_space_traces_on_the_engine_thread_when_batched(lm, monkeypatch):
-    """The app's torch work runs on one thread (the engine module's docstring): answers as rows, traces as
-    jobs; unbatched (ZeroGPU), each call computes where it is made."""
-    threads, trace = [], lm.trace
+    """The app's torch work runs on one thread (the engine module's docstring): answers and the trace's
+    per-loop answers as rows, the rest of a trace as a job; unbatched (ZeroGPU), each call computes where
+    it is made."""
+    threads, begin = [], emojilm.lm.begin_trace
 
     def recorded(*args, **kwargs):
         threads.append(threading.current_thread().name)
-        return trace(*args, **kwargs)
+        return begin(*args, **kwargs)
 
-    monkeypatch.setattr(lm, "trace", recorded)
+    monkeypatch.setattr(emojilm.lm, "begin_trace", recorded)
+    monkeypatch.setattr(emojilm.trace, "begin_trace", recorded)
     registry = SimpleNamespace(default="m", get=lambda *_: lm)
     request = lm.request("I love pizza", max_new_tokens=6)
     SpaceBackend(registry).trace_views(lm, request)
     SpaceBackend(registry).api_trace("I love pizza", max_new_tokens=6, per_layer=True)
     SpaceBackend(registry, batched=False).trace_views(lm, request)
     assert threads == ["emojilm-engine", "emojilm-engine", threading.current_thread().name]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_a_traces_per_loop_answers_decode_in_the_batch_as_alone(lm, temperature):
+    """The trace's per-loop answers are engine rows: decoded beside other visitors' answers, they give
+    the tables the trace gives without an engine."""
+    engine = Engine()
+    others = [lm.request(text, max_new_tokens=24, seed=i, temperature=0.9) for i, text in enumerate(TEXTS)]
+    alone = [run(engine, lm, r) for r in others]
+    rows = [engine.submit(lm.model, lm.prompt_ids(r.text), r, lm.tokenizer.eos_id) for r in others]
+    texts = ["a rainy day at the beach", "we are going to the mountains", "so much snow"]
+    for text in texts:
+        request = lm.request(text, temperature=temperature, max_new_tokens=12, seed=7)
+        expected = lm.trace(request)
+        traced = lm.trace(request, engine=engine)
+        pd.testing.assert_frame_equal(traced.per_loop_outputs, expected.per_loop_outputs)
+        pd.testing.assert_frame_equal(traced.by_loop, expected.by_loop)
+    assert [list(engine.tokens(row)) for row in rows] == alone
+    assert engine.widest > 1
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9])

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "emojilm"
 # Bottom to top: each core module may import only those before it.
 CORE = [
     "paths", "tokenizer", "prompt", "sampling", "request", "config", "kernels", "kvcache", "model", "step",
-    "speculative", "generation", "trace", "engine", "checkpoint", "layout", "formats", "probe", "variant", "lm",
+    "speculative", "generation", "engine", "trace", "checkpoint", "layout", "formats", "probe", "variant", "lm",
     "__init__",
 ]  # fmt: skip
 SERVING = ["sources", "views", "space", "links", "cli", "__main__", "inspect", "probe.__main__"]

@@ -5,7 +5,9 @@ products are memory-bound: docs/benchmarks.md), so requests that ride on one
 step cost little more than one alone. Requests join and leave at any step: each
 is prefilled when it joins (together with those joining at the same step), then
 decoded as one row among the others, with its own KV cache, position, sampling
-settings, generator and loop count, and leaves at EOS, at its byte budget, or when its caller stops listening.
+settings, generator and loop count, and leaves at EOS, at its byte budget, or
+when its caller stops listening. A trace's per-loop answers are rows too: they
+carry on from its teacher-forced pass (Row.branch) instead of a prompt.
 
 Batch-invariant: a request's bytes do not depend on who else is asking, so a
 shared link shows the shared answer even under load. The products give each row

@@ -131,7 +131,7 @@ class DenseProduct(Product):
 
     def __init__(self, dense: torch.Tensor) -> None:
         self.dense, self.packed = dense, packed_copy(dense)
-        self.kernel = "x @ W, oneDNN packed for 2-32 rows" if self.packed is not None else "x @ W"
+        self.kernel = "x @ W, oneDNN packed for 2+ rows" if self.packed is not None else "x @ W"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return matmul(x.to(self.dense.dtype), self.dense, self.packed).to(x.dtype)

@@ -39,10 +39,7 @@ import argparse
 import json
 import math
 import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,12 +53,24 @@ import torch
 
 import emojilm
 from emojilm import checkpoint
+from emojilm.bench_loading import fp32_bytes, load_in_subprocess, measure_loading, pth_only_copy
+from emojilm.bench_training import measure_training
+from emojilm.benchkit import (
+    BandwidthProbe,
+    fmt,
+    gemm_rate,
+    machine_line,
+    median_of,
+    synchronize,
+    timed,
+)
 from emojilm.config import args_from_params
 from emojilm.corpus import load_pairs
 from emojilm.evaluate import load_eval, natural_outputs
 from emojilm.generation import Generation, decode_steps
 from emojilm.kvcache import BranchCache
 from emojilm.model import WEIGHT_FORMATS, LoopedTransformer
+from emojilm.paths import HELDOUT_FILE
 from emojilm.sampling import SamplingParams
 from emojilm.space import EXAMPLES
 from emojilm.speculative import default_draft_loops
@@ -69,7 +78,6 @@ from emojilm.speculative import default_draft_loops
 TEXT = "A cup of hot coffee and a croissant on a sunny day in Paris"  # about 60 prompt bytes
 GREEDY = SamplingParams()
 # Where this emojilm is imported from (a checkout, or site-packages): child processes import it from there too.
-IMPORT_ROOT = Path(__file__).resolve().parent.parent
 
 # The published checkpoint's shape (model card / params.json).
 REAL_SHAPE = {
@@ -98,7 +106,6 @@ class Plan:
 
 
 STEP_ROWS = (1, 2, 4, 8)  # rows per decode step in the rows figures
-HELDOUT = "heldout.jsonl"  # a model folder's held-out phrases (the bundled model has them)
 HELDOUT_SAMPLE = 30  # the first ones are timed with and without drafting, and traced
 
 SMALL_PLAN = Plan(decode_bytes=32, naive_bytes=16, answer_bytes=64, trace_repeats=3)
@@ -108,57 +115,6 @@ LARGE_PLAN = Plan(decode_bytes=6, naive_bytes=2, answer_bytes=12, trace_repeats=
 # ----------------------------------------------------------------------------- helpers
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
-def median_of(repeats: int, fn: Callable[[], float]) -> float:
-    """Median of `repeats` calls of fn, each returning one measurement."""
-    return statistics.median(fn() for _ in range(repeats))
-
-
-KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def machine_line(threads: int, device: str) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with open("/proc/cpuinfo", encoding="utf-8") as info:  # which kernels can win depends on these
-        flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    cpu += " [" + " ".join(f for f in KERNEL_FLAGS if f in flags) + "]"
-    gpu = f", GPU: {torch.cuda.get_device_name(device)}" if torch.device(device).type == "cuda" else ""
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores ({usable} usable by this process){gpu}, "
-        f"torch {torch.__version__} with {threads} thread(s), Python {platform.python_version()}"
-    )
-
-
-def fp32_bytes(model: LoopedTransformer) -> int:
-    """The weights' size in fp32, as checkpoints hold them (whatever dtype they were loaded in)."""
-    return model.num_params() * 4
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a clock read after it counts it (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def fastest_pass(run: Callable[[], Any], device: torch.device, min_seconds: float = 0.1) -> float:
-    """Seconds of the fastest of the runs repeated until min_seconds have passed (at least one)."""
-    best, started = math.inf, time.perf_counter()
-    while best == math.inf or time.perf_counter() - started < min_seconds:
-        begin = time.perf_counter()
-        run()
-        synchronize(device)
-        best = min(best, time.perf_counter() - begin)
-    return best
-
-
 def streamed_bytes_per_byte(model: LoopedTransformer, n_loops: int) -> int:
     """Weight bytes one decode step must read, in the model's format: every block's matrices (the copy its
     kernel reads) and norms once per loop, plus the final norm and read-out."""
@@ -166,12 +122,6 @@ def streamed_bytes_per_byte(model: LoopedTransformer, n_loops: int) -> int:
     norms = sum(b.attention_norm.weight.nbytes + b.ffn_norm.weight.nbytes for b in model.layers)
     head = model.tok_embeddings.weight if model.args.weight_tying else model.output.weight
     return (matrices + norms) * n_loops + head.nbytes + model.norm.weight.nbytes
-
-
-def resident_weight_bytes(model: LoopedTransformer) -> int:
-    """Bytes the loaded weights hold: the model's tensors plus the kernels' packed copies."""
-    tensors = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.state_dict().values()}
-    return sum(tensors.values()) + sum(p.packed_bytes for p in model.products())
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -199,105 +149,7 @@ def write_random_checkpoint(folder: Path, model_section: dict[str, Any], seed: i
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
-def pth_only_copy(source: Path, folder: Path) -> Path:
-    """A folder with only params.json and consolidated.pth, so loading must convert."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (checkpoint.PARAMS, checkpoint.CONSOLIDATED):
-        shutil.copy2(source / name, folder / name)
-    return folder
-
-
-def _status_bytes(field: str) -> int:
-    """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, in bytes."""
-    with open("/proc/self/status", encoding="utf-8") as status:
-        line = next(line for line in status if line.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-
-
-def load_in_child(folder: str, device: str, dtype: str | None, probe: bool) -> None:
-    """Run inside a fresh process: load once, print seconds, memory and the variant as JSON."""
-    baseline = _status_bytes("VmRSS")  # Python, torch and emojilm imported
-    seconds, lm = timed(lambda: emojilm.load(folder, device=device, dtype=dtype, probe=probe))
-    info = lm.info
-    variant = f"{info.loop_mode} ({info.mode_source}), {info.template} ({info.template_source})"
-    print(json.dumps({"seconds": seconds, "peak": _status_bytes("VmHWM"), "baseline": baseline,
-                      "weights": fp32_bytes(lm.model), "resident": resident_weight_bytes(lm.model),
-                      "source": info.weights, "variant": variant}))  # fmt: skip
-
-
-def load_in_subprocess(
-    folder: Path, cache: Path, options: argparse.Namespace, probe: bool = False, dtype: str | None = None
-) -> dict[str, Any]:
-    env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
-    code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench import load_in_child; "
-    code += f"load_in_child({str(folder)!r}, {options.device!r}, {dtype or options.dtype!r}, {probe!r})"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=IMPORT_ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 # ----------------------------------------------------------------------------- measurements
-
-
-def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> dict[str, Any]:
-    """First load (consolidated.pth → safetensors cache) and cached load, each in a fresh process;
-    then the same two as a default load runs them (with the variant probe, where the config leaves
-    the variant open), from another empty cache."""
-    runs = []
-    for i in range(options.repeats):
-        plain, probed = work / f"cache{i}", work / f"probed{i}"
-        run = [load_in_subprocess(folder, plain, options), load_in_subprocess(folder, plain, options),
-               load_in_subprocess(folder, probed, options, probe=True),
-               load_in_subprocess(folder, probed, options, probe=True)]  # fmt: skip
-        assert "converted to" in run[0]["source"] and "cached" in run[1]["source"], run
-        runs.append(run)
-        shutil.rmtree(plain)
-        shutil.rmtree(probed)
-    weights = runs[0][0]["weights"]
-
-    def med(which: int, key: str) -> float:
-        return statistics.median(run[which][key] for run in runs)
-
-    return {
-        "load from consolidated.pth (convert)": med(0, "seconds"),
-        "load from safetensors cache": med(1, "seconds"),
-        "default load, first start (convert + probe)": med(2, "seconds"),
-        "default load, first start / convert": statistics.median(run[2]["seconds"] / run[0]["seconds"] for run in runs),
-        "default load, second start (cached weights and choice)": med(3, "seconds"),
-        "variant after a default load": runs[0][2]["variant"],
-        "peak RSS, convert": med(0, "peak") / 1e9,
-        "peak RSS, convert / fp32 weights": med(0, "peak") / weights,
-        "peak RSS - baseline, convert / fp32 weights": (med(0, "peak") - med(0, "baseline")) / weights,
-        "peak RSS, cached": med(1, "peak") / 1e9,
-        "peak RSS - baseline, cached / fp32 weights": (med(1, "peak") - med(1, "baseline")) / weights,
-    }
-
-
-class BandwidthProbe:
-    """GB/s at which all the run's threads stream memory: a sum over a 1 GiB buffer, which no cache holds.
-
-    This is the machine's limit, measured independently of the model's kernels.
-    Sampled beside every decode run: on a shared VM the bandwidth drifts by a
-    fifth from minute to minute, so a ratio to one early figure would drift too.
-    """
-
-    def __init__(self, device: torch.device, megabytes: int = 1024) -> None:
-        self.buffer = torch.ones(megabytes * 2**20 // 4, device=device)
-        self.sample()  # touch every page once
-
-    def sample(self) -> float:
-        """The rate of the fastest sum over 0.1 s (a few passes over the buffer at a CPU's streaming rate)."""
-        best = fastest_pass(self.buffer.sum, self.buffer.device)
-        return self.buffer.numel() * self.buffer.element_size() / best / 1e9
-
-
-def gemm_rate(device: torch.device, dtype: torch.dtype, size: int = 2048) -> float:
-    """GFLOP/s of a large square matrix product in dtype: the arithmetic limit of all the run's
-    threads, measured apart from the model (the fastest pass over 0.1 s)."""
-    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    a @ b  # warm-up
-    return 2 * size**3 / fastest_pass(lambda: a @ b, device) / 1e9
 
 
 def greedy_cached(lm, new_bytes: int) -> tuple[float, float, list[int]]:
@@ -500,8 +352,8 @@ def sample_texts(folder: Path, plan: Plan) -> dict[str, list[str]]:
     if plan is not SMALL_PLAN:
         return {"benchmark sentence": [TEXT]}
     texts = {"page's examples": EXAMPLES}
-    if (folder / HELDOUT).is_file():
-        sample = load_pairs(folder / HELDOUT)["text"].head(HELDOUT_SAMPLE).tolist()
+    if (folder / HELDOUT_FILE).is_file():
+        sample = load_pairs(folder / HELDOUT_FILE)["text"].head(HELDOUT_SAMPLE).tolist()
         texts[f"{len(sample)} held-out phrases"] = sample
     return texts
 
@@ -631,59 +483,6 @@ def natural_set_figures(lm, reference: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- training throughput
-
-TRAINING_OPTIONS = ("dim", "n_layers", "n_heads", "n_loops", "loop_mode", "template", "max_seqlen", "batch_size", "lr")
-
-
-def training_setups(device: str) -> list[tuple[str, list[str], int | None]]:
-    """(name, the command before emojilm.train's options, threads per process or None) for each way to train:
-    on CPU one process on every core against a process per core; on GPUs one GPU against all of them."""
-    train = ["-m", "emojilm.train"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-    if torch.device(device).type == "cuda":
-        gpus = torch.cuda.device_count()
-        setups = [("1 process, 1 GPU", [sys.executable, *train], None)]
-        if gpus > 1:
-            setups.append((f"{gpus} processes, {gpus} GPUs (NCCL)", [*torchrun, str(gpus), *train], None))
-        return setups
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return [
-        (f"1 process × {cores} threads", [sys.executable, *train], cores),
-        (f"{cores} processes × 1 thread (gloo)", [*torchrun, str(cores), *train], 1),
-    ]
-
-
-def training_rate(command: list[str], threads: int | None, options: list[str], out: Path) -> float:
-    """Training bytes/s of one run, as emojilm.train records it in params.json."""
-    env = {**os.environ, "PYTHONPATH": str(IMPORT_ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
-    command = [*command, *options, f"--out={out}"]
-    run = subprocess.run(command, cwd=IMPORT_ROOT, env=env, capture_output=True, text=True)
-    if run.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
-    return json.loads((out / checkpoint.PARAMS).read_text())["emojilm"]["train_bytes_per_second"]
-
-
-def measure_training(options: argparse.Namespace, work: Path) -> pd.DataFrame:
-    """The bundled model's training options, --train-steps steps on its held-out rows, in each setup."""
-    bundled = checkpoint.resolve("bundled").folder
-    recorded = json.loads((bundled / checkpoint.PARAMS).read_text())["train_config"]
-    train_options = [f"--{name.replace('_', '-')}={recorded[name]}" for name in TRAINING_OPTIONS] + [
-        f"--data={bundled / HELDOUT}", f"--steps={options.train_steps}", "--eval-every=0", f"--device={options.device}"
-    ]  # fmt: skip
-    setups = training_setups(options.device)
-    rates: list[list[float]] = [[] for _ in setups]
-    for repeat in range(options.repeats):  # the setups alternate, so that a slow phase of the machine hits each
-        for i, (name, command, threads) in enumerate(setups):
-            print(f"[training] {name}, run {repeat + 1} of {options.repeats} ...", file=sys.stderr, flush=True)
-            rates[i].append(training_rate(command, threads, train_options, work / f"setup{i}-run{repeat}"))
-    medians = [statistics.median(r) for r in rates]
-    rows = [{"setup": name, "training bytes/s": _fmt(median), "slowest–fastest run": f"{_fmt(min(r))}–{_fmt(max(r))}",
-             f"/ {setups[0][0]}": _fmt(median / medians[0])}
-            for (name, _, _), r, median in zip(setups, rates, medians, strict=True)]  # fmt: skip
-    return pd.DataFrame(rows).set_index("setup")
-
-
 # ----------------------------------------------------------------------------- one model, the table
 
 UNITS = {
@@ -776,23 +575,9 @@ def as_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
         row = {"figure": figure, "unit": UNITS.get(figure, UNITS.get(figure.split(", ")[0], ""))}
         for name in names:
             value = results[name].get(figure, "")
-            row[name] = _fmt(value)
+            row[name] = fmt(value)
         rows.append(row)
     return pd.DataFrame(rows).set_index("figure")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if value == 0 or abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

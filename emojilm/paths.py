@@ -11,4 +11,5 @@ from pathlib import Path
 # Installed packages are plain folders (never zipped), so the package's files are a Path.
 ASSETS = Path(str(files("emojilm") / "assets"))
 BUNDLED_DIR = ASSETS / "bundled"  # the demo model: emojilm.load("bundled")
+HELDOUT_FILE = "heldout.jsonl"  # a model folder's held-out phrases (the bundled model has them)
 EVAL_DIR = BUNDLED_DIR / "eval"  # the natural set: hand-written, kept out of training

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from emojilm import bench
+from emojilm import bench, bench_training
+from emojilm.paths import HELDOUT_FILE
 from tests.conftest import tiny_params
 from tests.tiny_lms import tiny_lm
 
@@ -47,7 +48,7 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     """In bf16 (the GPU table's dtype, run here on CPU) the equality rows may say no: near-ties round apart."""
     folder, _ = make_checkpoint(tiny_params(max_seqlen=256))  # the bench's prompt and answers fit
     phrases = [{"text": f"phrase {i}", "emoji": "🍕"} for i in range(40)]  # drafting is timed on the first 30 too
-    (folder / bench.HELDOUT).write_text("".join(json.dumps(p) + "\n" for p in phrases), encoding="utf-8")
+    (folder / HELDOUT_FILE).write_text("".join(json.dumps(p) + "\n" for p in phrases), encoding="utf-8")
     formats = "float32,bfloat16,int8" if dtype == "float32" else ""
     bench.main(["--model", str(folder), "--no-real-shape", "--repeats", "1", "--dtype", dtype, "--formats", formats])
     out = capsys.readouterr().out
@@ -101,7 +102,8 @@ def test_training_throughput_runs_one_process_and_torchrun(capsys):
     """Both setups train (the bundled model's options, 2 steps each) and report their bytes/s."""
     bench.main(["--training", "--train-steps", "2", "--repeats", "1"])
     rows = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
-    one, data_parallel = (rows[name] for name, _, _ in bench.training_setups("cpu"))  # "1 process × N threads", ...
+    setups = bench_training.training_setups("cpu")
+    one, data_parallel = (rows[name] for name, _, _ in setups)  # "1 process × N threads", ...
     for row in (one, data_parallel):  # ... bytes/s, slowest–fastest run (one run: the same), ratio to the first
         assert float(row[-3].replace(",", "")) > 0 and row[-2] == f"{row[-3]}–{row[-3]}" and float(row[-1]) > 0
     assert one[-1] == "1.00"

@@ -324,7 +324,8 @@ def check_settings(lm: EmojiLM, args: argparse.Namespace) -> int:
     except ValueError as problem:
         raise UsageError(_flagged(_one_line(problem))) from None
     if batch > 1 and request.draft_loops and not request.sampling.greedy:
-        raise UsageError("--batch decodes without drafting, which would change a sampled answer: drop --draft-loops")
+        raise UsageError("--batch cannot draft a sampled text: its acceptance draws turn on the logits' last bits, "
+                         "which differ between a batch and one text at a time; drop --draft-loops")  # fmt: skip
     return batch
 
 

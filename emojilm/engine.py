@@ -7,7 +7,10 @@ is prefilled when it joins (together with those joining at the same step), then
 decoded as one row among the others, with its own KV cache, position, sampling
 settings, generator and loop count, and leaves at EOS, at its byte budget, or
 when its caller stops listening. A trace's per-loop answers are rows too: they
-carry on from its teacher-forced pass (Row.branch) instead of a prompt.
+carry on from its teacher-forced pass (Row.branch) instead of a prompt. So are
+self-speculative requests (emojilm.speculative): a drafting row steps through its
+draft loops only, and the rows whose drafts end at a step are checked together in
+one more forward (check_drafts), the acceptance rule being speculative.judge.
 
 Batch-invariant: a request's bytes do not depend on who else is asking, so a
 shared link shows the shared answer even under load. The products give each row
@@ -39,7 +42,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -49,7 +52,15 @@ from emojilm.kvcache import KVCache, row_positions
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.sampling import sample
-from emojilm.step import Step, prefill, step_every_row
+from emojilm.speculative import (
+    DRAFT_CONFIDENCE,
+    DRAFT_LENGTH,
+    DraftStats,
+    break_even_share,
+    judge,
+    worth_drafting_ahead,
+)
+from emojilm.step import Step, prefill, step, step_every_row
 from emojilm.tokenizer import ByteTokenizer
 
 T = TypeVar("T")
@@ -69,12 +80,17 @@ class RowsCache:
     nothing: it gets its queries back, and its state is never read.
     """
 
-    def __init__(self, caches: list[KVCache | None], positions: list[int]) -> None:
+    def __init__(self, caches: list[KVCache | None], positions: list[int], lengths: list[int] | None = None) -> None:
         self.caches = caches
         self.start = torch.tensor(positions)
+        self.lengths = lengths  # positions each row feeds (a speculative check's, padded to the longest), or all
 
     def positions(self, start: int, length: int) -> torch.Tensor:
-        return row_positions(self.start + start, length)
+        at = row_positions(self.start + start, length)
+        if self.lengths is None:
+            return at
+        last = self.start + start + torch.tensor(self.lengths) - 1  # padding repeats a row's last position
+        return torch.minimum(at, last[:, None])
 
     def copy_to_later_loops(self, loop: int, start: int, end: int, row: int) -> None:
         at = int(self.start[row])
@@ -85,9 +101,10 @@ class RowsCache:
         for r, cache in enumerate(self.caches):
             if cache is None or loop >= cache.n_loops:
                 out.append(q[r : r + 1])
-            else:
-                at = int(self.start[r]) + start
-                out.append(cache.attend(loop, layer, at, q[r : r + 1], k[r : r + 1], v[r : r + 1]))
+                continue
+            at, n = int(self.start[r]) + start, q.shape[2] if self.lengths is None else self.lengths[r]
+            mine = cache.attend(loop, layer, at, q[r : r + 1, :, :n], k[r : r + 1, :, :n], v[r : r + 1, :, :n])
+            out.append(mine if n == q.shape[2] else torch.cat([mine, q[r : r + 1, :, n:]], dim=2))
         return torch.cat(out)
 
 
@@ -147,7 +164,8 @@ def batch_step(model: LoopedTransformer, rows: list[Row], pad: bool) -> Step:
     (lone_row_rounds_apart). Row r's states then depend on its own id, cache and position only, bit
     for bit (the module's docstring)."""
     ids, caches, positions = [r.next_id for r in rows], [r.cache for r in rows], [r.position for r in rows]
-    exits, thresholds = [r.request.n_loops for r in rows], [r.request.adaptive_threshold for r in rows]
+    exits = [r.request.draft_loops or r.request.n_loops for r in rows]  # a drafting row: its draft loops
+    thresholds = [r.request.adaptive_threshold for r in rows]
     if pad and len(rows) == 1:  # a padding row: a lone request's products take the same kernel as in a batch
         ids, caches, positions, exits, thresholds = ids * 2, [*caches, None], positions * 2, exits * 2, [*thresholds, 0]
     tokens = torch.tensor(ids, device=model.tok_embeddings.weight.device)[:, None]
@@ -171,6 +189,13 @@ class Row:
     loops: int = 0  # the loops that state took
     next_id: int = 0  # its last sampled id, fed at the next step
     produced: int = 0
+    # Self-speculative drafting (request.draft_loops > 0, emojilm.speculative): the round's ids (its first,
+    # then each drafted one), the draft states and read-outs; the round starts at position round_at.
+    drafted: list[int] = field(default_factory=list)
+    draft_states: list[torch.Tensor] = field(default_factory=list)
+    draft_logits: list[torch.Tensor] = field(default_factory=list)
+    round_at: int = 0
+    stats: DraftStats = field(default_factory=DraftStats)
 
     @classmethod
     def branch(cls, model: LoopedTransformer, request: Request, prompt: list[int], trunk: KVCache,
@@ -195,22 +220,86 @@ def by_model(rows: list[Row]) -> list[list[Row]]:
     return list(groups.values())
 
 
-def emit(rows: list[Row]) -> list[Row]:
-    """Sample every row's next id from its own read-out and generator, into its queue; the rows not done."""
-    staying = []
+def emit(rows: list[Row], pads: dict[int, bool]) -> list[Row]:
+    """Sample every row's next id from its own read-out and generator, into its queue (a drafting row:
+    its next draft id, then, once its draft ends, the ids its check keeps); the rows not done."""
+    staying, checked = [], []
     for row in rows:
         if row.cancelled.is_set():
             continue
         logits = row.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
         token = int(sample(logits, row.request.sampling, [row.generator]))
-        row.out.put((token, row.loops))
+        if row.drafted:  # a draft state: the draft goes on, or ends and is checked below
+            row.drafted.append(token)
+            row.draft_states.append(row.hidden)
+            row.draft_logits.append(logits[0])
+            if _draft_goes_on(row, token, logits[0]):
+                row.next_id = token
+                staying.append(row)
+            else:
+                checked.append(row)
+        elif _put(row, [token]):
+            staying.append(row)
+    for group in by_model(checked):
+        for loops in {row.request.draft_loops for row in group}:
+            check_drafts([row for row in group if row.request.draft_loops == loops], pads[id(group[0].model)])
+        staying += [row for row in group if _put(row, row.drafted)]
+    return staying
+
+
+def _put(row: Row, ids: list[int]) -> bool:
+    """Give the row's new ids to its reader, up to EOS or its budget; whether it goes on (then, drafting,
+    with a new round from its last id)."""
+    for token in ids:
+        row.out.put((token, row.request.n_loops if row.request.draft_loops else row.loops))
         row.produced += 1
         if token == row.eos_id or row.produced == row.request.max_new_tokens:
             row.out.put(_DONE)
-        else:
-            row.next_id = token
-            staying.append(row)
-    return staying
+            return False
+    row.next_id = ids[-1]
+    if row.request.draft_loops:  # a round: drafted ids from the last one on, at its position
+        row.drafted, row.draft_states, row.draft_logits, row.round_at = [ids[-1]], [], [], row.position
+    return True
+
+
+def _draft_goes_on(row: Row, token: int, logits: torch.Tensor) -> bool:
+    """Whether the row drafts another id after `token` (speculative_tokens' rule, row by row)."""
+    request, steps = row.request, len(row.draft_states)
+    ahead = worth_drafting_ahead(row.stats, break_even_share(request.draft_loops, request.n_loops))
+    most = min(DRAFT_LENGTH if ahead else 1, request.max_new_tokens - row.produced)
+    return steps < most and token != row.eos_id and float(logits.float().softmax(-1)[token]) >= DRAFT_CONFIDENCE
+
+
+@torch.inference_mode()
+def check_drafts(rows: list[Row], pad: bool) -> None:
+    """The speculative check of rows whose drafts ended, in one forward: each row's drafted positions
+    through the loops after its draft loops, carrying on from its draft states (padded to the longest
+    draft, each row attending to its own cache), then the acceptance rule (speculative.judge). A row's
+    ids become those the check keeps, its position moves past them."""
+    model, first = rows[0].model, rows[0].request.draft_loops
+    lengths = [len(row.draft_states) for row in rows]
+    longest = max(lengths)
+    fed, states = [], []  # padded by repeating a row's last drafted position (its own positions: RowsCache)
+    for row, n in zip(rows, lengths, strict=True):
+        fed.append(row.drafted[:-1] + row.drafted[-2:-1] * (longest - n))
+        states.append(torch.stack(row.draft_states + row.draft_states[-1:] * (longest - n)))
+    caches, starts = [row.cache for row in rows], [row.round_at for row in rows]
+    if pad and len(rows) == 1 and longest == 1:  # one row at one position: the 1-row kernel, as in batch_step
+        fed, states, caches, starts, lengths = fed * 2, states * 2, [*caches, None], starts * 2, lengths * 2
+    device = model.tok_embeddings.weight.device
+    tokens = torch.tensor(fed, device=device)
+    cache = RowsCache(caches, starts, lengths)
+    n_loops = rows[0].request.n_loops
+    hidden = step(model, tokens, cache, 0, [n_loops] * len(fed), first_loop=first, state=torch.stack(states)).hidden
+    for r, row in enumerate(rows):
+        n = lengths[r]
+        drafted = torch.tensor(row.drafted[1:], device=device)
+        full = torch.cat([model.readout(hidden[r, i][None]) for i in range(n)])  # row by row, as emit reads out
+        kept, replacement = judge(drafted, torch.stack(row.draft_logits), full, row.request.sampling, row.generator)
+        stats = row.stats
+        stats.rounds, stats.drafted, stats.accepted = stats.rounds + 1, stats.drafted + n, stats.accepted + kept
+        row.drafted = row.drafted[1 : kept + 1] + ([] if replacement is None else [replacement])
+        row.position = row.round_at + len(row.drafted)
 
 
 def advance(rows: list[Row], pad: bool) -> None:
@@ -227,7 +316,7 @@ def decode_rows(rows: list[Row]) -> list[list[int]]:
     in any batch. Each row's ids, up to its EOS (included) or its byte budget."""
     pads = {id(group[0].model): lone_row_rounds_apart(group[0].model) for group in by_model(rows)}
     live = rows
-    while live := emit(live):
+    while live := emit(live, pads):
         for group in by_model(live):
             advance(group, pads[id(group[0].model)])
     ids = []
@@ -277,10 +366,7 @@ class Engine:
     ) -> Iterator[Generation]:
         """generation.stream's snapshots and handoff, decoded in the batch. The request is submitted at
         once, so several streams opened one after another decode together even when read one by one. A
-        greedy request's drafting is dropped: drafting gives greedy answers byte for byte as they are."""
-        if request.draft_loops and not request.sampling.greedy:
-            raise ValueError("the engine decodes without drafting, which would change a sampled answer")
-        request = replace(request, draft_loops=0)
+        drafting request drafts and checks as a row of the batch (emojilm.speculative's rule)."""
         row = self.submit(model, prompt, request, tokenizer.eos_id)
         result = Generation("", [], [], request.n_loops, list(prompt), truncated)
         snapshots = self._snapshots(tokenizer, row, result, seed_drawn)
@@ -290,13 +376,14 @@ class Engine:
     def _snapshots(self, tokenizer: ByteTokenizer, row: Row, result: Generation, seed_drawn: bool):
         for snapshot in stream_text(tokenizer, result, self.tokens(row)):
             if snapshot.done:  # the cache is the engine's until the row has left
-                snapshot.handoff = Handoff.of(row.request, row.cache, drafted=False, seed_drawn=seed_drawn)
+                drafted = bool(row.request.draft_loops)
+                snapshot.handoff = Handoff.of(row.request, row.cache, drafted=drafted, seed_drawn=seed_drawn)
             yield snapshot
 
     def submit(self, model: LoopedTransformer, prompt: list[int], request: Request, eos_id: int = -1) -> Row:
         """Queue a checked, seeded request (prompt ids, then Request.for_model's result); read it with tokens."""
-        if request.draft_loops or (request.seed is None and not request.sampling.greedy):
-            raise ValueError("the engine decodes seeded requests without drafting")
+        if request.seed is None and not request.sampling.greedy:
+            raise ValueError("the engine decodes seeded requests")
         row = Row(model, request, list(prompt), eos_id)
         self.waiting.put(row)
         self._wake.set()
@@ -433,7 +520,7 @@ class Engine:
 
     @torch.inference_mode()
     def _emit(self) -> None:
-        self.rows = emit(self.rows)
+        self.rows = emit(self.rows, {id(row.model): self._checks(row.model)[0] for row in self.rows})
 
     @torch.inference_mode()
     def _step(self) -> None:

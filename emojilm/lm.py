@@ -182,8 +182,8 @@ class EmojiLM:
         adaptive_threshold > 0 lets each byte stop looping early. A sampled request
         without a seed gets one drawn here, so that its trace can replay it.
         engine: decode in that engine's batch, beside whatever else it decodes (emojilm.engine:
-        the same bytes as alone; drafting is dropped, and refused for a sampled request). The
-        request is submitted at once, so streams opened one after another decode together.
+        the same bytes as alone, drafting and its checks included). The request is submitted at
+        once, so streams opened one after another decode together.
         """
         request = self.request(text, **settings)
         draw = request.seed is None and not request.sampling.greedy

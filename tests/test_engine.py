@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pandas as pd
@@ -41,14 +42,19 @@ def random_request(lm, rng: random.Random) -> Request:
     sampling = rng.choice(
         [{}, {"temperature": 0.9}, {"temperature": 1.2, "top_p": 0.8}, {"temperature": 0.7, "top_k": 5}]
     )
+    n_loops = rng.randint(1, lm.limits.max_loops)
     adaptive = {"adaptive_threshold": 0.2} if rng.random() < 0.2 else {}
+    drafted = (
+        {"draft_loops": rng.randint(1, n_loops - 1)} if n_loops > 1 and not adaptive and rng.random() < 0.3 else {}
+    )
     return lm.request(
         rng.choice(TEXTS),
         seed=rng.randrange(2**31),
-        n_loops=rng.randint(1, lm.limits.max_loops),
+        n_loops=n_loops,
         max_new_tokens=rng.randint(1, 24),
         **sampling,
         **adaptive,
+        **drafted,
     )
 
 
@@ -114,6 +120,19 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
         at = rng.randrange(others + 1)
         texts.insert(at, "I love pizza")
         assert torch.equal(logits_after_step(texts, at), alone)
+
+
+def test_a_drafting_row_drafts_in_the_batch_and_checks_its_drafts_there(lm):
+    """Self-speculative rows: drafts with the first loops in the batch, checks in a forward of the rows
+    whose drafts ended. Greedy, they give plain greedy bytes, and drafted bytes are kept (the fifty-request
+    test mixes drafting rows, greedy and sampled, among the others)."""
+    engine, kept = Engine(), 0
+    for text in TEXTS:
+        plain = lm.request(text, max_new_tokens=16)
+        row = engine.submit(lm.model, lm.prompt_ids(text), replace(plain, draft_loops=1), lm.tokenizer.eos_id)
+        assert list(engine.tokens(row)) == run(engine, lm, plain)
+        kept += row.stats.accepted
+    assert kept > 0
 
 
 def test_a_prompt_prefilled_beside_others_gets_the_bits_it_gets_alone(lm):

@@ -6,9 +6,9 @@ product runs at the speed the matrix streams from memory, so the only way past
 float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 
 - float32 (exact, the reference): torch's x @ W over the fused [in, out] matrix
-  for one row; oneDNN's prepacked linear for 2 rows or more, where x @ W blocks
-  poorly, in chunks of up to PACKED_ROWS (x @ W is faster on long prompts, but its
-  rows round differently as their number changes). Only for matrices of
+  for one row; oneDNN's prepacked linear for 2 rows or more, in chunks of up to
+  PACKED_ROWS: x @ W blocks poorly on a few rows, and its rows round differently
+  as their number changes. Only for matrices of
   PACK_MIN_BYTES or more: on matrices that sit in cache the packed call's
   overhead dominates. The packed copy is a second copy of the weights.
 - bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
@@ -21,7 +21,7 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 The trials behind these choices: docs/benchmarks.md, "Kernel trials".
 
 Row chunks keep each kernel where it gives a row the same bits whatever rows come
-with it (checked on this CPU: packed float32 from 2 to 32 rows, packed bf16 from 2
+with it (checked on this CPU: packed float32 from 2 to 256 rows, packed bf16 from 2
 to 128, int8 from 2 to 300; bf16 rounds otherwise from about 132). The engine
 prefills several requests' prompts in one forward only where a check at run time
 finds this holds (emojilm.engine).
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-PACKED_ROWS = 32  # the most rows per packed float32 call (1 row: x @ W)
+PACKED_ROWS = 256  # the most rows per packed float32 call (1 row: x @ W)
 BF16_ROWS = 128  # the most rows per packed bf16 call
 PACK_HINT = 4  # the row count oneDNN lays the copy out for (fast from 2 to 8 rows in trials)
 PACK_MIN_BYTES = 2**20  # smaller matrices stay in a core's L2 cache: x @ W serves them faster

@@ -77,7 +77,13 @@ def test_products_of_a_few_rows_take_the_packed_path(make_checkpoint, monkeypatc
     n_blocks = model.args.n_layers * model.args.n_loops
     with torch.no_grad():
         most = kernels.PACKED_ROWS
-        chunked = ((1, []), (2, [2]), (most, [most]), (most + 1, [most // 2 + 1, most // 2]), (70, [24, 23, 23]))
+        chunked = (
+            (1, []),
+            (2, [2]),
+            (most, [most]),
+            (most + 1, [most // 2 + 1, most // 2]),
+            (3 * most - 1, [most, most, most - 1]),
+        )
         for rows, calls in chunked:
             seen.clear()
             model(torch.zeros(rows, 1, dtype=torch.long))

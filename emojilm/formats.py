@@ -7,9 +7,10 @@ speed is measured here, at load, per format: the products a served step runs ove
 a random matrix of the model's largest shape, for one row (a lone visitor) and
 for a full batch (emojilm.engine's MAX_ROWS visitors), their times summed. The
 batch counts because kernels differ there most: int8's grows with the rows
-while bf16's barely does (docs/benchmarks.md, "Concurrent visitors"). Agreement is checked on the model itself:
-teacher-forced next-byte predictions on the probe's known pairs (prompt and
-answer) and on the given texts (the page's examples), one forward per model. A
+while bf16's barely does (docs/benchmarks.md, "Concurrent visitors").
+Agreement is checked on the model itself: teacher-forced next-byte predictions
+on the probe's known pairs (prompt and answer) and on the given texts (the
+page's examples), one forward per model. A
 format agrees when it picks float32's top byte wherever float32 picks it by a
 margin of at least SURE_MARGIN nats (closer calls are rounding's to decide).
 The verdict is cached beside the converted weights, so it is made once.

@@ -8,9 +8,9 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 - float32 (exact, the reference): torch's x @ W over the fused [in, out] matrix
   for one row; oneDNN's prepacked linear for 2 rows or more, in chunks of up to
   PACKED_ROWS: x @ W blocks poorly on a few rows, and its rows round differently
-  as their number changes. Only for matrices of
-  PACK_MIN_BYTES or more: on matrices that sit in cache the packed call's
-  overhead dominates. The packed copy is a second copy of the weights.
+  as their number changes. Only for matrices of PACK_MIN_BYTES or more: on
+  matrices that sit in cache the packed call's overhead dominates. The packed
+  copy is a second copy of the weights.
 - bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
   for every row count, faster than F.linear and x @ W^T, in chunks of up to
   BF16_ROWS; F.linear where it is missing.
@@ -154,7 +154,7 @@ class BFloat16Product(Product):
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight
-        packed = [_bf16_packed(chunk) for chunk in weight.split(chunk_rows(weight.shape[0]))]
+        packed = [_bf16_packed(chunk) for chunk in row_chunks(weight, CHUNK_ROWS)]
         self.packed = packed if all(p is not None for p in packed) else None
         self.kernel = "oneDNN packed bf16" if self.packed is not None else "F.linear bf16"
 
@@ -186,8 +186,7 @@ class Int8Product(Product):
 
     def __init__(self, rows: torch.Tensor, scale: torch.Tensor) -> None:
         self.rows, self.scale = rows, scale
-        sizes = chunk_rows(rows.shape[0])
-        self.chunks = list(zip(rows.split(sizes), scale.split(sizes), strict=True))
+        self.chunks = list(zip(row_chunks(rows, CHUNK_ROWS), row_chunks(scale, CHUNK_ROWS), strict=True))
         self.fast = _int8_kernel_works(rows, scale)
         self.kernel = "torch._weight_int8pack_mm" if self.fast else "int8 dequantized per product"
 
@@ -211,15 +210,10 @@ class Int8Product(Product):
         return self.rows.numel() + self.scale.numel() * 2
 
 
-def chunk_rows(n_rows: int) -> list[int]:
-    """Equal row chunks of at most CHUNK_ROWS: both kernels stream taller matrices slower."""
-    n_chunks = -(-n_rows // CHUNK_ROWS)
-    return [len(part) for part in torch.arange(n_rows).tensor_split(n_chunks)]
-
-
 def row_chunks(x: torch.Tensor, most: int) -> tuple[torch.Tensor, ...]:
-    """x's rows in the fewest chunks of at most `most` rows, as even as can be: never a lone row
-    (which would take another kernel) when x has two or more."""
+    """x's rows (dim 0) in the fewest chunks of at most `most` rows, as even as can be: an input's
+    never leaves a lone row (which would take another kernel) when it has two or more; a weight's
+    (CHUNK_ROWS) stream faster than the whole."""
     return x.tensor_split(-(-x.shape[0] // most))
 
 

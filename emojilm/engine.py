@@ -15,16 +15,15 @@ one more forward (check_drafts), the acceptance rule being speculative.judge.
 Batch-invariant: a request's bytes do not depend on who else is asking, so a
 shared link shows the shared answer even under load. The products give each row
 bitwise the same result whatever the other rows hold and however many there are
-(emojilm.kernels keeps each kernel within the row counts where this holds), but a
-float32 1-row product takes another kernel and rounds differently; so a step runs
-at least 2 rows (a lone request rides with a padding row) where the model's
-products round a lone row apart (float32's; not the bf16 and int8 kernels'), every
-row runs the same loops (a row past its loop count, or a padding row, attends to
-nothing and is ignored), and attention and the read-out run per row. Requests
-that join at one step are prefilled in one forward (their prompts side by side,
-each attending to its own), where a check on the model's products finds that a
-row's bits do not depend on how many rows share the product; otherwise one by
-one. Only the row counts change with the load.
+(emojilm.kernels runs each kernel on at least the rows from which this holds, its
+`min_rows`: a lone float32 row rides twice on an AMX Xeon), every row runs the
+same loops (a row past its loop count attends to nothing and is ignored), and
+attention and the read-out run per row. Where a model's products find no such
+row count (model.rows_steady), its rows step one by one. Requests that join at
+one step are prefilled in one forward (their prompts side by side, each
+attending to its own), where a check on the model's products finds that a row's
+bits do not depend on how many rows share the product, up to PREFILL_ROWS;
+otherwise one by one. Only the row counts change with the load.
 
 One engine serves every model a server holds (each model's rows step together)
 and runs the server's other torch work (`run`: a trace, a layer lens) between
@@ -76,11 +75,11 @@ _DONE = None  # what a request's queue receives after its last id
 class RowsCache:
     """Rows that each have their own KV cache and position, stepped together.
 
-    A row without a cache (padding), or past its own loop count, attends to
-    nothing: it gets its queries back, and its state is never read.
+    A row past its own loop count attends to nothing: it gets its queries back,
+    and its state is never read.
     """
 
-    def __init__(self, caches: list[KVCache | None], positions: list[int], lengths: list[int] | None = None) -> None:
+    def __init__(self, caches: list[KVCache], positions: list[int], lengths: list[int] | None = None) -> None:
         self.caches = caches
         self.start = torch.tensor(positions)
         self.lengths = lengths  # positions each row feeds (a speculative check's, padded to the longest), or all
@@ -99,7 +98,7 @@ class RowsCache:
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         out = []
         for r, cache in enumerate(self.caches):
-            if cache is None or loop >= cache.n_loops:
+            if loop >= cache.n_loops:
                 out.append(q[r : r + 1])
                 continue
             at, n = int(self.start[r]) + start, q.shape[2] if self.lengths is None else self.lengths[r]
@@ -147,27 +146,18 @@ def rows_round_alike(model: LoopedTransformer, counts: tuple[int, ...]) -> bool:
     return True
 
 
-def lone_row_rounds_apart(model: LoopedTransformer) -> bool:
-    """Whether the model's products give one row other bits alone than among other rows. float32's do
-    (x @ W serves one row, oneDNN's packed kernel more); the bf16 and int8 kernels do not."""
-    return not rows_round_alike(model, (1, 2))
-
-
 def prompts_round_alike(model: LoopedTransformer) -> bool:
-    """Whether prompts may be prefilled together: a row's bits the same among 2 to PREFILL_ROWS rows."""
-    return rows_round_alike(model, (2, 3, 17, 33, 100, 129, PREFILL_ROWS))
+    """Whether prompts may be prefilled together: a row's bits the same among 1 to PREFILL_ROWS rows."""
+    return rows_round_alike(model, (1, 2, 3, 17, 33, 100, 129, PREFILL_ROWS))
 
 
-def batch_step(model: LoopedTransformer, rows: list[Row], pad: bool) -> Step:
+def batch_step(model: LoopedTransformer, rows: list[Row]) -> Step:
     """Each row's next id at its own position, every row through every loop until it exits (its loop
-    count, or its adaptive threshold: step.step_every_row); with `pad`, never fewer than two rows
-    (lone_row_rounds_apart). Row r's states then depend on its own id, cache and position only, bit
-    for bit (the module's docstring)."""
+    count, or its adaptive threshold: step.step_every_row). Row r's states then depend on its own id,
+    cache and position only, bit for bit, where model.rows_steady (the module's docstring)."""
     ids, caches, positions = [r.next_id for r in rows], [r.cache for r in rows], [r.position for r in rows]
     exits = [r.request.draft_loops or r.request.n_loops for r in rows]  # a drafting row: its draft loops
     thresholds = [r.request.adaptive_threshold for r in rows]
-    if pad and len(rows) == 1:  # a padding row: a lone request's products take the same kernel as in a batch
-        ids, caches, positions, exits, thresholds = ids * 2, [*caches, None], positions * 2, exits * 2, [*thresholds, 0]
     tokens = torch.tensor(ids, device=model.tok_embeddings.weight.device)[:, None]
     return step_every_row(model, tokens, RowsCache(caches, positions), 0, exits, thresholds)
 
@@ -220,7 +210,7 @@ def by_model(rows: list[Row]) -> list[list[Row]]:
     return list(groups.values())
 
 
-def emit(rows: list[Row], pads: dict[int, bool]) -> list[Row]:
+def emit(rows: list[Row]) -> list[Row]:
     """Sample every row's next id from its own read-out and generator, into its queue (a drafting row:
     its next draft id, then, once its draft ends, the ids its check keeps); the rows not done."""
     staying, checked = [], []
@@ -242,7 +232,8 @@ def emit(rows: list[Row], pads: dict[int, bool]) -> list[Row]:
             staying.append(row)
     for group in by_model(checked):
         for loops in {row.request.draft_loops for row in group}:
-            check_drafts([row for row in group if row.request.draft_loops == loops], pads[id(group[0].model)])
+            for rows_checked in step_batches([row for row in group if row.request.draft_loops == loops]):
+                check_drafts(rows_checked)
         staying += [row for row in group if _put(row, row.drafted)]
     return staying
 
@@ -271,7 +262,7 @@ def _draft_goes_on(row: Row, token: int, logits: torch.Tensor) -> bool:
 
 
 @torch.inference_mode()
-def check_drafts(rows: list[Row], pad: bool) -> None:
+def check_drafts(rows: list[Row]) -> None:
     """The speculative check of rows whose drafts ended, in one forward: each row's drafted positions
     through the loops after its draft loops, carrying on from its draft states (padded to the longest
     draft, each row attending to its own cache), then the acceptance rule (speculative.judge). A row's
@@ -284,8 +275,6 @@ def check_drafts(rows: list[Row], pad: bool) -> None:
         fed.append(row.drafted[:-1] + row.drafted[-2:-1] * (longest - n))
         states.append(torch.stack(row.draft_states + row.draft_states[-1:] * (longest - n)))
     caches, starts = [row.cache for row in rows], [row.round_at for row in rows]
-    if pad and len(rows) == 1 and longest == 1:  # one row at one position: the 1-row kernel, as in batch_step
-        fed, states, caches, starts, lengths = fed * 2, states * 2, [*caches, None], starts * 2, lengths * 2
     device = model.tok_embeddings.weight.device
     tokens = torch.tensor(fed, device=device)
     cache = RowsCache(caches, starts, lengths)
@@ -302,23 +291,32 @@ def check_drafts(rows: list[Row], pad: bool) -> None:
         row.position = row.round_at + len(row.drafted)
 
 
-def advance(rows: list[Row], pad: bool) -> None:
-    """One forward step over one model's rows (batch_step): each row's last id at its position."""
-    out = batch_step(rows[0].model, rows, pad)
-    for r, row in enumerate(rows):
-        row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
-        row.position += 1
+def step_batches(rows: list[Row]) -> list[list[Row]]:
+    """One model's rows in the batches they may share: all of them where a row's bits do not depend on
+    the row count (model.rows_steady), else one by one."""
+    return [rows] if rows[0].model.rows_steady else [[row] for row in rows]
+
+
+def advance(rows: list[Row]) -> int:
+    """One forward step over one model's rows (batch_step): each row's last id at its position; the most
+    rows one forward stepped."""
+    batches = step_batches(rows)
+    for batch in batches:
+        out = batch_step(batch[0].model, batch)
+        for r, row in enumerate(batch):
+            row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
+            row.position += 1
+    return max(map(len, batches))
 
 
 @torch.inference_mode()
 def decode_rows(rows: list[Row]) -> list[list[int]]:
     """Decode prefilled rows (Row.branch) to their ends here, by the engine's own steps: the ids they give
     in any batch. Each row's ids, up to its EOS (included) or its byte budget."""
-    pads = {id(group[0].model): lone_row_rounds_apart(group[0].model) for group in by_model(rows)}
     live = rows
-    while live := emit(live, pads):
+    while live := emit(live):
         for group in by_model(live):
-            advance(group, pads[id(group[0].model)])
+            advance(group)
     ids = []
     for row in rows:
         mine = []
@@ -340,7 +338,7 @@ class Engine:
         self.steps = 0  # forward steps run (for tests and figures)
         self.widest = 0  # the most requests one step decoded
         self.widest_prefill = 0  # the most prompts one forward prefilled
-        self._checked: weakref.WeakKeyDictionary[LoopedTransformer, tuple[bool, bool]] = weakref.WeakKeyDictionary()
+        self._checked: weakref.WeakKeyDictionary[LoopedTransformer, bool] = weakref.WeakKeyDictionary()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="emojilm-engine", daemon=True)
         self._thread.start()
@@ -469,15 +467,11 @@ class Engine:
     def _prefill_groups(self, rows: list[Row]) -> list[list[Row]]:
         """Rows whose prompts are prefilled in one forward: up to PREFILL_ROWS prompt bytes a forward where
         the model's products allow it (the module's docstring), else one by one."""
-        pad, together = self._checks(rows[0].model)
-        if not together:
+        if not self._prefills_together(rows[0].model):
             return [[row] for row in rows]
         groups: list[list[Row]] = []
         size = PREFILL_ROWS
         for row in rows:
-            if pad and len(row.prompt) == 1:  # alone it takes the 1-row kernel: so it does here
-                groups.insert(0, [row])
-                continue
             if size + len(row.prompt) > PREFILL_ROWS:
                 groups.append([])
                 size = 0
@@ -485,10 +479,10 @@ class Engine:
             size += len(row.prompt)
         return groups
 
-    def _checks(self, model: LoopedTransformer) -> tuple[bool, bool]:
-        """(pad a lone row, prefill prompts together) for this model, checked once."""
+    def _prefills_together(self, model: LoopedTransformer) -> bool:
+        """Whether this model's prompts may be prefilled together (prompts_round_alike), checked once."""
         if model not in self._checked:
-            self._checked[model] = (lone_row_rounds_apart(model), prompts_round_alike(model))
+            self._checked[model] = prompts_round_alike(model)
         return self._checked[model]
 
     @torch.inference_mode()
@@ -520,12 +514,11 @@ class Engine:
 
     @torch.inference_mode()
     def _emit(self) -> None:
-        self.rows = emit(self.rows, {id(row.model): self._checks(row.model)[0] for row in self.rows})
+        self.rows = emit(self.rows)
 
     @torch.inference_mode()
     def _step(self) -> None:
         """One forward step per model: each model's rows' last ids through their loops, together."""
         for rows in by_model(self.rows):
-            advance(rows, self._checks(rows[0].model)[0])
-            self.widest = max(self.widest, len(rows))
+            self.widest = max(self.widest, advance(rows))
         self.steps += 1

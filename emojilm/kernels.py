@@ -20,11 +20,18 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
 
 The trials behind these choices: docs/benchmarks.md, "Kernel trials".
 
-Row chunks keep each kernel where it gives a row the same bits whatever rows come
-with it (checked on this CPU: packed float32 from 2 to 256 rows, packed bf16 from 2
-to 128, int8 from 2 to 300; bf16 rounds otherwise from about 132). The engine
-prefills several requests' prompts in one forward only where a check at run time
-finds this holds (emojilm.engine).
+A row's bits must not depend on how many rows share its product, so that an answer
+does not depend on who else is asking (emojilm.engine). Kernels change their
+blocking, and with it the rounding, with the row count: on a 2-core AMX Xeon the
+1-row float32 product rounds otherwise than 2 or more rows, on an AMD EPYC x @ W
+rounds 1 to 3 rows otherwise than 4 or more. So each product finds, when it is
+made, the fewest rows from which a row's bits stay the same at every row count a
+decode meets (`steady_rows`, checked on a random input), and runs fewer rows than
+that with the last one repeated. Row chunks keep each kernel where it gives a row
+the same bits whatever rows come with it (checked on an AMX Xeon: packed float32
+from 2 to 256 rows, packed bf16 from 2 to 128, int8 from 2 to 300; bf16 rounds
+otherwise from about 132). The engine prefills several requests' prompts in one
+forward only where a check at run time finds this holds up to PREFILL_ROWS.
 
 bfloat16 and int8 products take float32 inputs and return float32 outputs: only
 the product itself runs in the format, so the rest of the model is float32's.
@@ -48,6 +55,10 @@ BF16_ROWS = 128  # the most rows per packed bf16 call
 PACK_HINT = 4  # the row count oneDNN lays the copy out for (fast from 2 to 8 rows in trials)
 PACK_MIN_BYTES = 2**20  # smaller matrices stay in a core's L2 cache: x @ W serves them faster
 INT8_MAX = 127
+# Row counts a product is checked over for steady bits: a decode step's (1 to 8 requests), a trace's
+# per-loop answers and a speculative check's (up to 8 rows of 8 drafted positions).
+STEADY_COUNTS = (1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 64)
+_STEADY: dict[tuple, int | None] = {}  # steady_rows per (kind, kernel, shape, device)
 # bf16 and int8 products run over row chunks of at most this many rows: both kernels stream a
 # [5632, 1024] matrix slower than its two halves (docs/benchmarks.md, "Kernel trials").
 CHUNK_ROWS = 4096
@@ -103,8 +114,31 @@ class Product:
 
     kernel = ""  # the kernel's name, for the model panel and the bench
     packed = None  # oneDNN's packed copy, where the kernel reads one
+    # The fewest rows a call runs (fewer are padded by repeating the last), so that a row's bits do not
+    # depend on the row count (steady_rows); None where no row count up to STEADY_COUNTS' last gives that.
+    min_rows: int | None = 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows == 0 or rows >= (self.min_rows or 1):
+            return self.product(x)
+        flat = x.reshape(rows, x.shape[-1])
+        padded = torch.cat([flat, flat[-1:].expand(self.min_rows - rows, -1)])
+        return self.product(padded)[:rows].view(*x.shape[:-1], -1)
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel itself, on any number of rows."""
+        raise NotImplementedError
+
+    def find_steady_rows(self) -> None:
+        """Set min_rows for this kernel and shape (checked once per process: steady_rows)."""
+        key = (type(self), self.kernel, self.in_features, self.n_weights, str(self.device))
+        if key not in _STEADY:
+            _STEADY[key] = steady_rows(self.product, self.in_features, self.device)
+        self.min_rows = _STEADY[key]
+
+    @property
+    def device(self) -> torch.device:
         raise NotImplementedError
 
     @property
@@ -132,9 +166,14 @@ class DenseProduct(Product):
     def __init__(self, dense: torch.Tensor) -> None:
         self.dense, self.packed = dense, packed_copy(dense)
         self.kernel = "x @ W, oneDNN packed for 2+ rows" if self.packed is not None else "x @ W"
+        self.find_steady_rows()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def product(self, x: torch.Tensor) -> torch.Tensor:
         return matmul(x.to(self.dense.dtype), self.dense, self.packed).to(x.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dense.device
 
     @property
     def n_weights(self) -> int:
@@ -157,8 +196,9 @@ class BFloat16Product(Product):
         packed = [_bf16_packed(chunk) for chunk in row_chunks(weight, CHUNK_ROWS)]
         self.packed = packed if all(p is not None for p in packed) else None
         self.kernel = "oneDNN packed bf16" if self.packed is not None else "F.linear bf16"
+        self.find_steady_rows()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def product(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
         if self.packed is None:
             out = F.linear(flat, self.weight)
@@ -166,6 +206,10 @@ class BFloat16Product(Product):
             chunks = row_chunks(flat, BF16_ROWS)
             out = _cat([_cat([_packed_product(rows, part) for part in self.packed]) for rows in chunks], dim=0)
         return out.view(*x.shape[:-1], self.weight.shape[0]).to(x.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
 
     @property
     def n_weights(self) -> int:
@@ -189,13 +233,18 @@ class Int8Product(Product):
         self.chunks = list(zip(row_chunks(rows, CHUNK_ROWS), row_chunks(scale, CHUNK_ROWS), strict=True))
         self.fast = _int8_kernel_works(rows, scale)
         self.kernel = "torch._weight_int8pack_mm" if self.fast else "int8 dequantized per product"
+        self.find_steady_rows()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def product(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fast:
             return F.linear(x, dequantize_rows(self.rows, self.scale).to(x.dtype))  # float32 x: exact products
         flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
         out = _cat([torch._weight_int8pack_mm(flat, rows, scale) for rows, scale in self.chunks])
         return out.view(*x.shape[:-1], self.rows.shape[0]).to(x.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
 
     @property
     def n_weights(self) -> int:
@@ -208,6 +257,23 @@ class Int8Product(Product):
     @property
     def nbytes(self) -> int:
         return self.rows.numel() + self.scale.numel() * 2
+
+
+def steady_rows(product, in_features: int, device: torch.device) -> int | None:
+    """The fewest rows from which `product` gives a row the same bits at every row count of STEADY_COUNTS
+    and wherever the row sits (on a random input); None if even the largest count's bits are its own."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(max(STEADY_COUNTS), in_features, generator=gen).to(device)
+    bits = []  # one row's result in a call of each count, the row in the middle
+    for n in STEADY_COUNTS:
+        rows = torch.cat([x[1 : 1 + n // 2], x[:1], x[1 + n // 2 : n]])
+        bits.append(product(rows)[n // 2])
+    steady = None
+    for n, result in reversed(list(zip(STEADY_COUNTS, bits, strict=True))):
+        if not torch.equal(result, bits[-1]):
+            break
+        steady = n
+    return steady if steady != STEADY_COUNTS[-1] else None
 
 
 def row_chunks(x: torch.Tensor, most: int) -> tuple[torch.Tensor, ...]:

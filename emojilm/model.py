@@ -455,6 +455,13 @@ class LoopedTransformer(nn.Module):
         return bool(products) and all(getattr(p, "packed", None) is not None for p in products)
 
     @property
+    def rows_steady(self) -> bool:
+        """Whether every product gives a row the same bits at any row count (kernels.Product.min_rows), so
+        that rows may step together with the bits each gets alone (emojilm.engine)."""
+        products = self.products()
+        return bool(products) and all(p.min_rows is not None for p in products)
+
+    @property
     def kernel(self) -> str:
         """The kernels the products run through (the model panel and the bench name them)."""
         return ", ".join(sorted({p.kernel for p in self.products()})) or "unfused"

@@ -20,9 +20,8 @@ import torch
 import emojilm
 import emojilm.lm
 import emojilm.trace
-from emojilm.config import ModelArgs
-from emojilm.engine import Engine, PromptsCache, Row, batch_step, lone_row_rounds_apart, prompts_round_alike
-from emojilm.model import LoopedTransformer
+from emojilm import kernels
+from emojilm.engine import Engine, PromptsCache, Row, batch_step, prompts_round_alike
 from emojilm.request import Request
 from emojilm.space import SpaceBackend
 from emojilm.step import prefill
@@ -111,7 +110,7 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
             prefill(model, torch.tensor([prompt]), lm.n_loops, cache)
             next_id = ord("x") if i == row else rng.randrange(256)
             rows.append(Row(model, lm.request(text), prompt, cache=cache, position=len(prompt), next_id=next_id))
-        out = batch_step(model, rows, lone_row_rounds_apart(model))
+        out = batch_step(model, rows)
         return model.readout(out.hidden[row, -1][None])
 
     alone = logits_after_step(["I love pizza"], 0)
@@ -201,16 +200,25 @@ def test_rows_wait_for_cache_memory_and_all_finish(lm):
     assert tight.widest == 1
 
 
-@pytest.mark.parametrize("weight_format, rounds_apart", [("float32", True), ("bfloat16", False), ("int8", False)])
-def test_a_lone_row_is_padded_only_where_its_products_round_apart(weight_format, rounds_apart):
-    """float32's 1-row product takes x @ W and more rows oneDNN's packed kernel (a matrix of PACK_MIN_BYTES
-    or more); bf16's and int8's kernels give a row the same bits alone and among others."""
-    torch.manual_seed(0)
-    args = ModelArgs(dim=512, n_layers=1, n_heads=8, n_kv_heads=8, head_dim=64, hidden_dim=1024, n_loops=2)
-    model = LoopedTransformer(args).eval().to_format(weight_format).fuse_weights()
-    if weight_format == "float32" and not model.packed:
-        pytest.skip("no oneDNN packed kernel in this build: float32 runs x @ W for every row count")
-    assert lone_row_rounds_apart(model) == rounds_apart
+def test_rows_step_one_by_one_where_no_row_count_gives_steady_bits(monkeypatch):
+    """Where a product's bits change with the row count at every count (here, made to), the engine
+    steps each row alone, and a request still gets the bytes it gets alone."""
+    kind = kernels.DenseProduct
+    real = kind.product
+
+    def rounds_by_row_count(self, x):
+        return real(self, x) + 1e-4 * (x.numel() // x.shape[-1])
+
+    monkeypatch.setattr(kind, "product", rounds_by_row_count)
+    monkeypatch.setattr(kernels, "_STEADY", {})  # found again, with this kernel
+    lm = tiny_lm("inject_embeddings")
+    lm.model.fuse_weights()
+    assert not lm.model.rows_steady and not prompts_round_alike(lm.model)
+    requests = [lm.request(text, max_new_tokens=8, seed=i, temperature=0.9) for i, text in enumerate(TEXTS[:4])]
+    alone = [run(Engine(), lm, r) for r in requests]
+    engine = Engine()
+    assert together(engine, lm, requests) == alone
+    assert engine.widest == 1 and engine.widest_prefill == 1
 
 
 def test_one_engine_serves_two_models_at_once(lm):

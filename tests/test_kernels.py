@@ -78,7 +78,7 @@ def test_products_of_a_few_rows_take_the_packed_path(make_checkpoint, monkeypatc
     with torch.no_grad():
         most = kernels.PACKED_ROWS
         chunked = (
-            (1, []),
+            (1, [2]),  # a lone row rides twice: the 2-row kernel's bits
             (2, [2]),
             (most, [most]),
             (most + 1, [most // 2 + 1, most // 2]),
@@ -88,6 +88,64 @@ def test_products_of_a_few_rows_take_the_packed_path(make_checkpoint, monkeypatc
             seen.clear()
             model(torch.zeros(rows, 1, dtype=torch.long))
             assert seen == calls * 4 * n_blocks, rows  # four matrices per block
+
+
+def make_product(kind: str, in_features: int, out_features: int) -> kernels.Product:
+    weight = torch.randn(out_features, in_features, generator=torch.Generator().manual_seed(1)) / in_features**0.5
+    if kind == "int8":
+        return kernels.Int8Product(*kernels.quantize_rows(weight))
+    if kind == "bfloat16":
+        return kernels.BFloat16Product(weight.bfloat16())
+    return kernels.DenseProduct(weight.t().contiguous())
+
+
+@pytest.mark.parametrize(
+    "kind, shape, packed",
+    [
+        ("float32", (1024, 3072), True),  # oneDNN's packed kernel
+        ("float32", (2816, 1024), True),  # its 1-row kernel rounds otherwise here (AMX Xeon, AMD EPYC)
+        ("float32", (128, 384), False),  # x @ W (the bundled model's)
+        ("bfloat16", (1024, 3072), False),
+        ("int8", (1024, 3072), False),
+    ],
+)
+def test_a_row_gets_the_same_bits_at_every_row_count(monkeypatch, kind, shape, packed):
+    """Kernels round otherwise as the row count changes (on an AMD EPYC x @ W rounds 1 to 3 rows
+    otherwise than 4 or more); each product runs at least min_rows, so a row's bits never depend on
+    how many rows share its call: checked here at every count from 1 to 64, not only those
+    steady_rows samples."""
+    if not packed:
+        monkeypatch.setattr(kernels, "PACK_MIN_BYTES", 2**40)
+    product = make_product(kind, *shape)
+    if product.min_rows is None:
+        pytest.skip(f"{product.kernel} gives no row count steady bits on this CPU: the engine steps rows alone")
+    x = torch.randn(65, shape[0], generator=torch.Generator().manual_seed(0))
+    alone = product(x[32])
+    for rows in range(1, 65):
+        first = 32 - rows // 2
+        assert torch.equal(product(x[first : first + rows])[rows // 2], alone), rows
+    torch.testing.assert_close(alone, x[32] @ make_product("float32", *shape).dense, rtol=2e-2, atol=5e-2)
+
+
+def test_fewer_rows_than_a_kernel_rounds_steadily_are_padded(monkeypatch):
+    """A kernel that rounds 1 to 3 rows otherwise (made to, here) runs every call on 4 rows or more."""
+    seen = []
+
+    class RoundsFewRowsOtherwise(kernels.DenseProduct):
+        def product(self, x):
+            seen.append(x.numel() // x.shape[-1])
+            return super().product(x) + (1e-3 if seen[-1] < 4 else 0.0)
+
+    monkeypatch.setattr(kernels, "_STEADY", {})
+    product = RoundsFewRowsOtherwise(torch.randn(32, 48))
+    assert product.min_rows == 4
+    x = torch.randn(9, 32)
+    seen.clear()
+    alone = product(x[:1, None])  # [1, 1, 32]: any leading shape
+    assert seen == [4] and alone.shape == (1, 1, 48)
+    for rows in (2, 3, 5, 9):
+        assert torch.equal(product(x[:rows])[0], alone[0, 0])
+    torch.testing.assert_close(alone[0, 0], x[0] @ product.dense, rtol=0, atol=2e-3)
 
 
 @pytest.mark.parametrize("mode", ["add", "inject_embeddings", "gated"])

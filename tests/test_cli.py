@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -429,7 +430,9 @@ def test_inspect_subprocess_on_the_bundled_model(isolated_caches):
     done = run_module("emojilm.inspect", "bundled", cache=isolated_caches)
     assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
     out = done.stdout.decode("utf-8")
-    lm = emojilm.load("bundled")
+    # The CLI's format is auto's, timed on this machine: the panel of the model loaded in that format
+    chosen = re.search(r", (\w+) weights", out).group(1)
+    lm = emojilm.load("bundled", dtype=chosen)
     assert out.rstrip("\n").splitlines()[:3] == views.model_info_markdown(lm).splitlines()[:3]
     assert f"- loop mode `{lm.info.loop_mode}`: as this project's checkpoint records" in out
     assert out.count("| `layers.{i}.") == 9  # the block's nine tensors, one family each

@@ -149,6 +149,24 @@ def test_fewer_rows_than_a_kernel_rounds_steadily_are_padded(monkeypatch):
     torch.testing.assert_close(alone[0, 0], x[0] @ product.dense, rtol=0, atol=2e-3)
 
 
+def test_a_small_matrix_whose_x_at_w_rounds_unsteadily_multiplies_row_by_row(monkeypatch):
+    """Where x @ W rounds a few rows otherwise than more (made to, here), a matrix too small to pack
+    multiplies each row on its own: steady from one row, and a lone row still takes x @ W."""
+    monkeypatch.setattr(kernels, "PACK_MIN_BYTES", 2**40)
+    monkeypatch.setattr(kernels, "_STEADY", {})
+    real = kernels.matmul
+    unsteady = lambda x, dense, packed: real(x, dense, packed) + 1e-3 * (1 < len(x) < 4)  # noqa: E731
+    monkeypatch.setattr(kernels, "matmul", unsteady)
+    dense = torch.randn(32, 48)
+    product = kernels.DenseProduct(dense)
+    assert product.row_by_row and product.kernel == "x @ W, row by row"
+    assert product.min_rows is not None  # 1 where a batched row rounds as x @ W's lone row (as on CPUs tried)
+    x = torch.randn(6, 32)
+    rows = product(x)
+    torch.testing.assert_close(rows, x @ dense, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(product(x[r]), rows[r]) for r in range(6))
+
+
 @pytest.mark.parametrize("mode", ["add", "inject_embeddings", "gated"])
 def test_greedy_answers_and_traces_are_the_same_on_both_paths(make_checkpoint, monkeypatch, mode):
     packed, _, _ = make_model(make_checkpoint, "gqa", mode, seed=4)

@@ -55,8 +55,9 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     main_table, _, formats_table = out.partition("\nweight formats, ")
     lines = {line.split("  ")[0]: line.split() for line in main_table.splitlines()}
     assert lines["weights as loaded"][-3:] == [dtype, "on", "cpu"]
-    kernel = {"float32": ["x", "@", "W"], "bfloat16": ["oneDNN", "packed", "bf16"]}[dtype]
-    assert lines["kernel"][-3:] == kernel  # float32: not packed, a tiny model's matrices sit in cache
+    # float32: not packed, a tiny model's matrices sit in cache (row by row where x @ W rounds unsteadily)
+    kernel = {"float32": "x @ W", "bfloat16": "oneDNN packed bf16"}[dtype]
+    assert " ".join(lines["kernel"]).endswith((kernel, f"{kernel}, row by row"))
     for figure in POSITIVE_FIGURES:
         assert float(lines[figure][-1]) > 0, figure
     for count in ("costs over 1.5 translations", "needs over 1.5 translations' loop passes"):

@@ -189,7 +189,7 @@ def test_auto_keeps_float32_where_no_faster_format_agrees(monkeypatch):
     monkeypatch.setattr(formats, "product_seconds", lambda args, device: {"float32": 1.0, "bfloat16": 0.9, "int8": 0.3})
     negated_int8_rows(monkeypatch)
     lm = emojilm.load("bundled", dtype="auto")
-    assert lm.info.dtype == "float32" and lm.info.kernel == "x @ W"
+    assert lm.info.dtype == "float32" and lm.info.kernel.startswith("x @ W")
     assert "int8 disagrees" in lm.info.format_note and "bfloat16" not in lm.info.format_note.split(";", 1)[1]
 
 

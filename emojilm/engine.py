@@ -47,6 +47,7 @@ from typing import TypeVar
 import torch
 
 from emojilm.generation import Generation, Handoff, stream_text
+from emojilm.kernels import probe_input
 from emojilm.kvcache import KVCache, row_positions
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
@@ -131,14 +132,14 @@ class PromptsCache:
 
 def rows_round_alike(model: LoopedTransformer, counts: tuple[int, ...]) -> bool:
     """Whether each product the model runs gives a row the same bits in a product of any of `counts`
-    rows, wherever the row sits (checked on a random input). Unfused layers (nn.Linear) are taken not to."""
+    rows, wherever the row sits (checked on kernels.probe_input). Unfused layers (nn.Linear) are taken
+    not to."""
     products = model.products()
     if not products:
         return False
-    gen = torch.Generator().manual_seed(0)
     device = model.tok_embeddings.weight.device
     for product in {(type(p), p.in_features, p.n_weights): p for p in products}.values():
-        x = torch.randn(max(counts) + 1, product.in_features, generator=gen).to(device)
+        x = probe_input(max(counts) + 1, product.in_features, device)
         row, others = x[:1], x[1:]
         bits = [product(torch.cat([others[: n // 2], row, others[n // 2 : n - 1]]))[n // 2] for n in counts]
         if not all(torch.equal(b, bits[0]) for b in bits):

@@ -9,7 +9,8 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
   for one row; oneDNN's prepacked linear for 2 rows or more, in chunks of up to
   PACKED_ROWS: x @ W blocks poorly on a few rows, and its rows round differently
   as their number changes. Only for matrices of PACK_MIN_BYTES or more: on
-  matrices that sit in cache the packed call's overhead dominates. The packed
+  matrices that sit in cache the packed call's overhead dominates, and those run
+  x @ W (row by row where its rows round unsteadily: DenseProduct). The packed
   copy is a second copy of the weights.
 - bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
   for every row count, faster than F.linear and x @ W^T, in chunks of up to
@@ -114,11 +115,14 @@ class Product:
 
     kernel = ""  # the kernel's name, for the model panel and the bench
     packed = None  # oneDNN's packed copy, where the kernel reads one
+    # A kernel's 1-row call may take another path (a matrix-vector product) that rounds otherwise on
+    # some inputs only (bf16 on an AMD EPYC: on a model's activations, never on random ones), so a lone
+    # row rides twice; a kernel that multiplies every row on its own may run one alone.
+    fewest_rows = 2
     # The fewest rows a call runs (fewer are padded by repeating the last), so that a row's bits do not
     # depend on the row count (steady_rows); None where no row count up to STEADY_COUNTS' last gives that.
-    min_rows: int | None = 1
-
-    pad_to = 1  # min_rows, or 1 where no row count is steady
+    min_rows: int | None = 2
+    pad_to = 2  # min_rows, or 1 where no row count is steady
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # On the decode path of a small model this runs thousands of times a second: few tensor ops.
@@ -140,7 +144,7 @@ class Product:
         """Set min_rows for this kernel and shape (checked once per process: steady_rows)."""
         key = (type(self), self.kernel, self.in_features, self.n_weights, str(self.device))
         if key not in _STEADY:
-            _STEADY[key] = steady_rows(self.product, self.in_features, self.device)
+            _STEADY[key] = steady_rows(self.product, self.in_features, self.device, self.fewest_rows)
         self.min_rows = _STEADY[key]
         self.pad_to = self.min_rows or 1
 
@@ -170,24 +174,22 @@ class Product:
 class DenseProduct(Product):
     """x @ W over a fused [in, out] matrix (float32; float16 on a GPU), packed for a few rows where that works.
 
-    A CPU matrix too small to pack whose x @ W rounds a few rows otherwise than more (1-3 rows against 4+
-    on an AMD EPYC) multiplies each row on its own, in one batched call: its rows then round as one row
-    does alone, and a lone row keeps x @ W's speed, where padding it to 4 rows cost a fifth of the
-    bundled model's decoding speed there.
+    A CPU matrix too small to pack (it sits in cache) multiplies each row on its own, in one batched
+    call, a lone row too: x @ W rounds a few rows otherwise than more (1-3 rows against 4+ on an AMD
+    EPYC), and padding a lone row to 4 cost a fifth of the bundled model's decoding speed there.
     """
 
     def __init__(self, dense: torch.Tensor) -> None:
-        self.dense, self.packed, self.row_by_row = dense, packed_copy(dense), False
-        self.kernel = "x @ W, oneDNN packed for 2+ rows" if self.packed is not None else "x @ W"
+        self.dense, self.packed = dense, packed_copy(dense)
+        self.row_by_row = self.packed is None and dense.device.type == "cpu" and self.nbytes < PACK_MIN_BYTES
+        self.fewest_rows = 1 if self.row_by_row else 2
+        kernels = {(True, False): "x @ W, row by row", (False, True): "x @ W, oneDNN packed for 2+ rows"}
+        self.kernel = kernels.get((self.row_by_row, self.packed is not None), "x @ W")
         self.find_steady_rows()
-        small = dense.device.type == "cpu" and self.nbytes < PACK_MIN_BYTES
-        if self.packed is None and small and self.min_rows != 1:
-            self.row_by_row, self.kernel = True, "x @ W, row by row"
-            self.find_steady_rows()
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).to(self.dense.dtype)
-        if self.row_by_row and len(flat) > 1:
+        if self.row_by_row:
             out = torch.bmm(flat[:, None], self.dense.expand(len(flat), -1, -1))[:, 0]
         else:
             out = matmul(flat, self.dense, self.packed)
@@ -281,21 +283,34 @@ class Int8Product(Product):
         return self.rows.numel() + self.scale.numel() * 2
 
 
-def steady_rows(product, in_features: int, device: torch.device) -> int | None:
-    """The fewest rows from which `product` gives a row the same bits at every row count of STEADY_COUNTS
-    and wherever the row sits (on a random input); None if even the largest count's bits are its own."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(max(STEADY_COUNTS), in_features, generator=gen).to(device)
-    bits = []  # one row's result in a call of each count, the row in the middle
-    for n in STEADY_COUNTS:
+def probe_input(rows: int, in_features: int, device: torch.device) -> torch.Tensor:
+    """A random input [rows, in_features] for checking how a kernel rounds, with the values that take
+    kernels down other paths: inputs whose products with a weight fall below float32's normal range
+    (bf16 dot-product instructions flush those to zero, a 1-row path may not: seen on an AMD EPYC, on
+    the activations of a random-weight model), denormals and zeros."""
+    x = torch.randn(rows, in_features, generator=torch.Generator().manual_seed(0))
+    x[:, 1::7] *= 1e-37
+    x[:, 2::11] = 1e-39
+    x[:, 3::13] = 0.0
+    return x.to(device)
+
+
+def steady_rows(product, in_features: int, device: torch.device, least: int = 1) -> int | None:
+    """The fewest rows, `least` or more, from which `product` gives a row the same bits at every row count
+    of STEADY_COUNTS, the row in the middle of the call or last (on probe_input); None if even the largest
+    count's bits are its own."""
+    counts = [n for n in STEADY_COUNTS if n >= least]
+    x = probe_input(max(counts), in_features, device)
+    bits = []  # one row's result in a call of each count, in the middle and last
+    for n in counts:
         rows = torch.cat([x[1 : 1 + n // 2], x[:1], x[1 + n // 2 : n]])
-        bits.append(product(rows)[n // 2])
+        bits.append(torch.stack([product(rows)[n // 2], product(torch.cat([x[1:n], x[:1]]))[n - 1]]))
     steady = None
-    for n, result in reversed(list(zip(STEADY_COUNTS, bits, strict=True))):
+    for n, result in reversed(list(zip(counts, bits, strict=True))):
         if not torch.equal(result, bits[-1]):
             break
         steady = n
-    return steady if steady != STEADY_COUNTS[-1] else None
+    return steady if steady != counts[-1] else None
 
 
 def row_chunks(x: torch.Tensor, most: int) -> tuple[torch.Tensor, ...]:

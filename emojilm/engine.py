@@ -16,7 +16,7 @@ Batch-invariant: a request's bytes do not depend on who else is asking, so a
 shared link shows the shared answer even under load. The products give each row
 bitwise the same result whatever the other rows hold and however many there are
 (emojilm.kernels runs each kernel on at least the rows from which this holds, its
-`min_rows`: a lone float32 row rides twice on an AMX Xeon), every row runs the
+`min_rows`: a lone row rides twice), every row runs the
 same loops (a row past its loop count attends to nothing and is ignored), and
 attention and the read-out run per row. Where a model's products find no such
 row count (model.rows_steady), its rows step one by one. Requests that join at
@@ -47,7 +47,7 @@ from typing import TypeVar
 import torch
 
 from emojilm.generation import Generation, Handoff, stream_text
-from emojilm.kernels import probe_input
+from emojilm.kernels import row_bits
 from emojilm.kvcache import KVCache, row_positions
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
@@ -132,16 +132,14 @@ class PromptsCache:
 
 def rows_round_alike(model: LoopedTransformer, counts: tuple[int, ...]) -> bool:
     """Whether each product the model runs gives a row the same bits in a product of any of `counts`
-    rows, wherever the row sits (checked on kernels.probe_input). Unfused layers (nn.Linear) are taken
+    rows, in the middle of the call or last (kernels.row_bits). Unfused layers (nn.Linear) are taken
     not to."""
     products = model.products()
     if not products:
         return False
     device = model.tok_embeddings.weight.device
     for product in {(type(p), p.in_features, p.n_weights): p for p in products}.values():
-        x = probe_input(max(counts) + 1, product.in_features, device)
-        row, others = x[:1], x[1:]
-        bits = [product(torch.cat([others[: n // 2], row, others[n // 2 : n - 1]]))[n // 2] for n in counts]
+        bits = row_bits(product, product.in_features, device, counts)
         if not all(torch.equal(b, bits[0]) for b in bits):
             return False
     return True

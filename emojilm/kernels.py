@@ -25,10 +25,12 @@ A row's bits must not depend on how many rows share its product, so that an answ
 does not depend on who else is asking (emojilm.engine). Kernels change their
 blocking, and with it the rounding, with the row count: on a 2-core AMX Xeon the
 1-row float32 product rounds otherwise than 2 or more rows, on an AMD EPYC x @ W
-rounds 1 to 3 rows otherwise than 4 or more. So each product finds, when it is
-made, the fewest rows from which a row's bits stay the same at every row count a
-decode meets (`steady_rows`, checked on a random input), and runs fewer rows than
-that with the last one repeated. Row chunks keep each kernel where it gives a row
+rounds 1 to 3 rows otherwise than 4 or more, and a kernel's 1-row path may round
+otherwise on some inputs only. So a lone row rides twice (but where every row is
+multiplied on its own), and each product finds, when it is made, the fewest rows
+from which a row's bits stay the same at every row count a decode meets
+(`steady_rows`, on `probe_input`), and runs fewer rows than that with the last one
+repeated. Row chunks keep each kernel where it gives a row
 the same bits whatever rows come with it (checked on an AMX Xeon: packed float32
 from 2 to 256 rows, packed bf16 from 2 to 128, int8 from 2 to 300; bf16 rounds
 otherwise from about 132). The engine prefills several requests' prompts in one
@@ -182,9 +184,10 @@ class DenseProduct(Product):
     def __init__(self, dense: torch.Tensor) -> None:
         self.dense, self.packed = dense, packed_copy(dense)
         self.row_by_row = self.packed is None and dense.device.type == "cpu" and self.nbytes < PACK_MIN_BYTES
-        self.fewest_rows = 1 if self.row_by_row else 2
-        kernels = {(True, False): "x @ W, row by row", (False, True): "x @ W, oneDNN packed for 2+ rows"}
-        self.kernel = kernels.get((self.row_by_row, self.packed is not None), "x @ W")
+        if self.row_by_row:
+            self.kernel, self.fewest_rows = "x @ W, row by row", 1
+        else:
+            self.kernel = "x @ W, oneDNN packed for 2+ rows" if self.packed is not None else "x @ W"
         self.find_steady_rows()
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
@@ -295,16 +298,22 @@ def probe_input(rows: int, in_features: int, device: torch.device) -> torch.Tens
     return x.to(device)
 
 
+def row_bits(product, in_features: int, device: torch.device, counts) -> list[torch.Tensor]:
+    """One row's results in calls of each of `counts` rows (of probe_input), the row in the middle of the
+    call and last: how a kernel rounds it as the rows beside it change."""
+    x = probe_input(max(counts), in_features, device)
+    bits = []
+    for n in counts:
+        middle = product(torch.cat([x[1 : 1 + n // 2], x[:1], x[1 + n // 2 : n]]))[n // 2]
+        bits.append(torch.stack([middle, product(torch.cat([x[1:n], x[:1]]))[n - 1]]))
+    return bits
+
+
 def steady_rows(product, in_features: int, device: torch.device, least: int = 1) -> int | None:
     """The fewest rows, `least` or more, from which `product` gives a row the same bits at every row count
-    of STEADY_COUNTS, the row in the middle of the call or last (on probe_input); None if even the largest
-    count's bits are its own."""
+    of STEADY_COUNTS (row_bits); None if even the largest count's bits are its own."""
     counts = [n for n in STEADY_COUNTS if n >= least]
-    x = probe_input(max(counts), in_features, device)
-    bits = []  # one row's result in a call of each count, in the middle and last
-    for n in counts:
-        rows = torch.cat([x[1 : 1 + n // 2], x[:1], x[1 + n // 2 : n]])
-        bits.append(torch.stack([product(rows)[n // 2], product(torch.cat([x[1:n], x[:1]]))[n - 1]]))
+    bits = row_bits(product, in_features, device, counts)
     steady = None
     for n, result in reversed(list(zip(counts, bits, strict=True))):
         if not torch.equal(result, bits[-1]):

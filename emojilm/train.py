@@ -57,6 +57,7 @@ class TrainConfig:
     dim: int = 256
     n_layers: int = 3
     n_heads: int = 4
+    ffn_dim_multiplier: float = 1.0  # scales lingua's feed-forward width (2/3 of 4·dim, rounded up to 64)
     n_loops: int = 6
     loop_mode: str = "inject_embeddings"
     template: str = DEFAULT_TEMPLATE
@@ -82,7 +83,7 @@ class TrainConfig:
             n_heads=self.n_heads,
             n_kv_heads=self.n_heads,
             head_dim=self.dim // self.n_heads,
-            hidden_dim=ffn_hidden_dim(self.dim, 64, None),
+            hidden_dim=ffn_hidden_dim(self.dim, 64, self.ffn_dim_multiplier),
             max_seqlen=self.max_seqlen,
             n_loops=self.n_loops,
             loop_mode=self.loop_mode,

@@ -7,7 +7,9 @@ is prefilled when it joins (together with those joining at the same step), then
 decoded as one row among the others, with its own KV cache, position, sampling
 settings, generator and loop count, and leaves at EOS, at its byte budget, or
 when its caller stops listening. A trace's per-loop answers are rows too: they
-carry on from its teacher-forced pass (Row.branch) instead of a prompt. So are
+carry on from its teacher-forced pass (Row.branch) instead of a prompt; so are its
+alternatives' branches (trace.Alternatives: several rows reading that pass's cache
+in place, one step per byte they complete, rows that split as branches part). So are
 self-speculative requests (emojilm.speculative): a drafting row steps through its
 draft loops only, and the rows whose drafts end at a step are checked together in
 one more forward (check_drafts), the acceptance rule being speculative.judge.
@@ -26,7 +28,7 @@ bits do not depend on how many rows share the product, up to PREFILL_ROWS;
 otherwise one by one. Only the row counts change with the load.
 
 One engine serves every model a server holds (each model's rows step together)
-and runs the server's other torch work (`run`: a trace, a layer lens) between
+and runs the server's other torch work (`run`: a trace's teacher-forced pass and tables) between
 its steps, so that torch runs on one thread only. torch's OpenMP pool spins
 between parallel regions only while the process holds no more pool threads than
 cores; a second thread that computes keeps its own pool, and then every step on
@@ -48,7 +50,7 @@ import torch
 
 from emojilm.generation import Generation, Handoff, stream_text
 from emojilm.kernels import row_bits
-from emojilm.kvcache import KVCache, row_positions
+from emojilm.kvcache import BranchCache, KVCache, row_positions
 from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.sampling import sample
@@ -66,45 +68,61 @@ from emojilm.tokenizer import ByteTokenizer
 T = TypeVar("T")
 MAX_ROWS = 8  # requests decoded together; more wait their turn
 # KV cache memory the rows in flight may hold together (one row always runs): at the published shape a
-# request holds 0.2 MB per position and loop (cache_bytes_for), so 2 GiB holds 8 requests of 8 loops
+# request holds 0.2 MB per position and loop (Row.cache_bytes), so 2 GiB holds 8 requests of 8 loops
 # with 170 positions each (prompt and answer), or one of 16 loops over the whole 512-byte context.
 MAX_CACHE_BYTES = 2 * 2**30
 PREFILL_ROWS = 256  # the most prompt bytes prefilled in one forward (checked: prompts_round_alike)
-_DONE = None  # what a request's queue receives after its last id
+DONE = None  # what a participant's queue receives after its last id (a trace's branches: once finished)
+
+
+def width(cache: KVCache | BranchCache) -> int:
+    """The batch rows a participant's cache feeds: a BranchCache's branches, or a request's one row."""
+    return len(cache.branch_at) if isinstance(cache, BranchCache) else 1
+
+
+def first_positions(cache: KVCache | BranchCache) -> torch.Tensor:
+    """Where each row of a participant's cache feeds its first token: a branch's branch position, a request's 0."""
+    return cache.branch_at.cpu() if isinstance(cache, BranchCache) else torch.zeros(1, dtype=torch.long)
 
 
 class RowsCache:
     """Rows that each have their own KV cache and position, stepped together.
 
-    A row past its own loop count attends to nothing: it gets its queries back,
-    and its state is never read.
+    `parts` is each participant's (cache, where it feeds): a request's own KVCache and
+    position (one row), or a trace's BranchCache and branch step (its rows, in a run).
+    A row past its cache's loops attends to nothing: it gets its queries back, and its
+    state is never read.
     """
 
-    def __init__(self, caches: list[KVCache], positions: list[int], lengths: list[int] | None = None) -> None:
-        self.caches = caches
-        self.start = torch.tensor(positions)
+    def __init__(self, parts: list[tuple[KVCache | BranchCache, int]], lengths: list[int] | None = None) -> None:
+        self.parts = parts
         self.lengths = lengths  # positions each row feeds (a speculative check's, padded to the longest), or all
 
     def positions(self, start: int, length: int) -> torch.Tensor:
-        at = row_positions(self.start + start, length)
+        at = row_positions(torch.cat([first_positions(cache) + fed for cache, fed in self.parts]) + start, length)
         if self.lengths is None:
             return at
-        last = self.start + start + torch.tensor(self.lengths) - 1  # padding repeats a row's last position
+        last = at[:, 0] + torch.tensor(self.lengths) - 1  # padding repeats a row's last position
         return torch.minimum(at, last[:, None])
 
     def copy_to_later_loops(self, loop: int, start: int, end: int, row: int) -> None:
-        at = int(self.start[row])
-        self.caches[row].copy_to_later_loops(loop, at + start, at + end)
+        first = 0  # the row a part starts at; adaptive rows are requests' (branches exit at their loop)
+        for cache, fed in self.parts:
+            if first == row:
+                return cache.copy_to_later_loops(loop, fed + start, fed + end)
+            first += width(cache)
 
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        out = []
-        for r, cache in enumerate(self.caches):
+        out, r = [], 0
+        for cache, fed in self.parts:
+            rows = slice(r, r + width(cache))
+            r = rows.stop
             if loop >= cache.n_loops:
-                out.append(q[r : r + 1])
+                out.append(q[rows])
                 continue
-            at, n = int(self.start[r]) + start, q.shape[2] if self.lengths is None else self.lengths[r]
-            mine = cache.attend(loop, layer, at, q[r : r + 1, :, :n], k[r : r + 1, :, :n], v[r : r + 1, :, :n])
-            out.append(mine if n == q.shape[2] else torch.cat([mine, q[r : r + 1, :, n:]], dim=2))
+            n = q.shape[2] if self.lengths is None else self.lengths[rows.start]
+            mine = cache.attend(loop, layer, fed + start, q[rows, :, :n], k[rows, :, :n], v[rows, :, :n])
+            out.append(mine if n == q.shape[2] else torch.cat([mine, q[rows, :, n:]], dim=2))
         return torch.cat(out)
 
 
@@ -150,15 +168,27 @@ def prompts_round_alike(model: LoopedTransformer) -> bool:
     return rows_round_alike(model, (1, 2, 3, 17, 33, 100, 129, PREFILL_ROWS))
 
 
-def batch_step(model: LoopedTransformer, rows: list[Row]) -> Step:
-    """Each row's next id at its own position, every row through every loop until it exits (its loop
-    count, or its adaptive threshold: step.step_every_row). Row r's states then depend on its own id,
-    cache and position only, bit for bit, where model.rows_steady (the module's docstring)."""
-    ids, caches, positions = [r.next_id for r in rows], [r.cache for r in rows], [r.position for r in rows]
-    exits = [r.request.draft_loops or r.request.n_loops for r in rows]  # a drafting row: its draft loops
-    thresholds = [r.request.adaptive_threshold for r in rows]
-    tokens = torch.tensor(ids, device=model.tok_embeddings.weight.device)[:, None]
-    return step_every_row(model, tokens, RowsCache(caches, positions), 0, exits, thresholds)
+@dataclass
+class Feed:
+    """What a participant feeds one step: its cache and where in it (a request's position, a trace's
+    branch step), then per row its id, exit loop and adaptive threshold (0: off)."""
+
+    cache: KVCache | BranchCache
+    at: int
+    ids: list[int]
+    exits: list[int]
+    thresholds: list[float]
+
+
+def batch_step(model: LoopedTransformer, rows: list) -> Step:
+    """Each participant's rows (a Row: one request; trace.Alternatives: a trace's branches) fed at their
+    own positions, every row through every loop until it exits (its loop count, or its adaptive
+    threshold: step.step_every_row). Row r's states then depend on its own id, cache and position
+    only, bit for bit, where model.rows_steady (the module's docstring)."""
+    feeds = [row.feed() for row in rows]
+    tokens = torch.tensor([i for f in feeds for i in f.ids], device=model.tok_embeddings.weight.device)[:, None]
+    exits, thresholds = [e for f in feeds for e in f.exits], [t for f in feeds for t in f.thresholds]
+    return step_every_row(model, tokens, RowsCache([(f.cache, f.at) for f in feeds]), 0, exits, thresholds)
 
 
 @dataclass
@@ -169,7 +199,7 @@ class Row:
     request: Request  # checked (Request.for_model), with its seed
     prompt: list[int]
     eos_id: int = -1  # the id that ends its answer (-1: none, max_new_tokens does)
-    out: queue.Queue = field(default_factory=queue.Queue)  # (id, loops) per byte, then _DONE
+    out: queue.Queue = field(default_factory=queue.Queue)  # (id, loops) per byte, then DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
     cache: KVCache | None = None
     generator: torch.Generator | None = None
@@ -185,6 +215,28 @@ class Row:
     draft_logits: list[torch.Tensor] = field(default_factory=list)
     round_at: int = 0
     stats: DraftStats = field(default_factory=DraftStats)
+    width = 1  # batch rows it feeds
+
+    @property
+    def prefilled(self) -> bool:
+        """Whether it can step (else the engine prefills its prompt first)."""
+        return self.hidden is not None
+
+    @property
+    def cache_bytes(self) -> int:
+        """The KV cache it holds: keys and values of every (loop, layer) for its prompt and answer."""
+        a, weight = self.model.args, self.model.tok_embeddings.weight
+        per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * weight.element_size()
+        return self.request.n_loops * per_position * (len(self.prompt) + self.request.max_new_tokens)
+
+    def feed(self) -> Feed:
+        exit_loop = self.request.draft_loops or self.request.n_loops  # a drafting row: its draft loops
+        return Feed(self.cache, self.position, [self.next_id], [exit_loop], [self.request.adaptive_threshold])
+
+    def stepped(self, out: Step, first: int) -> None:
+        """Take its state from a step where it was row `first`."""
+        self.loops, self.hidden = out.loops[first], out.hidden[first, -1]
+        self.position += 1
 
     @classmethod
     def branch(cls, model: LoopedTransformer, request: Request, prompt: list[int], trunk: KVCache,
@@ -216,6 +268,10 @@ def emit(rows: list[Row]) -> list[Row]:
     for row in rows:
         if row.cancelled.is_set():
             continue
+        if not isinstance(row, Row):  # a trace's branches read their states out as they step (trace.Alternatives)
+            if not row.finished:
+                staying.append(row)
+            continue
         logits = row.model.readout(row.hidden[None])  # one row: the same kernel alone or in a batch
         token = int(sample(logits, row.request.sampling, [row.generator]))
         if row.drafted:  # a draft state: the draft goes on, or ends and is checked below
@@ -244,7 +300,7 @@ def _put(row: Row, ids: list[int]) -> bool:
         row.out.put((token, row.request.n_loops if row.request.draft_loops else row.loops))
         row.produced += 1
         if token == row.eos_id or row.produced == row.request.max_new_tokens:
-            row.out.put(_DONE)
+            row.out.put(DONE)
             return False
     row.next_id = ids[-1]
     if row.request.draft_loops:  # a round: drafted ids from the last one on, at its position
@@ -276,7 +332,7 @@ def check_drafts(rows: list[Row]) -> None:
     caches, starts = [row.cache for row in rows], [row.round_at for row in rows]
     device = model.tok_embeddings.weight.device
     tokens = torch.tensor(fed, device=device)
-    cache = RowsCache(caches, starts, lengths)
+    cache = RowsCache(list(zip(caches, starts, strict=True)), lengths)
     n_loops = rows[0].request.n_loops
     hidden = step(model, tokens, cache, 0, [n_loops] * len(fed), first_loop=first, state=torch.stack(states)).hidden
     for r, row in enumerate(rows):
@@ -296,15 +352,15 @@ def step_batches(rows: list[Row]) -> list[list[Row]]:
     return [rows] if rows[0].model.rows_steady else [[row] for row in rows]
 
 
-def advance(rows: list[Row]) -> int:
-    """One forward step over one model's rows (batch_step): each row's last id at its position; the most
-    rows one forward stepped."""
+def advance(rows: list) -> int:
+    """One forward step over one model's participants (batch_step): each request's last id at its position,
+    each trace's branches at theirs; the most participants one forward stepped."""
     batches = step_batches(rows)
     for batch in batches:
-        out = batch_step(batch[0].model, batch)
-        for r, row in enumerate(batch):
-            row.loops, row.hidden = out.loops[r], out.hidden[r, -1]
-            row.position += 1
+        out, first = batch_step(batch[0].model, batch), 0
+        for row in batch:
+            row.stepped(out, first)
+            first += row.width
     return max(map(len, batches))
 
 
@@ -319,7 +375,7 @@ def decode_rows(rows: list[Row]) -> list[list[int]]:
     ids = []
     for row in rows:
         mine = []
-        while (item := row.out.get_nowait()) is not _DONE:
+        while (item := row.out.get_nowait()) is not DONE:
             mine.append(item[0])
         ids.append(mine)
     return ids
@@ -342,15 +398,8 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="emojilm-engine", daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def cache_bytes_for(row: Row) -> int:
-        """The KV cache a request holds: keys and values of every (loop, layer) for its prompt and answer."""
-        a, weight = row.model.args, row.model.tok_embeddings.weight
-        per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * weight.element_size()
-        return row.request.n_loops * per_position * (len(row.prompt) + row.request.max_new_tokens)
-
     def cache_bytes(self) -> int:
-        return sum(self.cache_bytes_for(row) for row in self.rows)
+        return sum(row.cache_bytes for row in self.rows)
 
     def stream(
         self,
@@ -412,7 +461,7 @@ class Engine:
         """Yield (id, loops it used) up to max_new_tokens or EOS (included). Closing the iterator
         (the caller left) takes the request out at the next step."""
         try:
-            while (item := row.out.get()) is not _DONE:
+            while (item := row.out.get()) is not DONE:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -452,14 +501,14 @@ class Engine:
         joining: list[Row] = []
         while len(self.rows) + len(joining) < self.max_rows and not self.waiting.empty():
             row = self.waiting.queue[0]  # only this thread takes from the queue
-            held = self.cache_bytes() + sum(self.cache_bytes_for(r) for r in joining)
-            if (self.rows or joining) and held + self.cache_bytes_for(row) > self.max_cache_bytes:
+            held = self.cache_bytes() + sum(r.cache_bytes for r in joining)
+            if (self.rows or joining) and held + row.cache_bytes > self.max_cache_bytes:
                 break  # it waits for rows to leave
             self.waiting.get()
             if not row.cancelled.is_set():
                 joining.append(row)
-        self.rows += [row for row in joining if row.hidden is not None]  # branches: already run (Row.branch)
-        for rows in by_model([row for row in joining if row.hidden is None]):
+        self.rows += [row for row in joining if row.prefilled]  # branches: already run (Row.branch, a trace's)
+        for rows in by_model([row for row in joining if not row.prefilled]):
             for group in self._prefill_groups(rows):
                 self._prefill(group)
 

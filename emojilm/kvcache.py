@@ -135,6 +135,10 @@ class BranchCache:
         # Not zeroed: a row reads only the steps it has written, at the loops it runs.
         return cls(trunk, branch_at, trunk.k.new_empty(shape), trunk.v.new_empty(shape))
 
+    @property
+    def n_loops(self) -> int:
+        return self.k.shape[0]
+
     def positions(self, start: int, length: int) -> torch.Tensor:
         """Positions [R, T] of `length` tokens fed at step `start`."""
         return row_positions(self.branch_at + start, length)

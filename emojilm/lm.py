@@ -215,7 +215,7 @@ class EmojiLM:
         skip translating it again; one the trace cannot replay exactly is translated
         again, and `Trace.note` says why.
         engine: run the trace's torch work on that engine's thread, and decode its per-loop
-        answers in its batch (the same tables as without).
+        answers and its alternatives' branches in its batch (the same tables as without).
         """
         request = self.request(text, **settings)
         alternatives = check_integer("alternatives", alternatives, 1, 16)
@@ -228,7 +228,8 @@ class EmojiLM:
             return run_trace(self.model, self.tokenizer, answer, alternatives, note, per_layer=bool(per_layer))
         model, tokenizer, per_layer = self.model, self.tokenizer, bool(per_layer)
         pending = engine.run(lambda: begin_trace(model, tokenizer, answer, alternatives, note, per_layer))
-        return pending.finish(engine.decode(pending.rows))
+        decoded = engine.decode(pending.to_decode)
+        return engine.run(lambda: pending.finish(decoded))
 
     def __repr__(self) -> str:
         i = self.info

@@ -7,17 +7,18 @@ For one request we translate once, then:
    translation's KV cache already holds the prompt, so only the answer is run;
 2. for each answer character, branch from its position: every loop's top
    first bytes, each completed greedily by that loop, give the loop's own top
-   characters and their probabilities (one batch for all characters, each row at
-   its own position, reusing the teacher-forced KV cache; branches with the same
-   bytes share a row);
+   characters and their probabilities (`Alternatives`: rows of the batching
+   engine for all characters, each at its own position, reading the
+   teacher-forced KV cache in place; branches with the same bytes share a row);
 3. the answer with 1, 2, ... n loops: teacher forcing shows which loops surely
    repeat the answer; the others are decoded from the first byte where any of
    them may part from it, each as a row of the batching engine's (a copy of the
    teacher-forced cache's first loops: emojilm.engine.Row.branch), so that under
    load they step beside other visitors' answers, with the bytes they give alone.
 
-`run_trace` does all three; `begin_trace` the torch work of 1 and 2 and the
-rows of 3, which an engine decodes (`Engine.decode`) before `PendingTrace.finish`.
+`run_trace` does all three; `begin_trace` the torch work of 1 and the rows of
+2 and 3, which an engine decodes (`Engine.decode`) before `PendingTrace.finish`
+builds the tables.
 
 Characters are what a reader sees as one emoji (tokenizer.cluster_spans).
 """
@@ -25,18 +26,21 @@ Characters are what a reader sees as one emoji (tokenizer.cluster_spans).
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
-from emojilm.engine import Row, decode_rows
+from emojilm.engine import DONE, Feed, Row, decode_rows
 from emojilm.generation import Generation
 from emojilm.kvcache import BranchCache
+from emojilm.model import LoopedTransformer
 from emojilm.request import Request
 from emojilm.sampling import SamplingParams, filtered_probs, step_uniform
-from emojilm.step import prefill, step
+from emojilm.step import Step, prefill
 from emojilm.tokenizer import ByteTokenizer, char_spans, cluster_spans
 
 END = "⏹"  # how the end of the answer (EOS) is shown among alternatives
@@ -103,40 +107,57 @@ def run_trace(
     """Trace a finished translation (made by generation.stream; its handoff says how) loop by loop
     (per_layer: and block by block, Trace.by_layer)."""
     pending = begin_trace(model, tokenizer, generation, alternatives, note, per_layer)
-    return pending.finish(decode_rows(pending.rows))
+    return pending.finish(decode_rows(pending.to_decode))
 
 
 @dataclass
 class PendingTrace:
-    """A trace whose per-loop answers are rows still to decode (`rows`, loops todo[i] + 1, from answer
-    byte `same` on); finish() takes each row's ids and builds the tables."""
+    """A trace whose rows are still to decode: its per-loop answers (`rows`, loops todo[i] + 1, from
+    answer byte `same` on) and its alternatives' branches. finish() takes each row's ids (decode_rows or
+    Engine.decode of `to_decode`, on the thread that runs torch) and builds the tables."""
 
+    model: LoopedTransformer
     tokenizer: ByteTokenizer
     generation: Generation
-    by_loop: pd.DataFrame
-    by_layer: pd.DataFrame | None
+    columns: dict  # by_loop's columns known from teacher forcing, before the alternatives
+    chars: list[tuple[str, int, int]]
+    every: torch.Tensor | None  # with per_layer: every block's teacher-forced states, for the layer lens
     note: str
     todo: list[int]
     same: int
     rows: list[Row]
+    alternatives: Alternatives
 
-    def finish(self, tails: list[list[int]]) -> Trace:
+    @property
+    def to_decode(self) -> list:
+        return [*self.rows, self.alternatives]
+
+    def finish(self, decoded: list[list[int]]) -> Trace:
         generation, n_loops = self.generation, self.generation.handoff.request.n_loops
+        alts = self.alternatives.result
+        cells = [alts[c][k] for c in range(len(self.chars)) for k in range(n_loops)]  # characters, then loops
+        columns = self.columns | {
+            "top_char": [cell[0][0] for cell in cells],
+            "p_top": [cell[0][1] for cell in cells],
+            "top5": [" · ".join(f"{ch} {p:.2f}" for ch, p in cell) for cell in cells],
+        }
+        by_loop = pd.DataFrame(columns, columns=BY_LOOP_COLUMNS)
         answer = generation.token_ids
+        by_layer = None if self.every is None else layer_lens(self.model, self.every, answer, self.chars, by_loop)
         outputs = [answer] * n_loops
-        for k, tail in zip(self.todo, tails, strict=True):
+        for k, tail in zip(self.todo, decoded[: len(self.rows)], strict=True):
             outputs[k] = answer[: self.same] + tail
         per_loop = pd.DataFrame({"loops": range(1, n_loops + 1), "output": [self.tokenizer.decode(o) for o in outputs]})
         per_loop["same_as_final"] = per_loop["output"] == generation.text
-        summary = summarize(self.by_loop, per_loop, n_loops)
-        return Trace(generation.text, generation, self.by_loop, per_loop, summary, self.note, self.by_layer)
+        summary = summarize(by_loop, per_loop, n_loops)
+        return Trace(generation.text, generation, by_loop, per_loop, summary, self.note, by_layer)
 
 
 @torch.inference_mode()
 def begin_trace(
     model, tokenizer: ByteTokenizer, generation: Generation, alternatives: int = 5, note: str = "", per_layer=False
 ) -> PendingTrace:
-    """run_trace's torch work: all but decoding the per-loop answers' rows."""
+    """run_trace's torch work before its rows decode: the teacher-forced pass, and the rows."""
     request = generation.handoff.request
     n_loops, max_new_tokens = request.n_loops, request.max_new_tokens
     device = model.tok_embeddings.weight.device
@@ -165,8 +186,9 @@ def begin_trace(
     entropy = -(probs * logp).sum(-1)  # [loops, A + 1]
     kl_to_final = (probs[-1:] * (logp[-1:] - logp)).sum(-1)
 
+    # 2. The alternatives: rows that branch from each character's start.
     starts = [start for _, start, _ in chars]
-    alts = _alternatives(model, cache, logp[:, starts], [len(prompt) + start for start in starts], alternatives)
+    branches = Alternatives(model, cache, logp[:, starts], [len(prompt) + start for start in starts], alternatives)
     # Per (loop, character): sums over the character's bytes, as one product with which bytes each holds.
     holds = torch.zeros(len(chars), len(answer), device=device)
     for c, (_, start, end) in enumerate(chars):
@@ -176,30 +198,25 @@ def begin_trace(
         for name, values in (("logp", byte_logp), ("entropy", entropy), ("kl_to_final", kl_to_final))
     }
     loops_used = [max(generation.loops_per_char[text_offsets[c] : text_offsets[c + 1]]) for c in range(len(chars))]
-    cells = [alts[c][k] for c in range(len(chars)) for k in range(n_loops)]  # the table's rows: characters, then loops
-    by_loop = pd.DataFrame(
-        {
-            "loop": [k + 1 for _ in chars for k in range(n_loops)],
-            "position": [c for c in range(len(chars)) for _ in range(n_loops)],
-            "char": [char for char, _, _ in chars for _ in range(n_loops)],
-            "p_final_char": per_char["logp"].exp().T.flatten().numpy(),
-            "top_char": [cell[0][0] for cell in cells],
-            "p_top": [cell[0][1] for cell in cells],
-            "entropy": per_char["entropy"].T.flatten().numpy(),
-            "kl_to_final": per_char["kl_to_final"].T.flatten().numpy(),
-            "top5": [" · ".join(f"{ch} {p:.2f}" for ch, p in cell) for cell in cells],
-            "loops_used": [used for used in loops_used for _ in range(n_loops)],
-        },
-        columns=BY_LOOP_COLUMNS,
-    )
+    columns = {
+        "loop": [k + 1 for _ in chars for k in range(n_loops)],
+        "position": [c for c in range(len(chars)) for _ in range(n_loops)],
+        "char": [char for char, _, _ in chars for _ in range(n_loops)],
+        "p_final_char": per_char["logp"].exp().T.flatten().numpy(),
+        "entropy": per_char["entropy"].T.flatten().numpy(),
+        "kl_to_final": per_char["kl_to_final"].T.flatten().numpy(),
+        "loops_used": [used for used in loops_used for _ in range(n_loops)],
+    }
+    # 3. The per-loop answers: rows too.
     todo, same, rows = per_loop_rows(model, tokenizer, cache, states, logits, generation)
-    by_layer = layer_lens(model, every, answer, chars, by_loop) if per_layer else None
-    return PendingTrace(tokenizer, generation, by_loop, by_layer, note, todo, same, rows)
+    return PendingTrace(model, tokenizer, generation, columns, chars, every if per_layer else None, note, todo, same,
+                        rows, branches)  # fmt: skip
 
 
 BY_LAYER_COLUMNS = ["loop", "layer", "position", "char", "p_final_char", "top_char", "p_top", "entropy"]
 
 
+@torch.inference_mode()
 def layer_lens(model, every: torch.Tensor, answer: list[int], chars, by_loop: pd.DataFrame) -> pd.DataFrame:
     """by_layer: each block application's read-out (every [loops * layers, A + 1, dim], teacher-forced),
     one row per (loop, layer, character).
@@ -241,58 +258,96 @@ BY_LOOP_COLUMNS = [
 ]  # fmt: skip
 
 
-def _alternatives(model, cache, logp, positions: list[int], width: int) -> list[list[list[tuple[str, float]]]]:
-    """Each loop's top characters at each of `positions` (where the answer's characters start).
+class Alternatives:
+    """Each loop's top characters where each answer character starts, as rows of the engine's batch.
 
-    Branch on each loop's `width` most likely first bytes (logp [loops, C, V] at
+    Branch on each loop's `top` most likely first bytes (logp [loops, C, V] at
     the C positions) and complete each branch greedily with that same loop; a
-    character's probability is the product of its bytes' probabilities. All the
-    characters' branches run in one batch, each row at its own position and
-    reading the teacher-forced cache only before it. Returns [character][loop]:
+    character's probability is the product of its bytes' probabilities. The
+    branches step as rows beside other requests (emojilm.engine: one step per
+    byte a branch still lacks, at most three), each at its character's position,
+    reading the teacher-forced cache (the trunk) only before it. Branches of one
+    character with the same bytes so far (often: loops agree) share one row, run
+    up to the latest loop among them. `result`, once finished: [character][loop]:
     (char, p) best first.
     """
-    n_loops, n_chars = logp.shape[:2]
-    first_logp, first_ids = logp.topk(width, dim=-1)  # [loops, C, width]
-    # Branch r is character r // (n_loops * width)'s, for loop (r // width) % n_loops + 1.
-    branches = [[b] for b in first_ids.transpose(0, 1).flatten().tolist()]
-    branch_logp = first_logp.transpose(0, 1).flatten().tolist()
-    char_of = [r // (n_loops * width) for r in range(len(branches))]
-    loop_of = [(r // width) % n_loops + 1 for r in range(len(branches))]
-    # How long each branch grows (at the end of the context it stays unfinished).
-    room = [model.args.max_seqlen - positions[c] + 1 for c in char_of]
-    length = [min(utf8_length(b[0]), limit) for b, limit in zip(branches, room, strict=True)]
-    need = max(length, default=1) - 1
-    fork, index = None, {}
-    for n in range(need):
-        open_rows = [r for r, b in enumerate(branches) if len(b) < length[r]]
-        # Branches of one character with the same bytes so far (often: loops agree) share
-        # one batch row, run only up to the latest loop among them; rows latest first (step.step).
+
+    def __init__(self, model, cache, logp: torch.Tensor, positions: list[int], top: int) -> None:
+        self.model, self.trunk, self.positions, self.top = model, cache, positions, top
+        self.n_loops, self.n_chars = logp.shape[:2]
+        first_logp, first_ids = logp.topk(top, dim=-1)  # [loops, C, top]
+        # Branch r is character r // (n_loops * top)'s, for loop (r // top) % n_loops + 1.
+        self.branches = [[b] for b in first_ids.transpose(0, 1).flatten().tolist()]
+        self.branch_logp = first_logp.transpose(0, 1).flatten().tolist()
+        self.char_of = [r // (self.n_loops * top) for r in range(len(self.branches))]
+        self.loop_of = [(r // top) % self.n_loops + 1 for r in range(len(self.branches))]
+        # How long each branch grows (at the end of the context it stays unfinished).
+        room = [model.args.max_seqlen - positions[c] + 1 for c in self.char_of]
+        self.length = [min(utf8_length(b[0]), limit) for b, limit in zip(self.branches, room, strict=True)]
+        self.need = max(self.length, default=1) - 1  # steps to run
+        self.steps, self.fork, self.index = 0, None, {}
+        self.out: queue.Queue = queue.Queue()  # the engine's channel: an error, or DONE once finished
+        self.cancelled = threading.Event()
+        self.result: list[list[list[tuple[str, float]]]] = []
+        self._plan() if self.need else self._finish()
+
+    prefilled = True  # it steps from the trunk at once
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.result) or self.n_chars == 0
+
+    @property
+    def width(self) -> int:
+        return len(self.index)
+
+    @property
+    def cache_bytes(self) -> int:
+        return 2 * self.fork.k.nbytes if self.fork is not None else 0
+
+    def _plan(self) -> None:
+        """This step's rows: one per (character, bytes so far) among the branches still growing, each
+        carrying on from the row that fed its previous byte."""
+        self.open = [r for r, b in enumerate(self.branches) if len(b) < self.length[r]]
         last_loop: dict[tuple[int, ...], int] = {}
-        for r in open_rows:
-            key = (char_of[r], *branches[r])
-            last_loop[key] = max(last_loop.get(key, 0), loop_of[r])
-        keys = sorted(last_loop, key=lambda key: -last_loop[key])
-        if fork is None:  # each row continues the teacher-forced sequence from its character's position
-            fork = BranchCache.grow(cache, torch.tensor([positions[key[0]] for key in keys], device=logp.device), need)
-        else:  # each branch carries on from the row that fed its previous byte
-            fork = fork.select_rows([index[key[:-1]] for key in keys])
-        index = {key: i for i, key in enumerate(keys)}
-        ids = torch.tensor([key[-1] for key in keys], device=logp.device)
-        states = step(model, ids[:, None], fork, n, [last_loop[key] for key in keys]).states
-        hidden = torch.stack([states[loop_of[r] - 1][index[(char_of[r], *branches[r])], -1] for r in open_rows])
-        best_logp, best = model.readout(hidden).float().log_softmax(-1).max(-1)
-        for r, lp, b in zip(open_rows, best_logp.tolist(), best.tolist(), strict=True):
-            branches[r].append(b)
-            branch_logp[r] += lp
-    result = []
-    for c in range(n_chars):
-        per_loop = []
-        for k in range(n_loops):
-            block = range((c * n_loops + k) * width, (c * n_loops + k + 1) * width)
-            ranked = sorted(((branches[r], branch_logp[r]) for r in block), key=lambda bp: -bp[1])
-            per_loop.append([(_show(b), math.exp(lp)) for b, lp in ranked])
-        result.append(per_loop)
-    return result
+        for r in self.open:
+            key = (self.char_of[r], *self.branches[r])
+            last_loop[key] = max(last_loop.get(key, 0), self.loop_of[r])
+        keys = list(last_loop)
+        device = self.trunk.k.device
+        if self.fork is None:  # each row continues the teacher-forced sequence from its character's position
+            at = torch.tensor([self.positions[key[0]] for key in keys], device=device)
+            self.fork = BranchCache.grow(self.trunk, at, self.need)
+        else:
+            self.fork = self.fork.select_rows([self.index[key[:-1]] for key in keys])
+        self.index = {key: i for i, key in enumerate(keys)}
+        self.ids, self.exits = [key[-1] for key in keys], [last_loop[key] for key in keys]
+
+    def feed(self) -> Feed:
+        return Feed(self.fork, self.steps, self.ids, self.exits, [0.0] * len(self.ids))
+
+    def stepped(self, out: Step, first: int) -> None:
+        """Read each growing branch's next byte out of its row's state at its own loop (rows from `first`)."""
+        rows = [first + self.index[(self.char_of[r], *self.branches[r])] for r in self.open]
+        hidden = torch.stack([out.states[self.loop_of[r] - 1][row, -1] for r, row in zip(self.open, rows, strict=True)])
+        best_logp, best = self.model.readout(hidden).float().log_softmax(-1).max(-1)
+        for r, lp, b in zip(self.open, best_logp.tolist(), best.tolist(), strict=True):
+            self.branches[r].append(b)
+            self.branch_logp[r] += lp
+        self.steps += 1
+        self._plan() if self.steps < self.need else self._finish()
+
+    def _finish(self) -> None:
+        for c in range(self.n_chars):
+            per_loop = []
+            for k in range(self.n_loops):
+                first = (c * self.n_loops + k) * self.top
+                block = range(first, first + self.top)
+                ranked = sorted(((self.branches[r], self.branch_logp[r]) for r in block), key=lambda bp: -bp[1])
+                per_loop.append([(_show(b), math.exp(lp)) for b, lp in ranked])
+            self.result.append(per_loop)
+        self.fork = None
+        self.out.put(DONE)
 
 
 # Logit gap within which a decoding step could choose otherwise than teacher forcing

@@ -194,7 +194,7 @@ def test_rows_wait_for_cache_memory_and_all_finish(lm):
     requests = [lm.request(text, max_new_tokens=8, seed=i) for i, text in enumerate(TEXTS[:4])]
     roomy = Engine()
     expected = [run(roomy, lm, r) for r in requests]
-    one_at_a_time = max(Engine.cache_bytes_for(Row(lm.model, r, lm.prompt_ids(r.text))) for r in requests)
+    one_at_a_time = max(Row(lm.model, r, lm.prompt_ids(r.text)).cache_bytes for r in requests)
     tight = Engine(max_cache_bytes=one_at_a_time)
     assert together(tight, lm, requests) == expected
     assert tight.widest == 1
@@ -298,6 +298,30 @@ def test_a_traces_per_loop_answers_decode_in_the_batch_as_alone(lm, temperature)
         pd.testing.assert_frame_equal(traced.by_loop, expected.by_loop)
     assert [list(engine.tokens(row)) for row in rows] == alone
     assert engine.widest > 1
+
+
+def test_a_traces_alternatives_step_beside_another_visitors_answer(lm, monkeypatch):
+    """The trace's alternatives are rows too (trace.Alternatives): their branches ride in the forwards of
+    another request's steps, and neither changes the other's bytes."""
+    kinds, batch_step = [], emojilm.engine.batch_step
+
+    def recorded(model, rows):
+        kinds.append({type(row).__name__ for row in rows})
+        return batch_step(model, rows)
+
+    monkeypatch.setattr(emojilm.engine, "batch_step", recorded)
+    engine = Engine()
+    other = lm.request("so much snow", max_new_tokens=min(60, lm.limits.max_new_tokens), seed=3, temperature=0.9)
+    prompt = lm.prompt_ids(other.text)
+    alone = list(engine.tokens(engine.submit(lm.model, prompt, other)))  # no EOS: it runs to its budget
+    request = lm.request("Happy birthday to my dog", max_new_tokens=8, seed=4)
+    expected = lm.trace(request)
+    kinds.clear()
+    row = engine.submit(lm.model, prompt, other)
+    traced = lm.trace(request, engine=engine)
+    assert list(engine.tokens(row)) == alone
+    pd.testing.assert_frame_equal(traced.by_loop, expected.by_loop)
+    assert {"Row", "Alternatives"} in kinds
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9])

@@ -38,6 +38,7 @@ as long (docs/benchmarks.md, "Concurrent visitors").
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import weakref
@@ -112,6 +113,12 @@ class RowsCache:
                 return cache.copy_to_later_loops(loop, fed + start, fed + end)
             first += width(cache)
 
+    def first_rows(self, rows: int) -> RowsCache:
+        """The participants of the first `rows` rows, each whole (batch_step runs a loop on those that reach it)."""
+        widths = [width(cache) for cache, _ in self.parts]
+        n = next(i for i in range(len(widths) + 1) if sum(widths[:i]) == rows)
+        return RowsCache(self.parts[:n], self.lengths if self.lengths is None else self.lengths[:rows])
+
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         out, r = [], 0
         for cache, fed in self.parts:
@@ -183,12 +190,23 @@ class Feed:
 def batch_step(model: LoopedTransformer, rows: list) -> Step:
     """Each participant's rows (a Row: one request; trace.Alternatives: a trace's branches) fed at their
     own positions, every row through every loop until it exits (its loop count, or its adaptive
-    threshold: step.step_every_row). Row r's states then depend on its own id, cache and position
-    only, bit for bit, where model.rows_steady (the module's docstring)."""
+    threshold: step.step_every_row). A loop runs on the participants up to the last that reaches it,
+    each whole: in `by_last_loop` order, on those that reach it only. Row r's states then depend on
+    its own id, cache and position only, bit for bit, where model.rows_steady (the module's docstring)."""
     feeds = [row.feed() for row in rows]
     tokens = torch.tensor([i for f in feeds for i in f.ids], device=model.tok_embeddings.weight.device)[:, None]
     exits, thresholds = [e for f in feeds for e in f.exits], [t for f in feeds for t in f.thresholds]
-    return step_every_row(model, tokens, RowsCache([(f.cache, f.at) for f in feeds]), 0, exits, thresholds)
+    ends = list(itertools.accumulate(len(f.ids) for f in feeds))  # where each participant's rows end
+    rows_at = [
+        max(end for f, end in zip(feeds, ends, strict=True) if max(f.exits) > loop) for loop in range(max(exits))
+    ]
+    cache = RowsCache([(f.cache, f.at) for f in feeds])
+    return step_every_row(model, tokens, cache, 0, exits, thresholds, rows_at)
+
+
+def by_last_loop(rows: list) -> list:
+    """Participants latest exit first (stable), as batch_step runs them."""
+    return sorted(rows, key=lambda row: -row.last_loop)
 
 
 @dataclass
@@ -229,9 +247,13 @@ class Row:
         per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * weight.element_size()
         return self.request.n_loops * per_position * (len(self.prompt) + self.request.max_new_tokens)
 
+    @property
+    def last_loop(self) -> int:
+        """The loop its step ends at: its loop count, or a drafting row's draft loops."""
+        return self.request.draft_loops or self.request.n_loops
+
     def feed(self) -> Feed:
-        exit_loop = self.request.draft_loops or self.request.n_loops  # a drafting row: its draft loops
-        return Feed(self.cache, self.position, [self.next_id], [exit_loop], [self.request.adaptive_threshold])
+        return Feed(self.cache, self.position, [self.next_id], [self.last_loop], [self.request.adaptive_threshold])
 
     def stepped(self, out: Step, first: int) -> None:
         """Take its state from a step where it was row `first`."""
@@ -355,12 +377,12 @@ def step_batches(rows: list[Row]) -> list[list[Row]]:
 def advance(rows: list) -> int:
     """One forward step over one model's participants (batch_step): each request's last id at its position,
     each trace's branches at theirs; the most participants one forward stepped."""
-    batches = step_batches(rows)
+    batches = step_batches(by_last_loop(rows))
     for batch in batches:
         out, first = batch_step(batch[0].model, batch), 0
-        for row in batch:
+        for row, rows in [(row, row.width) for row in batch]:  # widths as fed: stepping may change them
             row.stepped(out, first)
-            first += row.width
+            first += rows
     return max(map(len, batches))
 
 

@@ -81,31 +81,41 @@ def step_every_row(
     start: int,
     exit_loops: Sequence[int],
     thresholds: Sequence[float],
+    rows_at: Sequence[int] = (),
 ) -> Step:
     """step() with every row running every loop together (one position per row, from the first loop)
     until each has exited: at its exit loop, or with a threshold > 0 (adaptive loops) at the first loop
     whose read-out is within that many nats (KL) of the loop before it; its skipped loops' keys/values
     then copy that loop's. Read-outs run row by row, so a row's exit depends on its own numbers only,
-    whatever rows run beside it (emojilm.engine)."""
-    rows = ids.shape[0]
+    whatever rows run beside it (emojilm.engine). rows_at[j]: how many leading rows run loop j + 1
+    (the cache's first_rows; default all), so that rows ordered latest exit first skip the loops
+    past theirs."""
+    rows, last = ids.shape[0], max(exit_loops)
+    rows_at = list(rows_at) or [rows] * last
     exits: list[int | None] = [None] * rows
     hidden, logits, previous, states = [None] * rows, [None] * rows, [None] * rows, []
-    for loop, h in enumerate(model.loop_states(ids, max(exit_loops), cache=cache, start=start), start=1):
-        states.append(h)
-        for r in range(rows):
-            if exits[r] is not None:
-                continue
-            read, agree = None, False
-            if r < len(thresholds) and thresholds[r] > 0:
-                read = model.readout(h[r : r + 1, -1])
-                logp = read.float().log_softmax(-1)
-                if previous[r] is not None and loop < exit_loops[r]:
-                    agree = float((logp.exp() * (logp - previous[r])).sum(-1)) < thresholds[r]
-                previous[r] = logp
-            if agree or loop == exit_loops[r]:
-                exits[r], hidden[r], logits[r] = loop, h[r], read
-        if all(k is not None for k in exits):
-            break
+    h, loop = None, 0
+    while loop < last and not all(k is not None for k in exits):  # one pass per run of loops over the same rows
+        n, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
+        part = cache if n == rows else cache.first_rows(n)
+        carried = None if h is None else h[:n]
+        run = model.loop_states(ids[:n], end, cache=part, start=start, first_loop=loop, state=carried)
+        for loop, h in enumerate(run, start=loop + 1):  # noqa: B020 (the run goes on from where loop was)
+            states.append(h)
+            for r in range(n):
+                if exits[r] is not None:
+                    continue
+                read, agree = None, False
+                if r < len(thresholds) and thresholds[r] > 0:
+                    read = model.readout(h[r : r + 1, -1])
+                    logp = read.float().log_softmax(-1)
+                    if previous[r] is not None and loop < exit_loops[r]:
+                        agree = float((logp.exp() * (logp - previous[r])).sum(-1)) < thresholds[r]
+                    previous[r] = logp
+                if agree or loop == exit_loops[r]:
+                    exits[r], hidden[r], logits[r] = loop, h[r], read
+            if all(k is not None for k in exits):
+                break
     for r, k in enumerate(exits):
         if k < exit_loops[r]:
             cache.copy_to_later_loops(k - 1, start, start + 1, row=r)

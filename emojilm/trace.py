@@ -302,6 +302,10 @@ class Alternatives:
         return len(self.index)
 
     @property
+    def last_loop(self) -> int:
+        return max(self.exits)
+
+    @property
     def cache_bytes(self) -> int:
         return 2 * self.fork.k.nbytes if self.fork is not None else 0
 

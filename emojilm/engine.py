@@ -18,7 +18,7 @@ Batch-invariant: a request's bytes do not depend on who else is asking, so a
 shared link shows the shared answer even under load. The products give each row
 bitwise the same result whatever the other rows hold and however many there are
 (emojilm.kernels runs each kernel on at least the rows from which this holds, its
-`min_rows`: a lone row rides twice), every row runs the
+`min_rows`: a lone row rides with copies of itself), every row runs the
 same loops (a row past its loop count attends to nothing and is ignored), and
 attention and the read-out run per row. Where a model's products find no such
 row count (model.rows_steady), its rows step one by one. Requests that join at

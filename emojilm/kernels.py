@@ -26,11 +26,13 @@ does not depend on who else is asking (emojilm.engine). Kernels change their
 blocking, and with it the rounding, with the row count: on a 2-core AMX Xeon the
 1-row float32 product rounds otherwise than 2 or more rows, on an AMD EPYC x @ W
 rounds 1 to 3 rows otherwise than 4 or more, and a kernel's 1-row path may round
-otherwise on some inputs only. So a lone row rides twice (but where every row is
-multiplied on its own), and each product finds, when it is made, the fewest rows
+otherwise on some inputs only. So a lone row rides at least twice (but where every
+row is multiplied on its own), and each product finds, when it is made, the fewest rows
 from which a row's bits stay the same at every row count a decode meets
 (`steady_rows`, on `probe_input`), and runs fewer rows than that with the last one
-repeated. Row chunks keep each kernel where it gives a row
+repeated, up to whichever count from there to PAD_MOST a pass over the model's
+products runs fastest at on this CPU (`pad_for_speed`: on an AMD EPYC, oneDNN's
+packed bf16 ran 3 to 6 rows faster than one or two). Row chunks keep each kernel where it gives a row
 the same bits whatever rows come with it (checked on an AMX Xeon: packed float32
 from 2 to 256 rows, packed bf16 from 2 to 128, int8 from 2 to 300; bf16 rounds
 otherwise from about 132). The engine prefills several requests' prompts in one
@@ -47,6 +49,8 @@ computation on a random input; otherwise the fallback serves, and says so.
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +66,8 @@ INT8_MAX = 127
 # per-loop answers and a speculative check's (up to 8 rows of 8 drafted positions).
 STEADY_COUNTS = (1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 64)
 _STEADY: dict[tuple, int | None] = {}  # steady_rows per (kind, kernel, shape, device)
+PAD_MOST = 8  # the most rows a call is padded to
+_PADDING: dict[tuple, int] = {}  # pad_for_speed's row count per set of products
 # bf16 and int8 products run over row chunks of at most this many rows: both kernels stream a
 # [5632, 1024] matrix slower than its two halves (docs/benchmarks.md, "Kernel trials").
 CHUNK_ROWS = 4096
@@ -124,7 +130,7 @@ class Product:
     # The fewest rows a call runs (fewer are padded by repeating the last), so that a row's bits do not
     # depend on the row count (steady_rows); None where no row count up to STEADY_COUNTS' last gives that.
     min_rows: int | None = 2
-    pad_to = 2  # min_rows, or 1 where no row count is steady
+    pad_to = 2  # the rows a shorter call is padded to: min_rows (or a faster count, pad_for_speed); 1 if none
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # On the decode path of a small model this runs thousands of times a second: few tensor ops.
@@ -320,6 +326,35 @@ def steady_rows(product, in_features: int, device: torch.device, least: int = 1)
             break
         steady = n
     return steady if steady != counts[-1] else None
+
+
+def pad_for_speed(products: list[Product]) -> None:
+    """Pad the products' shorter calls (a lone row's, say) to the row count, from their min_rows to
+    PAD_MOST, at which a pass over all of them runs fastest on this CPU (the fewest rows among those
+    within 5 % of it). A pass, as a decode step's loop makes it, streams the matrices from memory; one
+    matrix timed alone would sit in cache. From min_rows on a row's bits are the same at every
+    count, so the choice changes only the speed. Timed once per process and set of shapes; on a GPU,
+    min_rows stays."""
+    steady = [p for p in products if p.min_rows is not None]
+    if not steady or steady[0].device.type != "cpu":
+        return
+    key = tuple((type(p), p.kernel, p.in_features, p.n_weights) for p in steady)
+    if key not in _PADDING:
+        least = max(p.min_rows for p in steady)
+        inputs = {p.in_features: probe_input(PAD_MOST, p.in_features, p.device) for p in steady}
+        seconds = {}
+        for n in range(least, PAD_MOST + 1):
+            runs = []
+            for _ in range(4):  # the first warms the kernels up
+                started = time.perf_counter()
+                for p in steady:
+                    p.product(inputs[p.in_features][:n])
+                runs.append(time.perf_counter() - started)
+            seconds[n] = statistics.median(runs[1:])
+        fastest = min(seconds.values())
+        _PADDING[key] = min(n for n, took in seconds.items() if took <= 1.05 * fastest)
+    for p in steady:
+        p.pad_to = _PADDING[key]
 
 
 def row_chunks(x: torch.Tensor, most: int) -> tuple[torch.Tensor, ...]:

@@ -442,6 +442,7 @@ class LoopedTransformer(nn.Module):
         for block in self.layers:
             block.attention.fuse()
             block.feed_forward.fuse()
+        kernels.pad_for_speed(self.products())
         return self
 
     def products(self) -> list[kernels.Product]:

@@ -77,9 +77,11 @@ def test_products_of_a_few_rows_take_the_packed_path(make_checkpoint, monkeypatc
     n_blocks = model.args.n_layers * model.args.n_loops
     with torch.no_grad():
         most = kernels.PACKED_ROWS
+        pad = model.products()[0].pad_to  # kernels.pad_for_speed: the fastest count from min_rows on
+        assert {p.pad_to for p in model.products()} == {pad} and 2 <= pad <= kernels.PAD_MOST
         chunked = (
-            (1, [2]),  # a lone row rides twice (Product.fewest_rows)
-            (2, [2]),
+            (1, [pad]),  # a lone row rides with copies of itself (Product.fewest_rows: at least twice)
+            (2, [max(2, pad)]),
             (most, [most]),
             (most + 1, [most // 2 + 1, most // 2]),
             (3 * most - 1, [most, most, most - 1]),
@@ -131,7 +133,8 @@ def test_a_row_gets_the_same_bits_at_every_row_count(monkeypatch, kind, shape, p
 
 
 def test_fewer_rows_than_a_kernel_rounds_steadily_are_padded(monkeypatch):
-    """A kernel that rounds 1 to 3 rows otherwise (made to, here) runs every call on 4 rows or more."""
+    """A kernel that rounds 1 to 3 rows otherwise (made to, here) runs every call on 4 rows or more (on
+    pad_to rows, the fastest count from 4 on)."""
     seen = []
 
     class RoundsFewRowsOtherwise(kernels.DenseProduct):
@@ -141,11 +144,11 @@ def test_fewer_rows_than_a_kernel_rounds_steadily_are_padded(monkeypatch):
 
     monkeypatch.setattr(kernels, "_STEADY", {})
     product = RoundsFewRowsOtherwise(torch.randn(32, 48))
-    assert product.min_rows == 4
+    assert product.min_rows == 4 and 4 <= product.pad_to <= kernels.PAD_MOST
     x = torch.randn(9, 32)
     seen.clear()
     alone = product(x[:1, None])  # [1, 1, 32]: any leading shape
-    assert seen == [4] and alone.shape == (1, 1, 48)
+    assert seen == [product.pad_to] and alone.shape == (1, 1, 48)
     for rows in (2, 3, 5, 9):
         assert torch.equal(product(x[:rows])[0], alone[0, 0])
     torch.testing.assert_close(alone[0, 0], x[0] @ product.dense, rtol=0, atol=2e-3)

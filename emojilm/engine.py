@@ -63,7 +63,7 @@ from emojilm.speculative import (
     judge,
     worth_drafting_ahead,
 )
-from emojilm.step import Step, prefill, step, step_every_row
+from emojilm.step import Step, leading_rows, prefill, step, step_every_row
 from emojilm.tokenizer import ByteTokenizer
 
 T = TypeVar("T")
@@ -115,8 +115,7 @@ class RowsCache:
 
     def first_rows(self, rows: int) -> RowsCache:
         """The participants of the first `rows` rows, each whole (batch_step runs a loop on those that reach it)."""
-        widths = [width(cache) for cache, _ in self.parts]
-        n = next(i for i in range(len(widths) + 1) if sum(widths[:i]) == rows)
+        n = [0, *itertools.accumulate(width(cache) for cache, _ in self.parts)].index(rows)
         return RowsCache(self.parts[:n], self.lengths if self.lengths is None else self.lengths[:rows])
 
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
@@ -197,9 +196,7 @@ def batch_step(model: LoopedTransformer, rows: list) -> Step:
     tokens = torch.tensor([i for f in feeds for i in f.ids], device=model.tok_embeddings.weight.device)[:, None]
     exits, thresholds = [e for f in feeds for e in f.exits], [t for f in feeds for t in f.thresholds]
     ends = list(itertools.accumulate(len(f.ids) for f in feeds))  # where each participant's rows end
-    rows_at = [
-        max(end for f, end in zip(feeds, ends, strict=True) if max(f.exits) > loop) for loop in range(max(exits))
-    ]
+    rows_at = leading_rows([max(f.exits) for f in feeds], ends)
     cache = RowsCache([(f.cache, f.at) for f in feeds])
     return step_every_row(model, tokens, cache, 0, exits, thresholds, rows_at)
 

@@ -62,14 +62,8 @@ def step(
     if min(exit_loops) == last:  # one pass over every row (a plain decode step, a draft, a verification)
         states = list(model.loop_states(ids, last, cache=cache, start=start, first_loop=first_loop, state=state))
         return Step(states, states[-1], list(exit_loops))
-    rows_at = [1 + max(r for r, k in enumerate(exit_loops) if k > loop) for loop in range(last)]
-    states, h, loop = [], state, first_loop
-    while loop < last:  # one pass per run of loops over the same rows
-        rows, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
-        carried = None if h is None else h[:rows]
-        states += model.loop_states(ids[:rows], end, cache=cache.first_rows(rows), start=start,
-                                    first_loop=loop, state=carried)  # fmt: skip
-        h, loop = states[-1], end
+    rows_at = leading_rows(exit_loops, range(1, len(exit_loops) + 1))
+    states = [h for _, h in loop_runs(model, ids, cache, start, rows_at, first_loop, state)]
     hidden = torch.stack([states[k - 1 - first_loop][r] for r, k in enumerate(exit_loops)])
     return Step(states, hidden, list(exit_loops))
 
@@ -90,34 +84,50 @@ def step_every_row(
     whatever rows run beside it (emojilm.engine). rows_at[j]: how many leading rows run loop j + 1
     (the cache's first_rows; default all), so that rows ordered latest exit first skip the loops
     past theirs."""
-    rows, last = ids.shape[0], max(exit_loops)
-    rows_at = list(rows_at) or [rows] * last
+    rows = ids.shape[0]
+    rows_at = list(rows_at) or [rows] * max(exit_loops)
     exits: list[int | None] = [None] * rows
     hidden, logits, previous, states = [None] * rows, [None] * rows, [None] * rows, []
-    h, loop = None, 0
-    while loop < last and not all(k is not None for k in exits):  # one pass per run of loops over the same rows
-        n, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
-        part = cache if n == rows else cache.first_rows(n)
-        carried = None if h is None else h[:n]
-        run = model.loop_states(ids[:n], end, cache=part, start=start, first_loop=loop, state=carried)
-        for loop, h in enumerate(run, start=loop + 1):  # noqa: B020 (the run goes on from where loop was)
-            states.append(h)
-            for r in range(n):
-                if exits[r] is not None:
-                    continue
-                read, agree = None, False
-                if r < len(thresholds) and thresholds[r] > 0:
-                    read = model.readout(h[r : r + 1, -1])
-                    logp = read.float().log_softmax(-1)
-                    if previous[r] is not None and loop < exit_loops[r]:
-                        agree = float((logp.exp() * (logp - previous[r])).sum(-1)) < thresholds[r]
-                    previous[r] = logp
-                if agree or loop == exit_loops[r]:
-                    exits[r], hidden[r], logits[r] = loop, h[r], read
-            if all(k is not None for k in exits):
-                break
+    for loop, h in loop_runs(model, ids, cache, start, rows_at):
+        states.append(h)
+        for r in range(len(h)):
+            if exits[r] is not None:
+                continue
+            read, agree = None, False
+            if r < len(thresholds) and thresholds[r] > 0:
+                read = model.readout(h[r : r + 1, -1])
+                logp = read.float().log_softmax(-1)
+                if previous[r] is not None and loop < exit_loops[r]:
+                    agree = float((logp.exp() * (logp - previous[r])).sum(-1)) < thresholds[r]
+                previous[r] = logp
+            if agree or loop == exit_loops[r]:
+                exits[r], hidden[r], logits[r] = loop, h[r], read
+        if all(k is not None for k in exits):
+            break
     for r, k in enumerate(exits):
         if k < exit_loops[r]:
             cache.copy_to_later_loops(k - 1, start, start + 1, row=r)
     read_all = all(x is not None for x in logits)
     return Step(states, torch.stack(hidden), exits, torch.cat(logits) if read_all else None)
+
+
+def leading_rows(last_loops: Sequence[int], ends: Sequence[int]) -> list[int]:
+    """How many leading rows run each loop: for loop j + 1, up to the end of the last group of rows that
+    reaches it (group i ends at row ends[i] and runs to loop last_loops[i]). With groups ordered latest
+    exit first, exactly the rows that reach it."""
+    return [max(end for end, k in zip(ends, last_loops, strict=True) if k > loop) for loop in range(max(last_loops))]
+
+
+def loop_runs(model: LoopedTransformer, ids: torch.Tensor, cache, start: int, rows_at: Sequence[int],
+              first_loop: int = 0, state: torch.Tensor | None = None):  # fmt: skip
+    """Yield (loop, state) for loops first_loop+1..len(rows_at), loop j + 1 run on the first rows_at[j]
+    rows (the cache's first_rows): one loop_states pass per run of loops over the same rows, each
+    carrying on from the state the run before it reached (`state`: the rows' state after first_loop)."""
+    h, loop, rows = state, first_loop, ids.shape[0]
+    while loop < len(rows_at):
+        n, end = rows_at[loop], loop + rows_at[loop:].count(rows_at[loop])
+        part = cache if n == rows else cache.first_rows(n)
+        run = model.loop_states(ids[:n], end, cache=part, start=start, first_loop=loop,
+                                state=None if h is None else h[:n])  # fmt: skip
+        for loop, h in enumerate(run, start=loop + 1):  # noqa: B020 (the run goes on from where loop was)
+            yield loop, h

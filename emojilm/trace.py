@@ -288,14 +288,14 @@ class Alternatives:
         self.steps, self.fork, self.index = 0, None, {}
         self.out: queue.Queue = queue.Queue()  # the engine's channel: an error, or DONE once finished
         self.cancelled = threading.Event()
-        self.result: list[list[list[tuple[str, float]]]] = []
+        self.result: list[list[list[tuple[str, float]]]] | None = None  # set once finished
         self._plan() if self.need else self._finish()
 
     prefilled = True  # it steps from the trunk at once
 
     @property
     def finished(self) -> bool:
-        return bool(self.result) or self.n_chars == 0
+        return self.result is not None
 
     @property
     def width(self) -> int:
@@ -342,6 +342,7 @@ class Alternatives:
         self._plan() if self.steps < self.need else self._finish()
 
     def _finish(self) -> None:
+        self.result = []
         for c in range(self.n_chars):
             per_loop = []
             for k in range(self.n_loops):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -156,6 +157,27 @@ def test_a_prompt_prefilled_beside_others_gets_the_bits_it_gets_alone(lm):
         at = rng.randrange(len(others) + 1)
         texts = [*others[:at], "I love pizza", *others[at:]]
         assert all(torch.equal(a, b) for a, b in zip(prefilled(texts, at), plain, strict=True)), texts
+
+
+@pytest.mark.parametrize("share", [0.0, 1e6])
+def test_an_idle_engine_waits_a_share_of_a_step_for_requests_arriving_together(lm, monkeypatch, share):
+    """Requests arriving a few milliseconds apart at an engine with no rows in flight share one prefill
+    when it waits for them (GATHER_SHARE of its last step, or until it is full), else the first is
+    prefilled alone; their bytes are the same."""
+    requests = [lm.request(text, max_new_tokens=6, seed=i, temperature=0.9) for i, text in enumerate(TEXTS[:3])]
+    engine = Engine(max_rows=len(requests))
+    alone = [run(engine, lm, r) for r in requests]  # these also time the model's step
+    monkeypatch.setattr(emojilm.engine, "GATHER_SHARE", share)  # large: it waits until it is full
+    engine.widest_prefill = 0
+    rows = []
+    for r in requests:
+        rows.append(engine.submit(lm.model, lm.prompt_ids(r.text), r, lm.tokenizer.eos_id))
+        time.sleep(0.01)
+    assert [list(engine.tokens(row)) for row in rows] == alone
+    if share:
+        assert engine.widest_prefill == len(requests)
+    else:  # the first, at least, was prefilled on its own
+        assert engine.widest_prefill < len(requests)
 
 
 def test_a_cancelled_request_leaves_and_the_others_finish(lm):

@@ -67,6 +67,7 @@ INT8_MAX = 127
 STEADY_COUNTS = (1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 64)
 _STEADY: dict[tuple, int | None] = {}  # steady_rows per (kind, kernel, shape, device)
 PAD_MOST = 8  # the most rows a call is padded to
+PAD_ROUNDS = 5  # timed passes per row count (pad_for_speed)
 _PADDING: dict[tuple, int] = {}  # pad_for_speed's row count per set of products
 # bf16 and int8 products run over row chunks of at most this many rows: both kernels stream a
 # [5632, 1024] matrix slower than its two halves (docs/benchmarks.md, "Kernel trials").
@@ -342,15 +343,15 @@ def pad_for_speed(products: list[Product]) -> None:
     if key not in _PADDING:
         least = max(p.min_rows for p in steady)
         inputs = {p.in_features: probe_input(PAD_MOST, p.in_features, p.device) for p in steady}
-        seconds = {}
-        for n in range(least, PAD_MOST + 1):
-            runs = []
-            for _ in range(4):  # the first warms the kernels up
+        counts = range(least, PAD_MOST + 1)
+        runs: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(PAD_ROUNDS + 1):  # counts in turn, so that the machine's drift meets each alike
+            for n in counts:
                 started = time.perf_counter()
                 for p in steady:
                     p.product(inputs[p.in_features][:n])
-                runs.append(time.perf_counter() - started)
-            seconds[n] = statistics.median(runs[1:])
+                runs[n].append(time.perf_counter() - started)
+        seconds = {n: statistics.median(took[1:]) for n, took in runs.items()}  # the first warms up
         fastest = min(seconds.values())
         _PADDING[key] = min(n for n, took in seconds.items() if took <= 1.05 * fastest)
     for p in steady:

@@ -126,16 +126,20 @@ class RowsCache:
         return RowsCache(self.parts[:n], self.lengths if self.lengths is None else self.lengths[:rows])
 
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        # Split once per call, not sliced per participant: a decode step runs this in every block.
+        widths = [width(cache) for cache, _ in self.parts]
+        split = zip(q.split(widths), k.split(widths), v.split(widths), strict=True)
         out, r = [], 0
-        for cache, fed in self.parts:
-            rows = slice(r, r + width(cache))
-            r = rows.stop
+        for (cache, fed), mine in zip(self.parts, split, strict=True):
+            n = q.shape[2] if self.lengths is None else self.lengths[r]
+            r += mine[0].shape[0]
             if loop >= cache.n_loops:
-                out.append(q[rows])
-                continue
-            n = q.shape[2] if self.lengths is None else self.lengths[rows.start]
-            mine = cache.attend(loop, layer, fed + start, q[rows, :, :n], k[rows, :, :n], v[rows, :, :n])
-            out.append(mine if n == q.shape[2] else torch.cat([mine, q[rows, :, n:]], dim=2))
+                out.append(mine[0])
+            elif n == q.shape[2]:
+                out.append(cache.attend(loop, layer, fed + start, *mine))
+            else:
+                seen = cache.attend(loop, layer, fed + start, *(x[:, :, :n] for x in mine))
+                out.append(torch.cat([seen, mine[0][:, :, n:]], dim=2))
         return torch.cat(out)
 
 

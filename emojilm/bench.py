@@ -53,6 +53,7 @@ import torch
 
 import emojilm
 from emojilm import checkpoint
+from emojilm.bench_engine import measure_engine
 from emojilm.bench_loading import fp32_bytes, load_in_subprocess, measure_loading, pth_only_copy
 from emojilm.bench_training import measure_training
 from emojilm.benchkit import (
@@ -519,6 +520,8 @@ UNITS = {
     "peak RSS, converting": "GB",
     "peak RSS, from the format's cache": "GB",
     "answer + its trace (benchmark sentence)": "s",
+    "engine, 1 visitor: answer bytes/s": "bytes/s",
+    "engine, 8 visitors at once: answer bytes/s": "bytes/s",
 }
 
 
@@ -543,6 +546,8 @@ def benchmark_model(name: str, folder: Path, plan: Plan, options: argparse.Names
         "kernel": lm.info.kernel,
     }
     del probe  # 1 GiB
+    print(f"[{name}] concurrent visitors (engine) ...", file=sys.stderr, flush=True)
+    figures |= measure_engine(source, options, plan.answer_bytes)
     texts = sample_texts(folder, plan)
     print(f"[{name}] translate and trace ...", file=sys.stderr, flush=True)
     figures |= measure_translation(lm, plan, repeats, texts)

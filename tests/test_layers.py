@@ -24,7 +24,7 @@ CORE = [
 ]  # fmt: skip
 SERVING = ["sources", "views", "space", "links", "cli", "__main__", "inspect", "probe.__main__"]
 TRAINING = ["handwritten", "lexicon", "corpus", "evaluate", "train"]
-TOOLS = ["benchkit", "bench_loading", "bench_training", "bench", "loadtest"]
+TOOLS = ["benchkit", "bench_loading", "bench_training", "bench_engine", "bench", "loadtest"]
 # What each floor may stand on (tools may use everything).
 ALLOWED = {
     "core": {"core"},

@@ -531,8 +531,9 @@ class Engine:
     def _gather(self) -> None:
         """With no rows in flight and a request waiting: wait up to GATHER_SHARE of its model's last
         decode step (none before its first) for others arriving with it, so that they share its prefill
-        instead of each waiting for the one before. A lone request waits that long once."""
-        if self.rows or self.waiting.empty():
+        instead of each waiting for the one before. A lone request waits that long once; rows that
+        carry on a pass already run (a trace's, Row.branch) have no prefill to share, and go at once."""
+        if self.rows or self.waiting.empty() or self.waiting.queue[0].prefilled:
             return
         deadline = time.monotonic() + GATHER_SHARE * self._step_seconds.get(self.waiting.queue[0].model, 0.0)
         while (left := deadline - time.monotonic()) > 0 and self.waiting.qsize() < self.max_rows:

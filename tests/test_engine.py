@@ -180,6 +180,24 @@ def test_an_idle_engine_waits_a_share_of_a_step_for_requests_arriving_together(l
         assert engine.widest_prefill < len(requests)
 
 
+def test_a_traces_rows_go_at_once_without_waiting_for_company(lm, monkeypatch):
+    """A trace's per-loop answers and alternatives carry on its pass (no prefill to share): an idle
+    engine steps them at once, however long it would wait for requests arriving together."""
+    engine = Engine()
+    request = lm.request("so much snow", max_new_tokens=8, seed=5, temperature=0.9)
+    answer = lm.translate(request, engine=engine)  # this also times the model's step
+    expected = lm.trace(request, reuse=answer)
+    monkeypatch.setattr(emojilm.engine, "GATHER_SHARE", 1e9)  # a request would wait for months
+    traced: list = []
+    tracing = threading.Thread(
+        target=lambda: traced.append(lm.trace(request, reuse=answer, engine=engine)), daemon=True
+    )
+    tracing.start()
+    tracing.join(timeout=120)
+    assert traced, "the trace's rows waited to gather"
+    pd.testing.assert_frame_equal(traced[0].per_loop_outputs, expected.per_loop_outputs)
+
+
 def test_a_cancelled_request_leaves_and_the_others_finish(lm):
     engine = Engine()
     long = lm.request("I love pizza", max_new_tokens=24, seed=1, temperature=0.0)

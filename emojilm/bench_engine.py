@@ -12,15 +12,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import emojilm
-from emojilm.benchkit import IMPORT_ROOT
+from emojilm.benchkit import in_child
 from emojilm.engine import MAX_ROWS, Engine
 from emojilm.space import EXAMPLES
 
@@ -55,15 +53,8 @@ def engine_in_child(folder: str, device: str, dtype: str | None, answer_bytes: i
 
 def measure_engine(folder: Path, options: argparse.Namespace, answer_bytes: int) -> dict[str, Any]:
     """1 and 8 visitors at once, alternating within a fresh process; ratios are medians of the runs' own."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(options.threads)} if options.threads else dict(os.environ)
-    threads = f"import torch; torch.set_num_threads({options.threads}); " if options.threads else ""
-    code = threads + "from emojilm.bench_engine import engine_in_child; "
-    arguments = f"{str(folder)!r}, {options.device!r}, {options.dtype!r}, {answer_bytes}, {options.repeats}"
-    code += f"engine_in_child({arguments})"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=IMPORT_ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"the engine's bench in a subprocess failed:\n{done.stderr}")
-    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = (str(folder), options.device, options.dtype, answer_bytes, options.repeats)
+    runs = in_child("emojilm.bench_engine", "engine_in_child", arguments, options.threads)
     one, many = str(VISITORS[0]), str(VISITORS[-1])
 
     def rate(run: dict, n: str) -> float:

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import emojilm
 from emojilm import checkpoint
-from emojilm.benchkit import IMPORT_ROOT, timed
+from emojilm.benchkit import in_child, timed
 from emojilm.model import LoopedTransformer
 
 
@@ -60,13 +57,8 @@ def load_in_child(folder: str, device: str, dtype: str | None, probe: bool) -> N
 def load_in_subprocess(
     folder: Path, cache: Path, options: argparse.Namespace, probe: bool = False, dtype: str | None = None
 ) -> dict[str, Any]:
-    env = {**os.environ, "EMOJILM_CACHE": str(cache), "OMP_NUM_THREADS": str(options.threads)}
-    code = f"import torch; torch.set_num_threads({options.threads}); from emojilm.bench_loading import load_in_child; "
-    code += f"load_in_child({str(folder)!r}, {options.device!r}, {dtype or options.dtype!r}, {probe!r})"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=IMPORT_ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"loading {folder} in a subprocess failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = (str(folder), options.device, dtype or options.dtype, probe)
+    return in_child("emojilm.bench_loading", "load_in_child", arguments, options.threads, {"EMOJILM_CACHE": str(cache)})
 
 
 def measure_loading(folder: Path, work: Path, options: argparse.Namespace) -> dict[str, Any]:

@@ -1,12 +1,15 @@
-"""What the benchmarks measure with: a clock, the machine's own limits (memory streamed by all the
-run's threads, a large matrix product's rate), the machine's line, and how figures print."""
+"""What the benchmarks measure with: a clock, a fresh process, the machine's own limits (memory streamed
+by all the run's threads, a large matrix product's rate), the machine's line, and how figures print."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,19 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = fn()
     return time.perf_counter() - started, result
+
+
+def in_child(module: str, function: str, arguments: tuple, threads: int, env: dict[str, str] | None = None) -> Any:
+    """module.function(*arguments) in a fresh Python process with `threads` torch threads (and `env` added):
+    what the JSON on its last line of output holds."""
+    code = (
+        f"import torch; torch.set_num_threads({threads}); from {module} import {function}; {function}(*{arguments!r})"
+    )
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)} | (env or {})
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=IMPORT_ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{function}{arguments!r} failed in a subprocess:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def median_of(repeats: int, fn: Callable[[], float]) -> float:

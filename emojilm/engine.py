@@ -104,6 +104,7 @@ class RowsCache:
 
     def __init__(self, parts: list[tuple[KVCache | BranchCache, int]], lengths: list[int] | None = None) -> None:
         self.parts = parts
+        self.widths = [width(cache) for cache, _ in parts]  # each participant's rows
         self.lengths = lengths  # positions each row feeds (a speculative check's, padded to the longest), or all
 
     def positions(self, start: int, length: int) -> torch.Tensor:
@@ -115,20 +116,19 @@ class RowsCache:
 
     def copy_to_later_loops(self, loop: int, start: int, end: int, row: int) -> None:
         first = 0  # the row a part starts at; adaptive rows are requests' (branches exit at their loop)
-        for cache, fed in self.parts:
+        for (cache, fed), rows in zip(self.parts, self.widths, strict=True):
             if first == row:
                 return cache.copy_to_later_loops(loop, fed + start, fed + end)
-            first += width(cache)
+            first += rows
 
     def first_rows(self, rows: int) -> RowsCache:
         """The participants of the first `rows` rows, each whole (batch_step runs a loop on those that reach it)."""
-        n = [0, *itertools.accumulate(width(cache) for cache, _ in self.parts)].index(rows)
+        n = [0, *itertools.accumulate(self.widths)].index(rows)
         return RowsCache(self.parts[:n], self.lengths if self.lengths is None else self.lengths[:rows])
 
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         # Split once per call, not sliced per participant: a decode step runs this in every block.
-        widths = [width(cache) for cache, _ in self.parts]
-        split = zip(q.split(widths), k.split(widths), v.split(widths), strict=True)
+        split = zip(q.split(self.widths), k.split(self.widths), v.split(self.widths), strict=True)
         out, r = [], 0
         for (cache, fed), mine in zip(self.parts, split, strict=True):
             n = q.shape[2] if self.lengths is None else self.lengths[r]
@@ -387,10 +387,11 @@ def advance(rows: list) -> int:
     each trace's branches at theirs; the most participants one forward stepped."""
     batches = step_batches(by_last_loop(rows))
     for batch in batches:
+        widths = [row.width for row in batch]  # as fed: stepping may change them
         out, first = batch_step(batch[0].model, batch), 0
-        for row, rows in [(row, row.width) for row in batch]:  # widths as fed: stepping may change them
+        for row, fed in zip(batch, widths, strict=True):
             row.stepped(out, first)
-            first += rows
+            first += fed
     return max(map(len, batches))
 
 

@@ -289,7 +289,10 @@ class Alternatives:
         self.out: queue.Queue = queue.Queue()  # the engine's channel: an error, or DONE once finished
         self.cancelled = threading.Event()
         self.result: list[list[list[tuple[str, float]]]] | None = None  # set once finished
-        self._plan() if self.need else self._finish()
+        if self.need:
+            self._plan()
+        else:
+            self._finish()
 
     prefilled = True  # it steps from the trunk at once
 
@@ -339,7 +342,10 @@ class Alternatives:
             self.branches[r].append(b)
             self.branch_logp[r] += lp
         self.steps += 1
-        self._plan() if self.steps < self.need else self._finish()
+        if self.steps < self.need:
+            self._plan()
+        else:
+            self._finish()
 
     def _finish(self) -> None:
         self.result = []

@@ -46,7 +46,7 @@ class KVCache:
     def __init__(self, k: torch.Tensor, v: torch.Tensor, window: int | None = None) -> None:
         self.k, self.v = k, v  # [loops, layers, batch, kv heads, positions, head dim]
         self.window = window  # the model's sliding window (None: every earlier position is seen)
-        self._layers: list[list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # per (loop, layer): views
+        self._layers: list[list[tuple[torch.Tensor, torch.Tensor]] | None] = [None] * k.shape[0]  # views per loop
 
     @classmethod
     def empty(cls, args: ModelArgs, n_loops: int, batch: int, max_len: int, device=None, dtype=torch.float32):
@@ -69,10 +69,11 @@ class KVCache:
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Store k/v [B, H_kv, T, D] at positions start.. and attend q [B, H, T, D] causally to all so far."""
         T, end = k.shape[2], start + k.shape[2]
-        # Views made once and narrow(): a decode step runs this in every block, where each op call counts.
-        if self._layers is None:
-            loops, layers = self.k.shape[:2]  # indexed, not unbound: in-place writes to unbound views are refused
-            self._layers = [[(self.k[i][j], self.v[i][j]) for j in range(layers)] for i in range(loops)]
+        # Views made once per loop (a pass runs every layer of it; a first_rows view may run one loop
+        # only) and narrow(): a decode step runs this in every block, where each op call counts.
+        if self._layers[loop] is None:  # indexed, not unbound: in-place writes to unbound views are refused
+            loop_k, loop_v = self.k[loop], self.v[loop]
+            self._layers[loop] = [(loop_k[j], loop_v[j]) for j in range(self.k.shape[1])]
         layer_k, layer_v = self._layers[loop][layer]
         layer_k.narrow(2, start, T).copy_(k)
         layer_v.narrow(2, start, T).copy_(v)

@@ -9,6 +9,8 @@ steps (joining a batch already running).
 from __future__ import annotations
 
 import random
+import resource
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -22,7 +24,9 @@ import emojilm
 import emojilm.lm
 import emojilm.trace
 from emojilm import kernels
+from emojilm.allocator import keep_freed_memory
 from emojilm.engine import Engine, PromptsCache, Row, batch_step, prompts_round_alike
+from emojilm.kvcache import KVCache
 from emojilm.request import Request
 from emojilm.space import SpaceBackend
 from emojilm.step import prefill
@@ -97,6 +101,53 @@ def test_fifty_seeded_requests_give_the_same_bytes_alone_and_in_any_mix(lm):
             mixed[i] = result
     assert engine.widest > 1 and engine.widest_prefill > 1  # requests did share steps and prefills
     assert [mixed[i] for i in range(50)] == alone
+
+
+def test_new_kv_caches_are_written_before_they_are_read(lm, monkeypatch):
+    """KVCache.empty does not zero its memory: with NaN in every new cache, requests (sampled, adaptive,
+    drafted; alone, mixed, and through the library's own decoding) and traces keep their bytes."""
+    requests = [random_request(lm, random.Random(seed)) for seed in range(12)]
+    trace_request = lm.request("Happy birthday to my dog", max_new_tokens=6, temperature=0.9, seed=4)
+
+    def outputs() -> tuple:
+        engine = Engine()
+        alone = [run(engine, lm, r) for r in requests]
+        library = [lm.translate(r).text for r in requests]
+        traced = lm.trace(trace_request, engine=engine)
+        return alone, together(engine, lm, requests[:6]), library, traced.per_loop_outputs, traced.by_loop
+
+    expected = outputs()
+    new_cache = KVCache.empty.__func__
+
+    def poisoned(cls, *args, **kwargs) -> KVCache:
+        cache = new_cache(cls, *args, **kwargs)
+        cache.k.fill_(float("nan"))
+        cache.v.fill_(float("nan"))
+        return cache
+
+    monkeypatch.setattr(KVCache, "empty", classmethod(poisoned))
+    got = outputs()
+    assert got[:3] == expected[:3]
+    assert got[1] == expected[0][:6]
+    pd.testing.assert_frame_equal(got[3], expected[3])
+    pd.testing.assert_frame_equal(got[4], expected[4])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc and per-thread fault counts")
+def test_a_bursts_memory_is_reused_not_faulted_in_again():
+    """After keep_freed_memory (the engine calls it), a burst's worth of new caches (8 of 26 MB) freed and
+    taken again reuses its pages: glibc alone gives them back to the system, and they fault in again."""
+    if not keep_freed_memory():
+        pytest.skip("not glibc")
+
+    def faults_of_a_burst() -> int:
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        caches = [torch.empty(26 * 2**20 // 4).fill_(1.0) for _ in range(8)]
+        del caches
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+    faults_of_a_burst()
+    assert faults_of_a_burst() < 8 * 26 * 2**20 // 4096 // 20  # under 5 % of its pages
 
 
 def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):

@@ -52,7 +52,6 @@ from typing import TypeVar
 
 import torch
 
-from emojilm.allocator import keep_freed_memory
 from emojilm.generation import Generation, Handoff, stream_text
 from emojilm.kernels import row_bits
 from emojilm.kvcache import BranchCache, KVCache, row_positions
@@ -428,7 +427,6 @@ class Engine:
         self._checked: weakref.WeakKeyDictionary[LoopedTransformer, bool] = weakref.WeakKeyDictionary()
         self._step_seconds: weakref.WeakKeyDictionary[LoopedTransformer, float] = weakref.WeakKeyDictionary()
         self._wake = threading.Event()
-        keep_freed_memory()  # a burst's caches and activations reuse the last burst's pages
         self._thread = threading.Thread(target=self._run, name="emojilm-engine", daemon=True)
         self._thread.start()
 

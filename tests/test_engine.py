@@ -8,9 +8,7 @@ steps (joining a batch already running).
 
 from __future__ import annotations
 
-import platform
 import random
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -24,7 +22,6 @@ import emojilm
 import emojilm.lm
 import emojilm.trace
 from emojilm import kernels
-from emojilm.allocator import keep_freed_memory
 from emojilm.engine import Engine, PromptsCache, Row, batch_step, prompts_round_alike
 from emojilm.kvcache import KVCache
 from emojilm.request import Request
@@ -131,17 +128,6 @@ def test_new_kv_caches_are_written_before_they_are_read(lm, monkeypatch):
     assert got[1] == expected[0][:6]
     pd.testing.assert_frame_equal(got[3], expected[3])
     pd.testing.assert_frame_equal(got[4], expected[4])
-
-
-def test_an_engine_keeps_freed_memory_for_the_next_burst(monkeypatch):
-    """The engine raises glibc's malloc thresholds (emojilm.allocator), once per process."""
-    calls = []
-    monkeypatch.setattr("emojilm.engine.keep_freed_memory", lambda: calls.append(1))
-    Engine()
-    assert calls == [1]
-    tuned = keep_freed_memory()
-    assert tuned == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
-    assert keep_freed_memory() == tuned  # once: the second call changes nothing
 
 
 def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):

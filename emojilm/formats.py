@@ -97,8 +97,8 @@ def product_seconds(args: ModelArgs, device: torch.device, repeats: int = 5) -> 
     weight = 0.02 * torch.randn(2 * args.hidden_dim, args.dim, device=device)  # a trained model's scale
     products = {
         "float32": kernels.DenseProduct(weight.t().contiguous()),
-        "bfloat16": kernels.BFloat16Product(weight.bfloat16()),
-        "int8": kernels.Int8Product(*kernels.quantize_rows(weight)),
+        "bfloat16": kernels.bfloat16_product(weight.bfloat16()),
+        "int8": kernels.int8_product(*kernels.quantize_rows(weight)),
     }
     seconds = {}
     with torch.inference_mode():

@@ -12,12 +12,14 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
   matrices that sit in cache the packed call's overhead dominates, and those run
   x @ W (row by row where its rows round unsteadily: DenseProduct). The packed
   copy is a second copy of the weights.
-- bfloat16 (the real model's training precision): oneDNN's prepacked bf16 linear
-  for every row count, faster than F.linear and x @ W^T, in chunks of up to
-  BF16_ROWS; F.linear where it is missing.
-- int8 weight-only, symmetric, one scale per output row: torch._weight_int8pack_mm,
-  which takes bf16 inputs (it is far slower on fp32 ones); where it is missing,
-  the rows are dequantized for each product (slow, exact).
+- bfloat16 (the real model's training precision) and int8 weight-only (symmetric,
+  one scale per output row): our own AVX-512 kernels (emojilm.native), which read
+  the weights at the memory's rate and give each row the same bits at any row count.
+  Where they cannot serve (another CPU, no compiler), torch's own: for bf16,
+  oneDNN's prepacked bf16 linear for every row count, faster than F.linear and
+  x @ W^T, in chunks of up to BF16_ROWS, F.linear where it is missing; for int8,
+  torch._weight_int8pack_mm, which takes bf16 inputs (it is far slower on fp32
+  ones), and where it is missing the rows are dequantized for each product (slow, exact).
 
 The trials behind these choices: docs/benchmarks.md, "Kernel trials".
 
@@ -54,6 +56,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from emojilm import native
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +224,69 @@ class DenseProduct(Product):
     @property
     def nbytes(self) -> int:
         return self.dense.numel() * self.dense.element_size()
+
+
+class NativeProduct(Product):
+    """Our own kernel (emojilm.native) over an [out, in] matrix in its packed layout: every row is
+    summed on its own, so a lone row runs alone and no row count needs padding."""
+
+    fewest_rows = 1
+
+    def __init__(self, weight_format: str, weight: torch.Tensor, scale: torch.Tensor | None = None) -> None:
+        self.weight_format, self.shape = weight_format, weight.shape
+        self.tiles = native.pack(weight, weight_format)
+        self.scale = None if scale is None else scale.float().contiguous()
+        self.kernel = f"emojilm AVX-512 {'bf16' if weight_format == 'bfloat16' else 'int8'}"
+        self.find_steady_rows()
+
+    @classmethod
+    def serving(cls, weight_format: str, weight: torch.Tensor, scale: torch.Tensor | None = None):
+        """The native product of this matrix, or None where the kernel cannot serve it or disagrees with
+        the plain product on a random input."""
+        if weight.device.type != "cpu" or not native.supports(weight_format):
+            return None
+        product = cls(weight_format, weight, scale)
+        check = torch.randn(3, weight.shape[1], generator=torch.Generator().manual_seed(0))
+        plain = weight.float() if scale is None else dequantize_rows(weight, scale)
+        expected = (check.bfloat16().float() if weight_format == "bfloat16" else check) @ plain.t()
+        if torch.allclose(product.product(check), expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
+            return product
+        log.warning("emojilm's %s kernel disagrees with the plain product here; using torch's", weight_format)
+        return None
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        out = native.product(x.reshape(-1, x.shape[-1]), self.tiles, self.shape[0], self.scale)
+        return out.view(*x.shape[:-1], self.shape[0]).to(x.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tiles.device
+
+    @property
+    def n_weights(self) -> int:
+        return self.shape.numel()
+
+    @property
+    def in_features(self) -> int:
+        return self.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.tiles.numel() * self.tiles.element_size() + (0 if self.scale is None else self.scale.numel() * 2)
+
+    @property
+    def packed_bytes(self) -> int:
+        return self.nbytes
+
+
+def bfloat16_product(weight: torch.Tensor) -> Product:
+    """The fastest bf16 product of an [out, in] bfloat16 matrix that serves here."""
+    return NativeProduct.serving("bfloat16", weight) or BFloat16Product(weight)
+
+
+def int8_product(rows: torch.Tensor, scale: torch.Tensor) -> Product:
+    """The fastest product of int8 rows [out, in] with a bf16 scale per row that serves here."""
+    return NativeProduct.serving("int8", rows, scale) or Int8Product(rows, scale)
 
 
 class BFloat16Product(Product):

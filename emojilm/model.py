@@ -113,7 +113,7 @@ def fuse_linears(*linears: nn.Linear | Int8Linear) -> kernels.Product:
         views = zip(linears, _row_views(rows, linears), _row_views(scale, linears), strict=True)
         for linear, part, part_scale in views:
             linear.weight, linear.scale = part, part_scale
-        return kernels.Int8Product(rows, scale)
+        return kernels.int8_product(rows, scale)
     if linears[0].weight.dtype == torch.float32:
         fused = torch.cat([linear.weight.detach().t() for linear in linears], dim=1)
         for linear, part in zip(linears, _row_views(fused.t(), linears), strict=True):
@@ -122,7 +122,7 @@ def fuse_linears(*linears: nn.Linear | Int8Linear) -> kernels.Product:
     fused = torch.cat([linear.weight.detach() for linear in linears])
     for linear, part in zip(linears, _row_views(fused, linears), strict=True):
         linear.weight.data = part
-    return kernels.BFloat16Product(fused) if fused.dtype == torch.bfloat16 else kernels.DenseProduct(fused.t())
+    return kernels.bfloat16_product(fused) if fused.dtype == torch.bfloat16 else kernels.DenseProduct(fused.t())
 
 
 def _row_views(fused: torch.Tensor, linears) -> list[torch.Tensor]:

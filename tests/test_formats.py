@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import emojilm
-from emojilm import checkpoint, formats, kernels, views
+from emojilm import checkpoint, formats, kernels, native, views
 from emojilm.formats import LOGIT_TOLERANCE
 from emojilm.paths import BUNDLED_DIR
 from emojilm.sources import SourceConfig
@@ -36,6 +36,23 @@ def spread(logits: torch.Tensor) -> float:
     return float((logits.amax(-1) - logits.amin(-1)).max())
 
 
+# Each format's kernels, fastest first: ours (emojilm.native), torch's own op, the plain product.
+KERNELS = {
+    "bfloat16": ("emojilm AVX-512 bf16", "oneDNN packed bf16", "F.linear bf16"),
+    "int8": ("emojilm AVX-512 int8", "torch._weight_int8pack_mm", "int8 dequantized per product"),
+}
+
+
+@pytest.fixture(params=["ours", "torch's"])
+def kernel_path(request, monkeypatch):
+    """Run a test on our kernels (where they serve here) and on torch's own."""
+    if request.param == "ours" and not all(native.supports(f) for f in FORMATS):
+        pytest.skip("emojilm's kernels cannot serve on this machine")
+    if request.param == "torch's":
+        monkeypatch.setattr(native, "supports", lambda weight_format: False)
+    return request.param
+
+
 def test_int8_rows_are_symmetric_per_row_within_half_a_step():
     weight = torch.randn(40, 24, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.01, 3, 40)[:, None]
     rows, scale = kernels.quantize_rows(weight)
@@ -50,7 +67,7 @@ def test_int8_rows_are_symmetric_per_row_within_half_a_step():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", FORMATS)
-def test_each_format_tracks_float32_within_its_tolerance(make_checkpoint, mode, dtype):
+def test_each_format_tracks_float32_within_its_tolerance(make_checkpoint, mode, dtype, kernel_path):
     exact, lm = tiny_lm(make_checkpoint, mode, "float32"), tiny_lm(make_checkpoint, mode, dtype)
     assert lm.info.dtype == dtype and lm.model.weight_format == dtype
     assert (lm.model.layers[0].attention.wg is not None) == mode.endswith("attention_gates")
@@ -80,7 +97,7 @@ def test_the_tolerance_can_fail(make_checkpoint, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", FORMATS)
-def test_cached_decoding_equals_a_full_recompute(make_checkpoint, dtype):
+def test_cached_decoding_equals_a_full_recompute(make_checkpoint, dtype, kernel_path):
     """Step by step with the KV cache, each new position's logits are a full forward's (teacher-forced)."""
     model = tiny_lm(make_checkpoint, "inject_embeddings", dtype).model
     tokens = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(2))
@@ -93,17 +110,22 @@ def test_cached_decoding_equals_a_full_recompute(make_checkpoint, dtype):
 
 
 @pytest.mark.parametrize("dtype", FORMATS)
-def test_the_fallback_kernels_compute_the_same_model(make_checkpoint, monkeypatch, dtype):
-    fast = tiny_lm(make_checkpoint, "add", dtype)
-    assert fast.info.kernel in ("oneDNN packed bf16", "torch._weight_int8pack_mm")
+def test_every_kernel_computes_the_same_model(make_checkpoint, monkeypatch, dtype):
+    """Each kernel steps aside for the next where it cannot serve; all compute the same model."""
+    served = []
+    if native.supports(dtype):
+        served.append(tiny_lm(make_checkpoint, "add", dtype))
+    monkeypatch.setattr(native, "supports", lambda weight_format: False)
+    served.append(tiny_lm(make_checkpoint, "add", dtype))
     monkeypatch.setattr(kernels, "_bf16_packed", lambda weight: None)
     monkeypatch.setattr(kernels, "_int8_kernel_works", lambda rows, scale: False)
-    slow = tiny_lm(make_checkpoint, "add", dtype)
-    assert slow.info.kernel in ("F.linear bf16", "int8 dequantized per product")
+    served.append(tiny_lm(make_checkpoint, "add", dtype))
+    assert [lm.info.kernel for lm in served] == list(KERNELS[dtype][-len(served) :])
     tokens = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
-        ours, theirs = fast.model(tokens), slow.model(tokens)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=LOGIT_TOLERANCE[dtype] * spread(theirs))
+        plain = served[-1].model(tokens)
+        for lm in served[:-1]:
+            torch.testing.assert_close(lm.model(tokens), plain, rtol=0, atol=LOGIT_TOLERANCE[dtype] * spread(plain))
 
 
 def test_a_kernel_that_disagrees_is_not_used(monkeypatch, caplog):

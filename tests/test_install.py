@@ -80,6 +80,7 @@ def test_the_wheel_runs_outside_the_checkout(tmp_path, shared_site_packages):
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"emojilm/assets/bundled/{name}" for name in SHIPPED} <= set(names)
     assert "emojilm/data/en/words.tsv" in names  # the corpus builder's hand-written words
+    assert "emojilm/native/products.cpp" in names  # built on first use (emojilm.native)
     # Only the package: no tests, docs or training runs, and not the .pth that model.safetensors duplicates.
     assert all(name.startswith(("emojilm/", "emojilm-")) and not name.endswith(".pth") for name in names)
     assert wheel.stat().st_size < 4_000_000

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "emojilm"
 
 # Bottom to top: each core module may import only those before it.
 CORE = [
-    "paths", "tokenizer", "prompt", "sampling", "request", "config", "kernels", "kvcache", "model", "step",
+    "paths", "tokenizer", "prompt", "sampling", "request", "config", "native", "kernels", "kvcache", "model", "step",
     "speculative", "generation", "engine", "trace", "checkpoint", "layout", "formats", "probe", "variant", "lm",
     "__init__",
 ]  # fmt: skip

@@ -1,0 +1,108 @@
+"""Our own CPU kernels for bf16 and int8 weight-only products (emojilm/native/products.cpp).
+
+torch's bf16 and int8 products stream a decode step's weights at about 0.6 and 0.37 of this
+machine's memory rate; these read them at 0.85-0.9 (docs/benchmarks.md, "Weight formats"). They
+need an x86 CPU with AVX-512 (and AVX512_BF16 for bf16) and a C++ compiler: torch builds them on
+first use (about 2 s, then cached in torch's extension folder). Where any of that is missing,
+or EMOJILM_NATIVE=0, `module()` is None and emojilm.kernels serves torch's own ops instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "native" / "products.cpp"
+FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16"]
+NEEDED = {"int8": {"avx512f", "avx512bw", "avx512vl", "avx512dq"}}
+NEEDED["bfloat16"] = NEEDED["int8"] | {"avx512_bf16"}
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags, as Linux names them (empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def supports(weight_format: str) -> bool:
+    """Whether the kernel for this format ("bfloat16" or "int8") can serve here."""
+    return NEEDED[weight_format] <= cpu_flags() and module() is not None
+
+
+@functools.cache
+def module():
+    """The built kernels, or None (the reason is logged once)."""
+    if os.environ.get("EMOJILM_NATIVE", "1") == "0":
+        log.info("EMOJILM_NATIVE=0: torch's own bf16 and int8 products serve")
+        return None
+    if platform.machine() not in ("x86_64", "AMD64") or not NEEDED["int8"] <= cpu_flags():
+        log.info("this CPU has no AVX-512: torch's own bf16 and int8 products serve")
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        _put_ninja_on_path()
+        built = cpp_extension.load(name="emojilm_products", sources=[str(SOURCE)], extra_cflags=FLAGS)
+    except Exception as err:  # no compiler, no ninja, a failed build: all mean torch's ops serve
+        log.warning("could not build emojilm's CPU kernels (%s): torch's own bf16 and int8 products serve", err)
+        return None
+    return built
+
+
+def pack(weight: torch.Tensor, weight_format: str) -> torch.Tensor:
+    """An [out, in] matrix in the kernel's layout: [tiles, chunks, TILE_OUT, lanes], zero-padded to whole
+    tiles and chunks (zeros add nothing to a sum), so that each tile is one contiguous stream."""
+    built = module()
+    tile_out, lanes = built.TILE_OUT, built.BF16_LANES if weight_format == "bfloat16" else built.INT8_LANES
+    out, inputs = weight.shape
+    tiles, chunks = -(-out // tile_out), -(-inputs // lanes)
+    padded = weight.new_zeros(tiles * tile_out, chunks * lanes)
+    padded[:out, :inputs] = weight
+    return padded.view(tiles, tile_out, chunks, lanes).transpose(1, 2).contiguous()
+
+
+def product(x: torch.Tensor, packed: torch.Tensor, n_out: int, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """x [rows, in] (float32) times a packed matrix of n_out rows: bfloat16 (packed bf16), or int8 with its
+    float32 scale per row. Returns float32 [rows, n_out]."""
+    tiles, chunks, tile_out, lanes = packed.shape
+    rows, width = x.shape
+    bf16 = scale is None
+    if not (x.device.type == packed.device.type == "cpu" and packed.is_contiguous() and tiles * tile_out >= n_out
+            and packed.dtype == (torch.bfloat16 if bf16 else torch.int8)
+            and (chunks - 1) * lanes < width <= chunks * lanes):  # fmt: skip
+        raise ValueError(f"x {tuple(x.shape)} does not fit packed weights {tuple(packed.shape)} of {n_out} rows")
+    # The kernel reads whole chunks: x in its dtype, zero-padded to them (a copy only where needed).
+    padded = x.to(torch.bfloat16 if bf16 else torch.float32)
+    if width != chunks * lanes or not padded.is_contiguous():
+        padded = torch.nn.functional.pad(padded, (0, chunks * lanes - width)).contiguous()
+    out = torch.empty(rows, n_out)
+    if bf16:
+        module().bf16_product(padded.data_ptr(), rows, padded.stride(0), packed.data_ptr(), n_out, chunks,
+                              out.data_ptr())  # fmt: skip
+    else:
+        if scale.dtype != torch.float32 or not scale.is_contiguous() or scale.numel() != n_out:
+            raise ValueError("the int8 scale must be float32, one per output row")
+        module().int8_product(padded.data_ptr(), rows, padded.stride(0), packed.data_ptr(), n_out, chunks,
+                              scale.data_ptr(), out.data_ptr())  # fmt: skip
+    return out
+
+
+def _put_ninja_on_path() -> None:
+    """torch builds with the ninja executable; the pip package's may not be on PATH outside an activated venv."""
+    try:
+        import ninja
+    except ImportError:
+        return
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")

@@ -1,0 +1,147 @@
+// Weight-only products for decoding on x86 CPUs with AVX-512: out[r, n] = sum_k x[r, k] * w[n, k].
+//
+// Decoding multiplies a few rows by every weight matrix, so a product runs at the speed its weights
+// stream from memory. These kernels read each weight once per call, in a layout packed for it
+// (emojilm/native.py, pack): tiles of TILE_OUT output rows, each tile a run of chunks of LANES
+// consecutive inputs per output, so that a thread reads one contiguous stream, prefetched into L2.
+//
+// A row's result does not depend on the other rows of the call: every (row, output) pair is summed in
+// the same order (chunk by chunk into one 16-lane accumulator, then that accumulator's lanes) whatever
+// the number of rows, the tiling or the threads. The batching engine (emojilm/engine.py) relies on it.
+//
+// bf16: weights in bfloat16, x rounded to bfloat16 (round to nearest even), pairs multiplied and
+//       summed in float32 by vdpbf16ps (AVX512_BF16), as oneDNN's bf16 products do.
+// int8: weights in int8 with a float scale per output row, x in float32; each weight is widened to
+//       float32, the sum is in float32 and scaled at the end.
+//
+// The Python module is plain C API (no pybind11, no torch headers but ATen's parallel_for, which runs
+// on torch's own thread pool): it builds in about 2 s. Its functions take tensors' addresses and
+// sizes, which emojilm/native.py checks and passes; they release the GIL while they compute.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace {
+
+constexpr int64_t TILE_OUT = 4;   // output rows per tile
+constexpr int64_t TILE_ROWS = 4;  // input rows summed together against one tile
+constexpr int64_t PREFETCH_BYTES = 4096;  // how far ahead of the weights being read to prefetch into L2
+constexpr int64_t GRAIN_BYTES = 1 << 16;  // the fewest weight bytes worth a thread of their own
+
+struct Bf16 {
+  using Weight = uint16_t;
+  using Input = uint16_t;  // x rounded to bfloat16
+  static constexpr int64_t LANES = 32;
+  static __m512i load(const Weight* w) { return _mm512_loadu_si512(w); }
+  static __m512 add_loaded(__m512 acc, const Input* x, __m512i w) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(x), (__m512bh)w);
+  }
+};
+
+struct Int8 {
+  using Weight = int8_t;
+  using Input = float;
+  static constexpr int64_t LANES = 16;
+  static __m512 load(const Weight* w) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))));
+  }
+  static __m512 add_loaded(__m512 acc, const Input* x, __m512 w) {
+    return _mm512_fmadd_ps(_mm512_loadu_ps(x), w, acc);
+  }
+};
+
+// Rows r0..r0+R of x (padded to whole chunks) against one tile; writes out[r, n0 .. n0 + valid).
+template <typename F, int R>
+void tile(const typename F::Input* x, int64_t ldx, const typename F::Weight* w, int64_t chunks,
+          const float* scale, int64_t n0, int64_t valid, float* out, int64_t ldo) {
+  __m512 acc[R][TILE_OUT];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < TILE_OUT; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < chunks; ++c) {
+    const typename F::Weight* wc = w + c * TILE_OUT * F::LANES;
+    _mm_prefetch(reinterpret_cast<const char*>(wc) + PREFETCH_BYTES, _MM_HINT_T1);
+    decltype(F::load(wc)) wv[TILE_OUT];
+    for (int j = 0; j < TILE_OUT; ++j) wv[j] = F::load(wc + j * F::LANES);
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < TILE_OUT; ++j) acc[r][j] = F::add_loaded(acc[r][j], x + r * ldx + c * F::LANES, wv[j]);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < TILE_OUT; ++j)
+      if (j < valid) {
+        float sum = _mm512_reduce_add_ps(acc[r][j]);
+        out[r * ldo + n0 + j] = scale ? sum * scale[n0 + j] : sum;
+      }
+}
+
+template <typename F>
+void run(const typename F::Input* x, int64_t rows, int64_t ldx, const typename F::Weight* w, int64_t n_out,
+         int64_t chunks, const float* scale, float* out) {
+  const int64_t tiles = (n_out + TILE_OUT - 1) / TILE_OUT;
+  const int64_t tile_size = chunks * TILE_OUT * F::LANES;  // weights per tile
+  const int64_t grain = std::max<int64_t>(1, GRAIN_BYTES / (tile_size * (int64_t)sizeof(typename F::Weight)));
+  at::parallel_for(0, tiles, grain, [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t n0 = t * TILE_OUT, valid = std::min(TILE_OUT, n_out - n0);
+      const typename F::Weight* wt = w + t * tile_size;
+      int64_t r = 0;
+      for (; r + TILE_ROWS <= rows; r += TILE_ROWS)
+        tile<F, TILE_ROWS>(x + r * ldx, ldx, wt, chunks, scale, n0, valid, out + r * n_out, n_out);
+      const auto* xr = x + r * ldx;
+      float* o = out + r * n_out;
+      switch (rows - r) {
+        case 3: tile<F, 3>(xr, ldx, wt, chunks, scale, n0, valid, o, n_out); break;
+        case 2: tile<F, 2>(xr, ldx, wt, chunks, scale, n0, valid, o, n_out); break;
+        case 1: tile<F, 1>(xr, ldx, wt, chunks, scale, n0, valid, o, n_out); break;
+        default: break;
+      }
+    }
+  });
+}
+
+// bf16_product(x, rows, ldx, packed, n_out, chunks, out): x bfloat16 [rows, ldx] (ldx >= chunks * 32,
+// zero-padded), packed bfloat16 [tiles, chunks, TILE_OUT, 32], out float32 [rows, n_out].
+PyObject* bf16_product(PyObject*, PyObject* args) {
+  unsigned long long x, w, out;
+  long long rows, ldx, n_out, chunks;
+  if (!PyArg_ParseTuple(args, "KLLKLLK", &x, &rows, &ldx, &w, &n_out, &chunks, &out)) return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  run<Bf16>(reinterpret_cast<const uint16_t*>(x), rows, ldx, reinterpret_cast<const uint16_t*>(w), n_out, chunks,
+            nullptr, reinterpret_cast<float*>(out));
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
+// int8_product(x, rows, ldx, packed, n_out, chunks, scale, out): x float32 [rows, ldx] (ldx >= chunks * 16,
+// zero-padded), packed int8 [tiles, chunks, TILE_OUT, 16], scale float32 [n_out], out float32 [rows, n_out].
+PyObject* int8_product(PyObject*, PyObject* args) {
+  unsigned long long x, w, scale, out;
+  long long rows, ldx, n_out, chunks;
+  if (!PyArg_ParseTuple(args, "KLLKLLKK", &x, &rows, &ldx, &w, &n_out, &chunks, &scale, &out)) return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  run<Int8>(reinterpret_cast<const float*>(x), rows, ldx, reinterpret_cast<const int8_t*>(w), n_out, chunks,
+            reinterpret_cast<const float*>(scale), reinterpret_cast<float*>(out));
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
+PyMethodDef methods[] = {
+    {"bf16_product", bf16_product, METH_VARARGS, "x (bfloat16) @ packed bfloat16 weights -> float32"},
+    {"int8_product", int8_product, METH_VARARGS, "x (float32) @ packed int8 weights, scaled -> float32"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef definition = {PyModuleDef_HEAD_INIT, "emojilm_products", nullptr, -1, methods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit_emojilm_products() {
+  PyObject* module = PyModule_Create(&definition);
+  if (module == nullptr || PyModule_AddIntConstant(module, "TILE_OUT", TILE_OUT) < 0 ||
+      PyModule_AddIntConstant(module, "BF16_LANES", Bf16::LANES) < 0 ||
+      PyModule_AddIntConstant(module, "INT8_LANES", Int8::LANES) < 0)
+    return nullptr;
+  return module;
+}

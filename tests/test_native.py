@@ -1,0 +1,119 @@
+"""Our own bf16 and int8 kernels (emojilm.native) against an independent float64 computation, their row
+bits at every row count, and the way they step aside where they cannot serve."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from emojilm import kernels, native
+
+FORMATS = ("bfloat16", "int8")
+
+
+def served(weight_format: str) -> None:
+    if not native.supports(weight_format):
+        pytest.skip(f"emojilm's {weight_format} kernel cannot serve on this machine (see the log)")
+
+
+def weights(weight_format: str, out_features: int, in_features: int, seed: int = 1):
+    """A random matrix in the format, and the exact float64 matrix it stands for."""
+    weight = torch.randn(out_features, in_features, generator=torch.Generator().manual_seed(seed)) / in_features**0.5
+    if weight_format == "bfloat16":
+        weight = weight.bfloat16()
+        return (weight,), weight.double()
+    rows, scale = kernels.quantize_rows(weight)
+    return (rows, scale), rows.double() * scale.double()[:, None]
+
+
+def reference(weight_format: str, x: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """What the kernel computes, in float64: bf16 multiplies x rounded to bf16, int8 the float32 x."""
+    x = x.bfloat16() if weight_format == "bfloat16" else x
+    return x.double() @ exact.t()
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+@pytest.mark.parametrize("shape", [(4, 16), (37, 100), (130, 33), (1, 7), (1024, 2816)])
+def test_products_match_float64_on_any_shape(weight_format, shape):
+    """Widths that are not whole chunks and output counts that are not whole tiles, 0 to 9 rows."""
+    served(weight_format)
+    parts, exact = weights(weight_format, *shape)
+    product = kernels.NativeProduct(weight_format, *parts)
+    x = torch.randn(9, shape[1], generator=torch.Generator().manual_seed(2))
+    for rows in range(10):
+        got = product(x[:rows])
+        assert got.shape == (rows, shape[0]) and got.dtype == torch.float32
+        expected = reference(weight_format, x[:rows], exact)
+        # float32 sums of in_features terms: a few float32 steps of the terms' size
+        bound = 1e-6 * shape[1] ** 0.5 * (x[:rows].double().abs() @ exact.abs().t()).clamp_min(1e-3)
+        assert ((got.double() - expected).abs() <= bound).all(), rows
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+def test_a_row_gets_the_same_bits_alone_and_among_any_rows(weight_format):
+    """Every row is summed on its own, so the kernel needs no padding: a row's bits are the same alone and
+    in the middle of any number of rows, 1 to 64 (values that are exactly bf16's too, and tiny ones)."""
+    served(weight_format)
+    parts, _ = weights(weight_format, 300, 1024)
+    product = kernels.NativeProduct(weight_format, *parts)
+    assert product.min_rows == 1 and product.pad_to == 1
+    x = kernels.probe_input(65, 1024, torch.device("cpu"))
+    x[::2] = x[::2].bfloat16().float()
+    alone = product(x[32])
+    for rows in range(1, 65):
+        first = 32 - rows // 2
+        assert torch.equal(product(x[first : first + rows])[rows // 2], alone), rows
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+def test_the_fastest_product_is_ours_where_it_serves_and_torchs_elsewhere(monkeypatch, weight_format):
+    parts, exact = weights(weight_format, 64, 48)
+    make = kernels.bfloat16_product if weight_format == "bfloat16" else kernels.int8_product
+    if native.supports(weight_format):
+        assert isinstance(make(*parts), kernels.NativeProduct)
+    monkeypatch.setattr(native, "supports", lambda weight_format: False)
+    theirs = make(*parts)
+    assert not isinstance(theirs, kernels.NativeProduct)
+    x = torch.randn(3, 48, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(theirs(x).double(), x.double() @ exact.t(), rtol=2e-2, atol=2e-2)
+
+
+def test_a_kernel_that_disagrees_is_not_used(monkeypatch, caplog):
+    served("int8")
+    parts, _ = weights("int8", 64, 48)
+    monkeypatch.setattr(kernels.NativeProduct, "product", lambda self, x: torch.zeros(x.shape[0], 64))
+    with caplog.at_level(logging.WARNING):
+        assert kernels.NativeProduct.serving("int8", *parts) is None
+    assert "disagrees" in caplog.text
+
+
+def test_no_kernels_where_switched_off_or_the_build_fails(monkeypatch, caplog):
+    """EMOJILM_NATIVE=0 switches them off; a build that fails (no compiler, say) is logged, not raised."""
+    monkeypatch.setenv("EMOJILM_NATIVE", "0")
+    assert native.module.__wrapped__() is None
+    monkeypatch.setenv("EMOJILM_NATIVE", "1")
+    if not native.NEEDED["int8"] <= native.cpu_flags():
+        pytest.skip("no AVX-512 here: the build is never tried")
+    from torch.utils import cpp_extension
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    with caplog.at_level(logging.WARNING):
+        assert native.module.__wrapped__() is None
+    assert "no C++ compiler" in caplog.text
+
+
+def test_the_layout_keeps_every_weight():
+    """pack puts each weight at its tile, chunk, row-in-tile and lane, and pads with zeros only."""
+    served("int8")
+    weight = torch.arange(10 * 40, dtype=torch.float32).view(10, 40) + 1
+    packed = native.pack(weight, "int8")
+    tiles, chunks, tile_out, lanes = packed.shape
+    assert (tiles, chunks, tile_out, lanes) == (3, 3, 4, 16)  # products.cpp's TILE_OUT and int8 chunks
+    for n, k in [(0, 0), (3, 17), (9, 39), (5, 32)]:
+        assert packed[n // tile_out, k // lanes, n % tile_out, k % lanes] == weight[n, k]
+    assert packed.count_nonzero() == weight.numel()

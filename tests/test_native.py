@@ -52,6 +52,24 @@ def test_products_match_float64_on_any_shape(weight_format, shape):
 
 
 @pytest.mark.parametrize("weight_format", FORMATS)
+def test_denormal_inputs_count_as_zero(weight_format):
+    """On denormals the FMA units take a slow path (a load's checks feed them on purpose): the kernels
+    count them as zero, so an input with denormals gives the bits of the same input with zeros there."""
+    served(weight_format)
+    parts, _ = weights(weight_format, 64, 256)
+    product = kernels.NativeProduct(weight_format, *parts)
+    x = torch.randn(3, 256, generator=torch.Generator().manual_seed(3))
+    with_denormals = x.clone()
+    with_denormals[:, ::5] = 1e-39
+    with_denormals[0] = 1e-39  # a row of them alone: its sums would be tiny, not zero
+    zeros = x.clone()
+    zeros[:, ::5] = 0.0
+    zeros[0] = 0.0
+    assert torch.equal(product(with_denormals), product(zeros))
+    assert (torch.tensor([1e-39]) * 2.0).item() > 0  # the kernel restores torch's own rounding mode after it
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
 def test_a_row_gets_the_same_bits_alone_and_among_any_rows(weight_format):
     """Every row is summed on its own, so the kernel needs no padding: a row's bits are the same alone and
     in the middle of any number of rows, 1 to 64 (values that are exactly bf16's too, and tiny ones)."""

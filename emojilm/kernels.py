@@ -73,7 +73,7 @@ _STEADY: dict[tuple, int | None] = {}  # steady_rows per (kind, kernel, shape, d
 PAD_MOST = 8  # the most rows a call is padded to
 PAD_ROUNDS = 5  # timed passes per row count (pad_for_speed)
 _PADDING: dict[tuple, int] = {}  # pad_for_speed's row count per set of products
-# bf16 and int8 products run over row chunks of at most this many rows: both kernels stream a
+# torch's bf16 and int8 products run over row chunks of at most this many rows: both kernels stream a
 # [5632, 1024] matrix slower than its two halves (docs/benchmarks.md, "Kernel trials").
 CHUNK_ROWS = 4096
 

@@ -34,6 +34,13 @@ CONTEXT = 96  # room for the page's default 64 new bytes after the prompt (TINY'
 ANSWER = "🍕❤️"  # what the scripted checkpoint writes after any prompt
 
 
+@pytest.fixture(autouse=True)
+def float32_weights(monkeypatch):
+    """The commands run in float32, as the library calls they are compared with do: their default, "auto",
+    picks a format by timing it, so on a tiny random model it may pick one whose answers differ."""
+    monkeypatch.setenv("EMOJILM_DTYPE", "float32")
+
+
 @pytest.fixture
 def tiny(make_checkpoint):
     """A random tiny checkpoint folder in lingua's layout (random bytes out: good for comparing settings)."""
@@ -426,7 +433,8 @@ def test_inspect_bad_usage(capsys, argv):
     assert status == 2 and out == "" and len(err.splitlines()) == 1
 
 
-def test_inspect_subprocess_on_the_bundled_model(isolated_caches):
+def test_inspect_subprocess_on_the_bundled_model(isolated_caches, monkeypatch):
+    monkeypatch.delenv("EMOJILM_DTYPE")  # the commands' own default, "auto"
     done = run_module("emojilm.inspect", "bundled", cache=isolated_caches)
     assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
     out = done.stdout.decode("utf-8")

@@ -31,18 +31,22 @@ Logits are output(norm(h)); `loop_logits` reads them out after every loop.
 For inference, `to_format` stores the blocks' matrices in bfloat16 or int8 (the
 embedding, the final norm and the read-out stay float32), and `fuse_weights`
 prepares every matrix for the fastest product this machine has (`kernels`).
+Where that is emojilm's own kernel, a block runs in two calls of it around its
+attention (`emojilm.native`): the norms, RoPE and SwiGLU between the products
+too, without a dozen small torch ops each decode step pays for.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emojilm import kernels
+from emojilm import kernels, native
 from emojilm.config import GATE_MODES, LOOP_MODES, ModelArgs
 from emojilm.kvcache import BranchCache, KVCache, repeat_kv, visible
 from emojilm.request import check_integer
@@ -70,6 +74,23 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs (x[2j], x[2j+1]) of x [B, T, H, D] as complex numbers; rope: [T or B, T, 1, D/2]."""
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)
+
+
+class Rotation(NamedTuple):
+    """RoPE for the positions a forward runs: `table` complex [T or B, T, 1, D/2] (torch's path) and, for
+    blocks on emojilm's kernels, `rows`: the same as (cos, sin) pairs, one row [D] per batch row and position."""
+
+    table: torch.Tensor
+    rows: torch.Tensor | None
+
+    @classmethod
+    def of(cls, table: torch.Tensor, tokens_shape: torch.Size, native_blocks: bool) -> Rotation:
+        """The rotation of a forward over tokens of tokens_shape [B, T], with rows where blocks run natively."""
+        if not native_blocks:
+            return cls(table, None)
+        B, T = tokens_shape
+        pairs = torch.view_as_real(table).flatten(-3)  # [T or B, T, D]
+        return cls(table, pairs.expand(B, T, -1).reshape(B * T, -1).contiguous())
 
 
 # float16 is for GPUs; on CPU, bfloat16 and int8 are the formats that read fewer bytes than float32.
@@ -174,22 +195,40 @@ class Attention(nn.Module):
         projected = self.qkv(x)
         heads = projected[..., : (H + 2 * H_kv) * D].view(B, T, H + 2 * H_kv, D)
         qk = apply_rope(heads[:, :, : H + H_kv], rope)  # q and k rotate alike: one call for both
-        q, k, v = qk[:, :, :H], qk[:, :, H:], heads[:, :, H + H_kv :]
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
+        gate = projected[..., (H + 2 * H_kv) * D :] if self.wg is not None else None
+        attended = self.attend(qk, heads[:, :, H + H_kv :], gate, cache, loop, layer, start)
+        return self.out(attended)
+
+    def attend(
+        self,
+        qk: torch.Tensor,
+        v: torch.Tensor,
+        gate: torch.Tensor | None,
+        cache: KVCache | BranchCache | None,
+        loop: int,
+        layer: int,
+        start: int,
+    ) -> torch.Tensor:
+        """Attention from the turned q and k heads (side by side, [B, T, H + H_kv, D]) and v [B, T, H_kv, D],
+        times the output gate's sigmoid where there is one: [B, T, H * D], what wo multiplies."""
+        B, T = v.shape[:2]
+        H, H_kv = self.n_heads, self.n_kv_heads
+        q, k = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2)  # [B, H, T, D]
+        v = v.transpose(1, 2)
         if cache is None:  # the tokens alone, from the start of a sequence
             keys, values = repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv)
             if self.window is None or self.window >= T:
                 out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
             else:
-                positions = torch.arange(T, device=x.device)
+                positions = torch.arange(T, device=v.device)
                 mask = visible(positions[:, None], positions, self.window)
                 out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         else:
             out = cache.attend(loop, layer, start, q, k, v)
         out = out.transpose(1, 2)  # [B, T, H, D]
-        if self.wg is not None:  # one gate per head broadcasts over its D elements
-            out = out * torch.sigmoid(projected[..., (H + 2 * H_kv) * D :]).view(B, T, H, -1)
-        return self.out(out.reshape(B, T, -1))
+        if gate is not None:  # one gate per head broadcasts over its D elements
+            out = out * torch.sigmoid(gate).view(B, T, H, -1)
+        return out.reshape(B, T, -1)
 
 
 class FeedForward(nn.Module):
@@ -217,18 +256,47 @@ class TransformerBlock(nn.Module):
         self.feed_forward = FeedForward(args)
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        # Once fused with every product on emojilm's own kernels: those products, which the block runs itself.
+        self.native: dict[str, kernels.NativeProduct] | None = None
+
+    def fuse(self) -> None:
+        """Fuse the weights (Attention.fuse, FeedForward.fuse); where emojilm's kernels serve every product
+        (and there is no output gate), the block then runs fused around its attention (native.block_output)."""
+        self.attention.fuse()
+        self.feed_forward.fuse()
+        products = {**self.attention.products, **self.feed_forward.products}
+        if self.attention.wg is None and all(isinstance(p, kernels.NativeProduct) for p in products.values()):
+            self.native = products
 
     def forward(
         self,
         x: torch.Tensor,
-        rope: torch.Tensor,
+        rope: Rotation,
         cache: KVCache | BranchCache | None,
         loop: int,
         layer: int,
         start: int,
     ) -> torch.Tensor:
-        h = x + self.attention(self.attention_norm(x), rope, cache, loop, layer, start)
+        if self.native is not None:
+            return self._native_forward(x, rope, cache, loop, layer, start)
+        h = x + self.attention(self.attention_norm(x), rope.table, cache, loop, layer, start)
         return h + self.feed_forward(self.ffn_norm(h))
+
+    def _native_forward(self, x, rope: Rotation, cache, loop: int, layer: int, start: int) -> torch.Tensor:
+        """forward() in two calls of emojilm's kernels around torch's attention: the same sums, each row's
+        in one order, without a dozen small torch ops between the products."""
+        B, T, dim = x.shape
+        attention = self.attention
+        H, H_kv, D = attention.n_heads, attention.n_kv_heads, attention.head_dim
+        flat = x.reshape(B * T, dim)
+        norm = self.attention_norm
+        w = {name: product.matrix for name, product in self.native.items()}
+        projected = native.attention_inputs(flat, norm.weight, norm.eps, w["qkv"], rope.rows, (H + H_kv) * D)
+        heads = projected.view(B, T, H + 2 * H_kv, D)
+        attended = attention.attend(heads[:, :, : H + H_kv], heads[:, :, H + H_kv :], None, cache, loop, layer, start)
+        norm = self.ffn_norm
+        out = native.block_output(flat, attended.reshape(B * T, -1), w["o"], norm.weight, norm.eps, w["13"], w["2"])
+        return out.view(B, T, dim)
 
 
 class LoopedTransformer(nn.Module):
@@ -308,7 +376,7 @@ class LoopedTransformer(nn.Module):
         end = positions.stop if isinstance(positions, slice) else int(positions.max()) + 1
         if end > self.args.max_seqlen:
             raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
-        rope = self._rope_on(tokens.device)[positions].unsqueeze(-2)  # one rotation for all heads
+        rope = Rotation.of(self._rope_on(tokens.device)[positions].unsqueeze(-2), tokens.shape, self.native_blocks)
         if (state is None) != (first_loop == 0):
             raise ValueError("a state must be given exactly when starting after loop 0")
         h0 = self.tok_embeddings(tokens).to(self.dtype)
@@ -440,14 +508,18 @@ class LoopedTransformer(nn.Module):
         gradients reach the parameters through it).
         """
         for block in self.layers:
-            block.attention.fuse()
-            block.feed_forward.fuse()
+            block.fuse()
         kernels.pad_for_speed(self.products())
         return self
 
     def products(self) -> list[kernels.Product]:
         """The fused matrices' products, block by block (empty before fuse_weights)."""
         return [p for block in self.layers for m in (block.attention, block.feed_forward) for p in m.products.values()]
+
+    @property
+    def native_blocks(self) -> bool:
+        """Whether blocks run fused on emojilm's kernels (TransformerBlock.fuse)."""
+        return any(block.native is not None for block in self.layers)
 
     @property
     def packed(self) -> bool:

@@ -1,4 +1,6 @@
-"""Our own CPU kernels for bf16 and int8 weight-only products (emojilm/native/products.cpp).
+"""Our own CPU kernels for bf16 and int8 weight-only products (emojilm/native/products.cpp), and a
+block's decode fused around them (`attention_inputs`, `block_output`: emojilm.model runs every block
+through them where these kernels serve all its products).
 
 torch's bf16 and int8 products stream a decode step's weights at 15 and 9 GB/s on an AMX Xeon whose
 memory streams 24-31 GB/s; these read them at 20-25 GB/s (docs/benchmarks.md, "Kernel trials"). They
@@ -96,6 +98,33 @@ def product(x: torch.Tensor, packed: torch.Tensor, n_out: int, scale: torch.Tens
             raise ValueError("the int8 scale must be float32, one per output row")
         module().int8_product(padded.data_ptr(), rows, padded.stride(0), packed.data_ptr(), n_out, chunks,
                               scale.data_ptr(), out.data_ptr())  # fmt: skip
+    return out
+
+
+def matrix(packed: torch.Tensor, n_out: int, scale: torch.Tensor | None) -> tuple[int, int, int, int]:
+    """A packed matrix as the block functions take it: (tiles' address, outputs, chunks, scale's address or 0)."""
+    return packed.data_ptr(), n_out, packed.shape[1], 0 if scale is None else scale.data_ptr()
+
+
+def attention_inputs(x: torch.Tensor, norm: torch.Tensor, eps: float, qkv, turns: torch.Tensor, rotated: int):
+    """rms_norm(x) times the packed `qkv` matrix, its first `rotated` outputs (q and k) turned by RoPE:
+    x [rows, dim] float32, turns [rows, head_dim] as (cos, sin) pairs. Returns float32 [rows, outputs]."""
+    x, turns = x.float().contiguous(), turns.float().contiguous()
+    rows, dim = x.shape
+    out = torch.empty(rows, qkv[1])
+    module().attention_inputs(x.data_ptr(), rows, dim, norm.data_ptr(), eps, qkv, turns.data_ptr(), rotated,
+                              turns.shape[1], out.data_ptr())  # fmt: skip
+    return out
+
+
+def block_output(x: torch.Tensor, attended: torch.Tensor, o, norm: torch.Tensor, eps: float, w13, w2):
+    """The rest of a block after its attention, for x [rows, dim] and attended [rows, heads' width]
+    (float32): h = x + attended times o, then h + (silu(g) * u) times w2, g | u = rms_norm(h) times w13."""
+    x, attended = x.float().contiguous(), attended.float().contiguous()
+    rows, dim = x.shape
+    out = torch.empty(rows, dim)
+    module().block_output(x.data_ptr(), attended.data_ptr(), rows, dim, attended.shape[1], o, norm.data_ptr(), eps,
+                          w13, w13[1] // 2, w2, out.data_ptr())  # fmt: skip
     return out
 
 

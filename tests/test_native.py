@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from emojilm import kernels, native
+from emojilm.config import ModelArgs
+from emojilm.model import LoopedTransformer
 
 FORMATS = ("bfloat16", "int8")
 
@@ -135,3 +137,62 @@ def test_the_layout_keeps_every_weight():
     for n, k in [(0, 0), (3, 17), (9, 39), (5, 32)]:
         assert packed[n // tile_out, k // lanes, n % tile_out, k % lanes] == weight[n, k]
     assert packed.count_nonzero() == weight.numel()
+
+
+def random_model(weight_format: str, **changes) -> LoopedTransformer:
+    """A small random model in the format, fused: a width that is no whole chunk, GQA, two loops."""
+    args = ModelArgs(dim=40, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=10, hidden_dim=72, max_seqlen=32,
+                     vocab_size=258, n_loops=2, loop_mode="add", **changes)  # fmt: skip
+    torch.manual_seed(5)
+    model = LoopedTransformer(args)
+    for name, parameter in model.named_parameters():
+        if "norm" in name:  # norms away from 1, so that their weights count
+            parameter.data.uniform_(0.5, 1.5)
+    return model.eval().to_format(weight_format).fuse_weights()
+
+
+def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """The model's logits with its blocks' small ops run by torch (the same products)."""
+    fused = [block.native for block in model.layers]
+    try:
+        for block in model.layers:
+            block.native = None
+        return model(tokens)
+    finally:
+        for block, native_matrices in zip(model.layers, fused, strict=True):
+            block.native = native_matrices
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+@pytest.mark.parametrize("window", [None, 5])
+@torch.inference_mode()
+def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window):
+    served(weight_format)
+    model = random_model(weight_format, sliding_window=window)
+    assert model.native_blocks
+    tokens = torch.randint(0, 256, (3, 12), generator=torch.Generator().manual_seed(3))
+    fused, by_torch = model(tokens), without_fused_blocks(model, tokens)
+    # int8 multiplies the same float32 inputs; bf16 rounds them to bf16 first, where one ulp apart may flip
+    tolerance = 1e-4 if weight_format == "int8" else 3e-2
+    assert (fused - by_torch).abs().max() <= tolerance * by_torch.abs().max()
+    # and a cached decode, one position at a time, reads the same logits as the whole sequence at once
+    cache = model.new_cache(None, 3, 12)
+    stepped = torch.cat([model(tokens[:, t : t + 1], cache=cache, start=t) for t in range(12)], dim=1)
+    assert (stepped - fused).abs().max() <= 1e-4 * fused.abs().max()
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+@torch.inference_mode()
+def test_a_row_of_a_fused_block_gets_the_same_bits_alone_and_in_a_batch(weight_format):
+    served(weight_format)
+    model = random_model(weight_format)
+    tokens = torch.randint(0, 256, (5, 9), generator=torch.Generator().manual_seed(4))
+    together = model(tokens)
+    for row in range(5):
+        assert torch.equal(model(tokens[row : row + 1])[0], together[row])
+
+
+def test_blocks_with_an_output_gate_run_on_torchs_ops():
+    served("int8")
+    assert not random_model("int8", attn_gate="head").native_blocks
+    assert not random_model("float32").native_blocks

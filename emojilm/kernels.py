@@ -236,7 +236,7 @@ class NativeProduct(Product):
         self.weight_format, self.shape = weight_format, weight.shape
         self.tiles = native.pack(weight, weight_format)
         self.scale = None if scale is None else scale.float().contiguous()
-        self.matrix = native.matrix(self.tiles, weight.shape[0], self.scale)  # as the fused blocks take it
+        self.matrix = native.matrix(self.tiles, weight.shape[0], self.scale)  # as the native module takes it
         self.kernel = f"emojilm AVX-512 {'bf16' if weight_format == 'bfloat16' else 'int8'}"
         self.find_steady_rows()
 

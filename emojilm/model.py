@@ -265,8 +265,8 @@ class TransformerBlock(nn.Module):
         self.attention.fuse()
         self.feed_forward.fuse()
         products = {**self.attention.products, **self.feed_forward.products}
-        if self.attention.wg is None and all(isinstance(p, kernels.NativeProduct) for p in products.values()):
-            self.native = products
+        native_products = all(isinstance(p, kernels.NativeProduct) for p in products.values())
+        self.native = products if native_products and self.attention.wg is None else None
 
     def forward(
         self,
@@ -289,13 +289,14 @@ class TransformerBlock(nn.Module):
         attention = self.attention
         H, H_kv, D = attention.n_heads, attention.n_kv_heads, attention.head_dim
         flat = x.reshape(B * T, dim)
-        norm = self.attention_norm
-        w = {name: product.matrix for name, product in self.native.items()}
-        projected = native.attention_inputs(flat, norm.weight, norm.eps, w["qkv"], rope.rows, (H + H_kv) * D)
+        norm, w = self.attention_norm, self.native
+        projected = native.attention_inputs(flat, norm.weight, norm.eps, w["qkv"].matrix, rope.rows, (H + H_kv) * D)
         heads = projected.view(B, T, H + 2 * H_kv, D)
         attended = attention.attend(heads[:, :, : H + H_kv], heads[:, :, H + H_kv :], None, cache, loop, layer, start)
         norm = self.ffn_norm
-        out = native.block_output(flat, attended.reshape(B * T, -1), w["o"], norm.weight, norm.eps, w["13"], w["2"])
+        out = native.block_output(
+            flat, attended.reshape(B * T, -1), w["o"].matrix, norm.weight, norm.eps, w["13"].matrix, w["2"].matrix
+        )
         return out.view(B, T, dim)
 
 

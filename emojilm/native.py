@@ -85,24 +85,16 @@ def product(x: torch.Tensor, packed: torch.Tensor, n_out: int, scale: torch.Tens
             and packed.dtype == (torch.bfloat16 if bf16 else torch.int8)
             and (chunks - 1) * lanes < width <= chunks * lanes):  # fmt: skip
         raise ValueError(f"x {tuple(x.shape)} does not fit packed weights {tuple(packed.shape)} of {n_out} rows")
-    # The kernel reads whole chunks: x in its dtype, zero-padded to them (a copy only where needed).
-    padded = x.to(torch.bfloat16 if bf16 else torch.float32)
-    if width != chunks * lanes or not padded.is_contiguous():
-        padded = torch.nn.functional.pad(padded, (0, chunks * lanes - width)).contiguous()
+    if not bf16 and (scale.dtype != torch.float32 or not scale.is_contiguous() or scale.numel() != n_out):
+        raise ValueError("the int8 scale must be float32, one per output row")
+    x = x.float().contiguous()
     out = torch.empty(rows, n_out)
-    if bf16:
-        module().bf16_product(padded.data_ptr(), rows, padded.stride(0), packed.data_ptr(), n_out, chunks,
-                              out.data_ptr())  # fmt: skip
-    else:
-        if scale.dtype != torch.float32 or not scale.is_contiguous() or scale.numel() != n_out:
-            raise ValueError("the int8 scale must be float32, one per output row")
-        module().int8_product(padded.data_ptr(), rows, padded.stride(0), packed.data_ptr(), n_out, chunks,
-                              scale.data_ptr(), out.data_ptr())  # fmt: skip
+    module().product(x.data_ptr(), rows, width, matrix(packed, n_out, scale), out.data_ptr())
     return out
 
 
 def matrix(packed: torch.Tensor, n_out: int, scale: torch.Tensor | None) -> tuple[int, int, int, int]:
-    """A packed matrix as the block functions take it: (tiles' address, outputs, chunks, scale's address or 0)."""
+    """A packed matrix as the module's functions take it: (tiles' address, outputs, chunks, scale's address or 0)."""
     return packed.data_ptr(), n_out, packed.shape[1], 0 if scale is None else scale.data_ptr()
 
 

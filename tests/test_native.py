@@ -159,8 +159,8 @@ def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torc
             block.native = None
         return model(tokens)
     finally:
-        for block, native_matrices in zip(model.layers, fused, strict=True):
-            block.native = native_matrices
+        for block, products in zip(model.layers, fused, strict=True):
+            block.native = products
 
 
 @pytest.mark.parametrize("weight_format", FORMATS)

@@ -111,14 +111,6 @@ void run(const typename F::Input* x, int64_t rows, int64_t ldx, const typename F
   });
 }
 
-// --- A block's decode, fused: the products with the small ops between them, row by row ---------------
-//
-// Between two products a decode step runs a dozen small ops (norms, RoPE, SiLU, residual adds). Through
-// torch each costs a dispatch whose code and data the weights just streamed have pushed out of the
-// caches: ~0.4 ms a block at the published shape, against 0.13 ms with warm caches. Here they are a
-// few loops over each row, in one call before and one after the attention (which stays torch's).
-// Every row is computed on its own, in one order, so its bits do not depend on the other rows.
-
 // A packed matrix: bf16 tiles (scale == nullptr) or int8 tiles with a float scale per output row.
 struct Matrix {
   const void* tiles;
@@ -155,6 +147,37 @@ void multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, floa
   run<Int8>(x, rows, ld, static_cast<const int8_t*>(m.tiles), m.n_out, m.chunks, m.scale, out);
 }
 
+bool parse_matrix(PyObject* tuple, Matrix* m) {
+  unsigned long long tiles, scale;
+  long long n_out, chunks;
+  if (!PyArg_ParseTuple(tuple, "KLLK", &tiles, &n_out, &chunks, &scale)) return false;
+  *m = {reinterpret_cast<const void*>(tiles), n_out, chunks, reinterpret_cast<const float*>(scale)};
+  return true;
+}
+
+// product(x, rows, width, matrix, out): out float32 [rows, n_out] = x float32 [rows, width] times a
+// Matrix tuple (multiply: x rounded to bf16 for bf16 weights, zero-padded to whole chunks).
+PyObject* product(PyObject*, PyObject* args) {
+  unsigned long long x, out;
+  long long rows, width;
+  PyObject* matrix_tuple;
+  Matrix m;
+  if (!PyArg_ParseTuple(args, "KLLOK", &x, &rows, &width, &matrix_tuple, &out) || !parse_matrix(matrix_tuple, &m))
+    return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  multiply(m, reinterpret_cast<const float*>(x), rows, width, reinterpret_cast<float*>(out));
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
+// --- A block's decode, fused: the products with the small ops between them, row by row ---------------
+//
+// Between two products a decode step runs a dozen small ops (norms, RoPE, SiLU, residual adds). Through
+// torch each costs a dispatch whose code and data the weights just streamed have pushed out of the
+// caches: ~0.4 ms a block at the published shape, against 0.13 ms with warm caches. Here they are a
+// few loops over each row, in one call before and one after the attention (which stays torch's).
+// Every row is computed on its own, in one order, so its bits do not depend on the other rows.
+
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, the sum of squares in double.
 void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -164,14 +187,6 @@ void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, fl
     const float inverse = 1.0f / std::sqrt(static_cast<float>(squares / dim) + eps);
     for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = xr[i] * inverse * weight[i];
   }
-}
-
-bool parse_matrix(PyObject* tuple, Matrix* m) {
-  unsigned long long tiles, scale;
-  long long n_out, chunks;
-  if (!PyArg_ParseTuple(tuple, "KLLK", &tiles, &n_out, &chunks, &scale)) return false;
-  *m = {reinterpret_cast<const void*>(tiles), n_out, chunks, reinterpret_cast<const float*>(scale)};
-  return true;
 }
 
 // attention_inputs(x, rows, dim, norm, eps, qkv, rope, rotated, head_dim, out): out[r] = rms_norm(x[r]) times
@@ -245,35 +260,8 @@ PyObject* block_output(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-// bf16_product(x, rows, ldx, packed, n_out, chunks, out): x bfloat16 [rows, ldx] (ldx >= chunks * 32,
-// zero-padded), packed bfloat16 [tiles, chunks, TILE_OUT, 32], out float32 [rows, n_out].
-PyObject* bf16_product(PyObject*, PyObject* args) {
-  unsigned long long x, w, out;
-  long long rows, ldx, n_out, chunks;
-  if (!PyArg_ParseTuple(args, "KLLKLLK", &x, &rows, &ldx, &w, &n_out, &chunks, &out)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS
-  run<Bf16>(reinterpret_cast<const uint16_t*>(x), rows, ldx, reinterpret_cast<const uint16_t*>(w), n_out, chunks,
-            nullptr, reinterpret_cast<float*>(out));
-  Py_END_ALLOW_THREADS
-  Py_RETURN_NONE;
-}
-
-// int8_product(x, rows, ldx, packed, n_out, chunks, scale, out): x float32 [rows, ldx] (ldx >= chunks * 16,
-// zero-padded), packed int8 [tiles, chunks, TILE_OUT, 16], scale float32 [n_out], out float32 [rows, n_out].
-PyObject* int8_product(PyObject*, PyObject* args) {
-  unsigned long long x, w, scale, out;
-  long long rows, ldx, n_out, chunks;
-  if (!PyArg_ParseTuple(args, "KLLKLLKK", &x, &rows, &ldx, &w, &n_out, &chunks, &scale, &out)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS
-  run<Int8>(reinterpret_cast<const float*>(x), rows, ldx, reinterpret_cast<const int8_t*>(w), n_out, chunks,
-            reinterpret_cast<const float*>(scale), reinterpret_cast<float*>(out));
-  Py_END_ALLOW_THREADS
-  Py_RETURN_NONE;
-}
-
 PyMethodDef methods[] = {
-    {"bf16_product", bf16_product, METH_VARARGS, "x (bfloat16) @ packed bfloat16 weights -> float32"},
-    {"int8_product", int8_product, METH_VARARGS, "x (float32) @ packed int8 weights, scaled -> float32"},
+    {"product", product, METH_VARARGS, "x (float32) @ packed bf16 or int8 weights -> float32"},
     {"attention_inputs", attention_inputs, METH_VARARGS, "a block's normed input times wq|wk|wv, q and k turned"},
     {"block_output", block_output, METH_VARARGS, "the rest of a block after its attention"},
     {nullptr, nullptr, 0, nullptr}};

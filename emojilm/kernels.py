@@ -411,9 +411,7 @@ def pad_for_speed(products: list[Product]) -> None:
     key = tuple((type(p), p.kernel, p.in_features, p.n_weights) for p in steady)
     if key not in _PADDING:
         least = max(p.min_rows for p in steady)
-        # Ordinary activations: probe_input's denormals would time some kernels on their slow paths.
-        generator = torch.Generator().manual_seed(0)
-        inputs = {p.in_features: torch.randn(PAD_MOST, p.in_features, generator=generator).to(p.device) for p in steady}
+        inputs = {p.in_features: probe_input(PAD_MOST, p.in_features, p.device) for p in steady}
         counts = range(least, PAD_MOST + 1)
         runs: dict[int, list[float]] = {n: [] for n in counts}
         for _ in range(PAD_ROUNDS + 1):  # counts in turn, so that the machine's drift meets each alike

@@ -13,8 +13,9 @@ float32's speed is to read fewer bytes per weight (docs/benchmarks.md):
   x @ W (row by row where its rows round unsteadily: DenseProduct). The packed
   copy is a second copy of the weights.
 - bfloat16 (the real model's training precision) and int8 weight-only (symmetric,
-  one scale per output row): our own AVX-512 kernels (emojilm.native), which read
-  the weights at the memory's rate and give each row the same bits at any row count.
+  one scale per output row): our own AVX-512 or AMX kernels (emojilm.native), which
+  read the weights at the memory's rate and give each row the same bits at any row
+  count (AMX: at about one row's cost up to 16 rows).
   Where they cannot serve (another CPU, no compiler), torch's own: for bf16,
   oneDNN's prepacked bf16 linear for every row count, faster than F.linear and
   x @ W^T, in chunks of up to BF16_ROWS, F.linear where it is missing; for int8,
@@ -232,12 +233,18 @@ class NativeProduct(Product):
 
     fewest_rows = 1
 
-    def __init__(self, weight_format: str, weight: torch.Tensor, scale: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, weight_format: str, weight: torch.Tensor, scale: torch.Tensor | None = None, amx: bool | None = None
+    ) -> None:
+        """amx: the AMX kernel (where the CPU has it: native.amx(), the default) or the AVX-512 one. A
+        process uses one of them for every product: each gives a row the same bits at any row count,
+        but not the other's."""
         self.weight_format, self.shape = weight_format, weight.shape
-        self.tiles = native.pack(weight, weight_format)
+        amx = native.amx() if amx is None else amx
+        self.tiles = native.pack(weight, weight_format, amx_blocks=amx)
         self.scale = None if scale is None else scale.float().contiguous()
         self.matrix = native.matrix(self.tiles, weight.shape[0], self.scale)  # as the native module takes it
-        self.kernel = f"emojilm AVX-512 {'bf16' if weight_format == 'bfloat16' else 'int8'}"
+        self.kernel = f"emojilm {'AMX' if amx else 'AVX-512'} {'bf16' if weight_format == 'bfloat16' else 'int8'}"
         self.find_steady_rows()
 
     @classmethod

@@ -7,6 +7,11 @@ memory streams 24-31 GB/s; these read them at 20-25 GB/s (docs/benchmarks.md, "K
 need an x86 CPU with AVX-512 (and AVX512_BF16 for bf16) and a C++ compiler: torch builds them on
 first use (about 2 s, then cached in torch's extension folder). Where any of that is missing,
 or EMOJILM_NATIVE=0, `module()` is None and emojilm.kernels serves torch's own ops instead.
+
+Where the CPU has AMX (and EMOJILM_AMX is not 0), the products run on its tile unit instead, at every
+row count: 1 to 16 rows then cost about what one row costs, and a prompt's rows a fraction of the
+AVX-512 kernels' time. A process uses one of the two for all its products (`amx()`), since each
+gives a row the same bits at any row count, but not the other's bits.
 """
 
 from __future__ import annotations
@@ -63,22 +68,39 @@ def module():
     return built
 
 
-def pack(weight: torch.Tensor, weight_format: str) -> torch.Tensor:
-    """An [out, in] matrix in the kernel's layout: [tiles, chunks, TILE_OUT, lanes], zero-padded to whole
-    tiles and chunks (zeros add nothing to a sum), so that each tile is one contiguous stream."""
+def amx() -> bool:
+    """Whether the AMX kernel serves here: the CPU has AMX for bf16, Linux grants this process its tile
+    registers, and EMOJILM_AMX is not 0."""
+    return module() is not None and bool(module().AMX) and os.environ.get("EMOJILM_AMX", "1") != "0"
+
+
+def pack(weight: torch.Tensor, weight_format: str, amx_blocks: bool = False) -> torch.Tensor:
+    """An [out, in] matrix in a kernel's layout, zero-padded to whole tiles and chunks (zeros add nothing
+    to a sum), so that each tile is one contiguous stream: for the AVX-512 kernel [tiles, chunks,
+    TILE_OUT, lanes]; for the AMX one (amx_blocks) [blocks, chunks, lanes / group, AMX_OUT, group], a
+    chunk's inputs in groups of 4 bytes (bf16 pairs, int8 quads) per output."""
     built = module()
-    tile_out, lanes = built.TILE_OUT, built.BF16_LANES if weight_format == "bfloat16" else built.INT8_LANES
+    group = 4 // weight.element_size()
+    if amx_blocks:
+        tile_out = built.AMX_OUT
+        lanes = built.AMX_TILE_BYTES // tile_out // weight.element_size()
+    else:
+        tile_out, lanes = built.TILE_OUT, built.BF16_LANES if weight_format == "bfloat16" else built.INT8_LANES
     out, inputs = weight.shape
     tiles, chunks = -(-out // tile_out), -(-inputs // lanes)
+    tiles += tiles % 2 if amx_blocks else 0  # the AMX kernel takes blocks in pairs
     padded = weight.new_zeros(tiles * tile_out, chunks * lanes)
     padded[:out, :inputs] = weight
+    if amx_blocks:  # the tile unit's order: [input group][output][group]
+        return padded.view(tiles, tile_out, chunks, lanes // group, group).permute(0, 2, 3, 1, 4).contiguous()
     return padded.view(tiles, tile_out, chunks, lanes).transpose(1, 2).contiguous()
 
 
 def product(x: torch.Tensor, packed: torch.Tensor, n_out: int, scale: torch.Tensor | None = None) -> torch.Tensor:
     """x [rows, in] (float32) times a packed matrix of n_out rows: bfloat16 (packed bf16), or int8 with its
     float32 scale per row. Returns float32 [rows, n_out]."""
-    tiles, chunks, tile_out, lanes = packed.shape
+    tiles, chunks = packed.shape[:2]
+    tile_out, lanes = (packed.shape[3], packed.shape[2] * packed.shape[4]) if packed.dim() == 5 else packed.shape[2:]
     rows, width = x.shape
     bf16 = scale is None
     if not (x.device.type == packed.device.type == "cpu" and packed.is_contiguous() and tiles * tile_out >= n_out
@@ -93,9 +115,10 @@ def product(x: torch.Tensor, packed: torch.Tensor, n_out: int, scale: torch.Tens
     return out
 
 
-def matrix(packed: torch.Tensor, n_out: int, scale: torch.Tensor | None) -> tuple[int, int, int, int]:
-    """A packed matrix as the module's functions take it: (tiles' address, outputs, chunks, scale's address or 0)."""
-    return packed.data_ptr(), n_out, packed.shape[1], 0 if scale is None else scale.data_ptr()
+def matrix(packed: torch.Tensor, n_out: int, scale: torch.Tensor | None) -> tuple[int, int, int, int, int]:
+    """A packed matrix as the module's functions take it: (tiles' address, outputs, chunks, scale's address
+    or 0, layout: 1 for AMX blocks, else 0)."""
+    return packed.data_ptr(), n_out, packed.shape[1], 0 if scale is None else scale.data_ptr(), int(packed.dim() == 5)
 
 
 def attention_inputs(x: torch.Tensor, norm: torch.Tensor, eps: float, qkv, turns: torch.Tensor, rotated: int):

@@ -61,7 +61,9 @@ def test_bench_runs_on_a_small_checkpoint(make_checkpoint, capsys, dtype):
     # float32: not packed, a tiny model's matrices sit in cache (row by row where x @ W rounds unsteadily)
     kernel = {
         "float32": "x @ W",
-        "bfloat16": "emojilm AVX-512 bf16" if native.supports("bfloat16") else "oneDNN packed bf16",
+        "bfloat16": f"emojilm {'AMX' if native.amx() else 'AVX-512'} bf16"
+        if native.supports("bfloat16")
+        else "oneDNN packed bf16",
     }
     assert " ".join(lines["kernel"]).endswith((kernel[dtype], f"{kernel[dtype]}, row by row"))
     for figure in POSITIVE_FIGURES:

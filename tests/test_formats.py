@@ -36,18 +36,25 @@ def spread(logits: torch.Tensor) -> float:
     return float((logits.amax(-1) - logits.amin(-1)).max())
 
 
-# Each format's kernels, fastest first: ours (emojilm.native), torch's own op, the plain product.
+# Each format's kernels, fastest first: ours (emojilm.native: AMX, AVX-512), torch's own op, the plain product.
 KERNELS = {
-    "bfloat16": ("emojilm AVX-512 bf16", "oneDNN packed bf16", "F.linear bf16"),
-    "int8": ("emojilm AVX-512 int8", "torch._weight_int8pack_mm", "int8 dequantized per product"),
+    "bfloat16": ("emojilm AMX bf16", "emojilm AVX-512 bf16", "oneDNN packed bf16", "F.linear bf16"),
+    "int8": ("emojilm AMX int8", "emojilm AVX-512 int8", "torch._weight_int8pack_mm", "int8 dequantized per product"),
 }
 
 
-@pytest.fixture(params=["ours", "torch's"])
+def amx_here() -> bool:
+    return all(native.supports(f) for f in FORMATS) and bool(native.module().AMX)
+
+
+@pytest.fixture(params=["AMX", "AVX-512", "torch's"])
 def kernel_path(request, monkeypatch):
-    """Run a test on our kernels (where they serve here) and on torch's own."""
-    if request.param == "ours" and not all(native.supports(f) for f in FORMATS):
+    """Run a test on each of our kernels (where they serve here) and on torch's own."""
+    if request.param != "torch's" and not all(native.supports(f) for f in FORMATS):
         pytest.skip("emojilm's kernels cannot serve on this machine")
+    if request.param == "AMX" and not amx_here():
+        pytest.skip("no AMX on this machine")
+    monkeypatch.setattr(native, "amx", lambda: request.param == "AMX")
     if request.param == "torch's":
         monkeypatch.setattr(native, "supports", lambda weight_format: False)
     return request.param
@@ -113,6 +120,9 @@ def test_cached_decoding_equals_a_full_recompute(make_checkpoint, dtype, kernel_
 def test_every_kernel_computes_the_same_model(make_checkpoint, monkeypatch, dtype):
     """Each kernel steps aside for the next where it cannot serve; all compute the same model."""
     served = []
+    if native.supports(dtype) and amx_here():
+        served.append(tiny_lm(make_checkpoint, "add", dtype))
+    monkeypatch.setattr(native, "amx", lambda: False)
     if native.supports(dtype):
         served.append(tiny_lm(make_checkpoint, "add", dtype))
     monkeypatch.setattr(native, "supports", lambda weight_format: False)

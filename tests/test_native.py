@@ -1,5 +1,5 @@
-"""Our own bf16 and int8 kernels (emojilm.native) against an independent float64 computation, their row
-bits at every row count, and the way they step aside where they cannot serve."""
+"""Our own bf16 and int8 kernels (emojilm.native), AVX-512 and AMX, against an independent float64
+computation, their row bits at every row count, and the way they step aside where they cannot serve."""
 
 from __future__ import annotations
 
@@ -13,6 +13,19 @@ from emojilm.config import ModelArgs
 from emojilm.model import LoopedTransformer
 
 FORMATS = ("bfloat16", "int8")
+
+
+def amx_here() -> bool:
+    return native.module() is not None and bool(native.module().AMX)
+
+
+@pytest.fixture(autouse=True, params=["AVX-512", "AMX"])
+def kernel(request, monkeypatch):
+    """Every test runs with each kernel serving the products (AMX where this CPU has it)."""
+    if request.param == "AMX" and not amx_here():
+        pytest.skip("no AMX on this machine")
+    monkeypatch.setattr(native, "amx", lambda: request.param == "AMX")
+    return request.param
 
 
 def served(weight_format: str) -> None:
@@ -31,7 +44,8 @@ def weights(weight_format: str, out_features: int, in_features: int, seed: int =
 
 
 def reference(weight_format: str, x: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """What the kernel computes, in float64: bf16 multiplies x rounded to bf16, int8 the float32 x."""
+    """What the kernel computes, in float64: bf16 multiplies x rounded to bf16, int8 the float32 x (AMX:
+    to 21 bits of the row's largest value, within the bound of the test below)."""
     x = x.bfloat16() if weight_format == "bfloat16" else x
     return x.double() @ exact.t()
 
@@ -127,15 +141,37 @@ def test_no_kernels_where_switched_off_or_the_build_fails(monkeypatch, caplog):
     assert "no C++ compiler" in caplog.text
 
 
-def test_the_layout_keeps_every_weight():
+def test_the_layout_keeps_every_weight(kernel):
     """pack puts each weight at its tile, chunk, row-in-tile and lane, and pads with zeros only."""
     served("int8")
+    if kernel == "AMX":
+        pytest.skip("the AMX layout: the next test")
     weight = torch.arange(10 * 40, dtype=torch.float32).view(10, 40) + 1
     packed = native.pack(weight, "int8")
     tiles, chunks, tile_out, lanes = packed.shape
     assert (tiles, chunks, tile_out, lanes) == (3, 3, 4, 16)  # products.cpp's TILE_OUT and int8 chunks
     for n, k in [(0, 0), (3, 17), (9, 39), (5, 32)]:
         assert packed[n // tile_out, k // lanes, n % tile_out, k % lanes] == weight[n, k]
+    assert packed.count_nonzero() == weight.numel()
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+def test_the_amx_layout_keeps_every_weight(kernel, weight_format):
+    """AMX blocks of 16 outputs (an even count of them), chunks of 64 bytes per output, inputs in groups
+    of 4 bytes (bf16 pairs, int8 quads) inside each output's run."""
+    served(weight_format)
+    if kernel != "AMX":
+        pytest.skip("the AVX-512 layout: the test above")
+    weight = (torch.arange(10 * 70, dtype=torch.float32).view(10, 70) % 100 + 1).to(
+        torch.bfloat16 if weight_format == "bfloat16" else torch.int8
+    )
+    packed = native.pack(weight, weight_format, amx_blocks=True)
+    lanes = 32 if weight_format == "bfloat16" else 64
+    group = 2 if weight_format == "bfloat16" else 4
+    assert packed.shape == (2, -(-70 // lanes), lanes // group, 16, group)
+    for n, k in [(0, 0), (3, 17), (9, 69), (5, 33)]:
+        c, i = divmod(k, lanes)
+        assert packed[n // 16, c, i // group, n % 16, i % group] == weight[n, k]
     assert packed.count_nonzero() == weight.numel()
 
 

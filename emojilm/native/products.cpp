@@ -1,8 +1,9 @@
-// Weight-only products for decoding on x86 CPUs with AVX-512: out[r, n] = sum_k x[r, k] * w[n, k].
+// Weight-only products for decoding on x86 CPUs with AVX-512 (and AMX, below, where the CPU has it):
+// out[r, n] = sum_k x[r, k] * w[n, k].
 //
 // Decoding multiplies a few rows by every weight matrix, so a product runs at the speed its weights
 // stream from memory. These kernels read each weight once per call, in a layout packed for it
-// (emojilm/native.py, pack): tiles of TILE_OUT output rows, each tile a run of chunks of LANES
+// (emojilm/native.py, pack). The AVX-512 kernels' layout: tiles of TILE_OUT output rows, each tile a run of chunks of LANES
 // consecutive inputs per output, so that a thread reads one contiguous stream, prefetched into L2.
 //
 // A row's result does not depend on the other rows of the call: every (row, output) pair is summed in
@@ -24,7 +25,12 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -111,11 +117,14 @@ void run(const typename F::Input* x, int64_t rows, int64_t ldx, const typename F
   });
 }
 
-// A packed matrix: bf16 tiles (scale == nullptr) or int8 tiles with a float scale per output row.
+// A packed matrix: bf16 tiles (scale == nullptr) or int8 tiles with a float scale per output row, laid
+// out for the AVX-512 kernel above (TILES) or for the AMX one below (AMX_BLOCKS).
+enum Layout { TILES = 0, AMX_BLOCKS = 1 };
 struct Matrix {
   const void* tiles;
   int64_t n_out, chunks;
   const float* scale;
+  int layout;
 };
 
 uint16_t to_bf16(float value) {  // round to nearest even, as torch's conversion does
@@ -125,9 +134,189 @@ uint16_t to_bf16(float value) {  // round to nearest even, as torch's conversion
   return static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
 }
 
+// --- AMX: a tile unit that multiplies 16 rows by a block of weights per instruction -------------------
+//
+// At 4 to 40 rows (a trace's per-loop answers, a burst's steps, a prompt) the AVX-512 kernels compute
+// more than they stream (one instruction per row per 32 or 16 weights). The tile unit takes 16 rows at
+// once, so a product streams its weights at the same speed from 1 to 16 rows, and a prompt's rows cost
+// a fraction of theirs. Weights are laid out in blocks of AMX_OUT outputs, each a run of chunks of
+// inputs in the unit's order ([input group][output][group]: pairs of bf16, quads of int8), one
+// contiguous 1 KB tile per chunk. Every (row, output) pair is summed chunk by chunk into its own
+// accumulator, so a row's result does not depend on the other rows either.
+// bf16: x rounded to bf16, pairs multiplied and summed in float32 (denormals count as zero, as the
+//       unit does).
+// int8: the unit multiplies int8 by int8 into exact int32 sums. Each row of x is written as
+//       s * (d0 + d1 / 128 + d2 / 128^2), with s = max |x| / 127 and int8 digits d (x to 21 bits of
+//       its largest value; denormals count as zero), and the three digit rows are multiplied apart:
+//       exactly, so the only rounding is the digits' and the final combination's (in double).
+constexpr int64_t AMX_OUT = 16, AMX_ROWS = 16, AMX_TILE_BYTES = 1024;
+constexpr int64_t DIGITS = 3, DIGIT_BASE = 128, INT8_ROWS = AMX_ROWS / DIGITS;  // x rows per int8 row block
+
+__mmask16 tail(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
+
+struct TileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// Whether this CPU has AMX for bf16 and int8 and Linux lets this process use its tile registers.
+bool amx_usable() {
+  unsigned a, b, c, d;
+  constexpr unsigned BF16 = 1u << 22, TILE = 1u << 24, INT8 = 1u << 25;  // cpuid 7.0 EDX
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & (BF16 | TILE | INT8)) != (BF16 | TILE | INT8)) return false;
+  constexpr long REQUEST_PERMISSION = 0x1023, TILE_DATA = 18;  // arch_prctl's ARCH_REQ_XCOMP_PERM, XTILEDATA
+  return syscall(SYS_arch_prctl, REQUEST_PERMISSION, TILE_DATA) == 0;
+}
+
+// Rows of x as the unit takes them: bf16 (16 rows a block) or int8 digits (INT8_ROWS rows a block, digit
+// d of slot i at tile row d * INT8_ROWS + i), with each row's scale s.
+struct AmxRows {
+  const void* tiles;
+  int64_t blocks, stride;  // row blocks; bytes from one tile row to the next
+  const double* scale;     // int8: s per row
+};
+
+// Writes a row block's sums against one block of outputs (int8: combines each row's digits and scales).
+template <bool INT8>
+void write_sums(const void* tile, const AmxRows& x, int64_t rb, int64_t rows, const Matrix& m, int64_t b, float* out) {
+  const int64_t per_block = INT8 ? INT8_ROWS : AMX_ROWS;
+  const int64_t n0 = b * AMX_OUT, valid = std::min(AMX_OUT, m.n_out - n0);
+  const int64_t r0 = rb * per_block, here = std::min(per_block, rows - r0);
+  for (int64_t r = 0; r < here; ++r)
+    for (int64_t j = 0; j < valid; ++j) {
+      float& o = out[(r0 + r) * m.n_out + n0 + j];
+      if constexpr (INT8) {
+        const int32_t* sums = static_cast<const int32_t*>(tile);
+        double digits = 0.0;  // d0 + d1 / 128 + d2 / 128^2, Horner's way from the last
+        for (int64_t d = DIGITS - 1; d >= 0; --d) digits = digits / DIGIT_BASE + sums[(d * INT8_ROWS + r) * AMX_OUT + j];
+        o = static_cast<float>(x.scale[r0 + r] * digits * m.scale[n0 + j]);
+      } else {
+        o = static_cast<const float*>(tile)[r * AMX_OUT + j];
+      }
+    }
+}
+
+// Output blocks first..last (pairs of them) for every pair of row blocks: four independent sums (tiles
+// 0-3) of two row blocks (tiles 4, 5) by two weight blocks (tiles 6, 7), chunk by chunk.
+template <bool INT8>
+__attribute__((target("amx-tile,amx-bf16,amx-int8"))) void amx_blocks(const AmxRows& x, int64_t rows, const Matrix& m,
+                                                                        int64_t first, int64_t last, float* out) {
+  TileConfig config = {};
+  config.palette = 1;
+  for (int t = 0; t < 8; ++t) config.colsb[t] = 64, config.rows[t] = AMX_ROWS;
+  _tile_loadconfig(&config);
+  const auto* tiles = static_cast<const uint8_t*>(m.tiles);
+  const auto* xs = static_cast<const uint8_t*>(x.tiles);
+  const int64_t block_bytes = m.chunks * AMX_TILE_BYTES, rows_bytes = AMX_ROWS * x.stride;
+  alignas(64) int32_t sums[4][AMX_ROWS * AMX_OUT];
+  for (int64_t b = first; b < last; b += 2) {
+    const uint8_t *w0 = tiles + b * block_bytes, *w1 = w0 + block_bytes;
+    for (int64_t rb = 0; rb < x.blocks; rb += 2) {
+      const uint8_t *x0 = xs + rb * rows_bytes, *x1 = x0 + rows_bytes;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t c = 0; c < m.chunks; ++c) {
+        _tile_loadd(4, x0 + c * 64, x.stride);
+        _tile_loadd(5, x1 + c * 64, x.stride);
+        _tile_loadd(6, w0 + c * AMX_TILE_BYTES, 64);
+        _tile_loadd(7, w1 + c * AMX_TILE_BYTES, 64);
+        if constexpr (INT8) {
+          _tile_dpbssd(0, 4, 6);
+          _tile_dpbssd(1, 4, 7);
+          _tile_dpbssd(2, 5, 6);
+          _tile_dpbssd(3, 5, 7);
+        } else {
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, sums[0], AMX_OUT * 4);
+      _tile_stored(1, sums[1], AMX_OUT * 4);
+      _tile_stored(2, sums[2], AMX_OUT * 4);
+      _tile_stored(3, sums[3], AMX_OUT * 4);
+      for (int i = 0; i < 4; ++i) write_sums<INT8>(sums[i], x, rb + i / 2, rows, m, b + i % 2, out);
+    }
+  }
+  _tile_release();
+}
+
+// x's rows as int8 digits (AmxRows' layout; ld bytes a row) and each row's scale s, 16 values at a time:
+// q = x / s, then each digit is q rounded and q becomes what is left, times 128 (exact in float32).
+void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t* digits, double* scale) {
+  const __m512 tiny = _mm512_set1_ps(FLT_MIN), base = _mm512_set1_ps(DIGIT_BASE);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * width;
+    __m512 largest = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < width; i += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail(width - i), xr + i);
+      largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    const float most = _mm512_reduce_max_ps(largest);
+    int8_t* row = digits + ((r / INT8_ROWS) * AMX_ROWS + r % INT8_ROWS) * ld;
+    if (nan || !std::isfinite(most) || most < FLT_MIN) {  // NaN results where a float sum gives them; else zeros
+      scale[r] = nan || !std::isfinite(most) ? NAN : 0.0;
+      continue;
+    }
+    const float inverse = 127.0f / most;
+    scale[r] = 1.0 / inverse;
+    for (int64_t i = 0; i < width; i += 16) {
+      const __mmask16 here = tail(width - i);
+      const __m512 v = _mm512_maskz_loadu_ps(here, xr + i);
+      __m512 rest = _mm512_mul_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(v), tiny, _CMP_GE_OQ), v),
+                                  _mm512_set1_ps(inverse));  // denormals count as zero
+      for (int64_t d = 0; d < DIGITS; ++d) {
+        const __m512 digit = _mm512_roundscale_ps(rest, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm512_mask_cvtepi32_storeu_epi8(row + d * INT8_ROWS * ld + i, here, _mm512_cvtps_epi32(digit));
+        rest = _mm512_mul_ps(_mm512_sub_ps(rest, digit), base);
+      }
+    }
+  }
+}
+
+// x's rows rounded to bf16 (to nearest even; denormals count as zero, as the tile unit counts them), ld a row.
+void bf16_rows(const float* x, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < width; i += 16)
+      _mm256_mask_storeu_epi16(out + r * ld + i, tail(width - i),
+                               (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(tail(width - i), x + r * width + i)));
+}
+
+void amx_multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, float* out) {
+  thread_local std::vector<uint8_t> tiles;  // this thread's: the workers below have their own
+  thread_local std::vector<double> scale;
+  const bool int8 = m.scale != nullptr;
+  const int64_t per_block = int8 ? INT8_ROWS : AMX_ROWS;
+  const int64_t stride = m.chunks * 64;  // a chunk is 64 bytes of a row: 32 bf16 or 64 int8
+  const int64_t row_blocks = (rows + per_block - 1) / per_block;
+  AmxRows a{nullptr, row_blocks + row_blocks % 2, stride, nullptr};  // an even count: amx_blocks takes pairs
+  tiles.assign(a.blocks * AMX_ROWS * stride, 0);
+  if (int8) {
+    scale.resize(rows);
+    int8_digits(x, rows, width, stride, reinterpret_cast<int8_t*>(tiles.data()), scale.data());
+  } else {
+    bf16_rows(x, rows, width, stride / 2, reinterpret_cast<uint16_t*>(tiles.data()));
+  }
+  a.tiles = tiles.data();
+  a.scale = scale.data();
+  const int64_t pairs = (m.n_out + 2 * AMX_OUT - 1) / (2 * AMX_OUT);  // of output blocks (pack makes them even)
+  const int64_t grain = std::max<int64_t>(1, GRAIN_BYTES / (2 * m.chunks * AMX_TILE_BYTES));
+  at::parallel_for(0, pairs, grain, [&](int64_t first, int64_t last) {
+    if (int8) amx_blocks<true>(a, rows, m, 2 * first, 2 * last, out);
+    else amx_blocks<false>(a, rows, m, 2 * first, 2 * last, out);
+  });
+}
+
 // out[rows, n_out] = x[rows, width] times m: x rounded to bf16 (bf16 weights) or as is, zero-padded to
 // whole chunks in a scratch buffer the calling thread keeps.
 void multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, float* out) {
+  if (m.layout == AMX_BLOCKS) return amx_multiply(m, x, rows, width, out);
   thread_local std::vector<uint16_t> bf16_rows;
   thread_local std::vector<float> float_rows;
   if (m.scale == nullptr) {
@@ -150,8 +339,9 @@ void multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, floa
 bool parse_matrix(PyObject* tuple, Matrix* m) {
   unsigned long long tiles, scale;
   long long n_out, chunks;
-  if (!PyArg_ParseTuple(tuple, "KLLK", &tiles, &n_out, &chunks, &scale)) return false;
-  *m = {reinterpret_cast<const void*>(tiles), n_out, chunks, reinterpret_cast<const float*>(scale)};
+  int layout;
+  if (!PyArg_ParseTuple(tuple, "KLLKi", &tiles, &n_out, &chunks, &scale, &layout)) return false;
+  *m = {reinterpret_cast<const void*>(tiles), n_out, chunks, reinterpret_cast<const float*>(scale), layout};
   return true;
 }
 
@@ -274,7 +464,10 @@ PyMODINIT_FUNC PyInit_emojilm_products() {
   PyObject* module = PyModule_Create(&definition);
   if (module == nullptr || PyModule_AddIntConstant(module, "TILE_OUT", TILE_OUT) < 0 ||
       PyModule_AddIntConstant(module, "BF16_LANES", Bf16::LANES) < 0 ||
-      PyModule_AddIntConstant(module, "INT8_LANES", Int8::LANES) < 0)
+      PyModule_AddIntConstant(module, "INT8_LANES", Int8::LANES) < 0 ||
+      PyModule_AddIntConstant(module, "AMX_OUT", AMX_OUT) < 0 ||
+      PyModule_AddIntConstant(module, "AMX_TILE_BYTES", AMX_TILE_BYTES) < 0 ||
+      PyModule_AddIntConstant(module, "AMX", amx_usable()) < 0)
     return nullptr;
   return module;
 }

@@ -170,10 +170,11 @@ bool amx_usable() {
 }
 
 // Rows of x as the unit takes them: bf16 (16 rows a block) or int8 digits (INT8_ROWS rows a block, digit
-// d of slot i at tile row d * INT8_ROWS + i), with each row's scale s.
+// d of slot i at tile row i * DIGITS + d), with each row's scale s.
 struct AmxRows {
   const void* tiles;
   int64_t blocks, stride;  // row blocks; bytes from one tile row to the next
+  int64_t tile_rows;       // the rows of a block the unit reads (fewer than 16 where x has one block only)
   const double* scale;     // int8: s per row
 };
 
@@ -189,7 +190,7 @@ void write_sums(const void* tile, const AmxRows& x, int64_t rb, int64_t rows, co
       if constexpr (INT8) {
         const int32_t* sums = static_cast<const int32_t*>(tile);
         double digits = 0.0;  // d0 + d1 / 128 + d2 / 128^2, Horner's way from the last
-        for (int64_t d = DIGITS - 1; d >= 0; --d) digits = digits / DIGIT_BASE + sums[(d * INT8_ROWS + r) * AMX_OUT + j];
+        for (int64_t d = DIGITS - 1; d >= 0; --d) digits = digits / DIGIT_BASE + sums[(r * DIGITS + d) * AMX_OUT + j];
         o = static_cast<float>(x.scale[r0 + r] * digits * m.scale[n0 + j]);
       } else {
         o = static_cast<const float*>(tile)[r * AMX_OUT + j];
@@ -198,13 +199,14 @@ void write_sums(const void* tile, const AmxRows& x, int64_t rb, int64_t rows, co
 }
 
 // Output blocks first..last (pairs of them) for every pair of row blocks: four independent sums (tiles
-// 0-3) of two row blocks (tiles 4, 5) by two weight blocks (tiles 6, 7), chunk by chunk.
-template <bool INT8>
+// 0-3) of two row blocks (tiles 4, 5) by two weight blocks (tiles 6, 7), chunk by chunk; where x has
+// one row block (TWO false: a decode step's rows), two sums of its tile_rows rows alone.
+template <bool INT8, bool TWO>
 __attribute__((target("amx-tile,amx-bf16,amx-int8"))) void amx_blocks(const AmxRows& x, int64_t rows, const Matrix& m,
                                                                         int64_t first, int64_t last, float* out) {
   TileConfig config = {};
   config.palette = 1;
-  for (int t = 0; t < 8; ++t) config.colsb[t] = 64, config.rows[t] = AMX_ROWS;
+  for (int t = 0; t < 8; ++t) config.colsb[t] = 64, config.rows[t] = t < 6 ? x.tile_rows : AMX_ROWS;
   _tile_loadconfig(&config);
   const auto* tiles = static_cast<const uint8_t*>(m.tiles);
   const auto* xs = static_cast<const uint8_t*>(x.tiles);
@@ -212,34 +214,42 @@ __attribute__((target("amx-tile,amx-bf16,amx-int8"))) void amx_blocks(const AmxR
   alignas(64) int32_t sums[4][AMX_ROWS * AMX_OUT];
   for (int64_t b = first; b < last; b += 2) {
     const uint8_t *w0 = tiles + b * block_bytes, *w1 = w0 + block_bytes;
-    for (int64_t rb = 0; rb < x.blocks; rb += 2) {
+    for (int64_t rb = 0; rb < x.blocks; rb += TWO ? 2 : 1) {
       const uint8_t *x0 = xs + rb * rows_bytes, *x1 = x0 + rows_bytes;
       _tile_zero(0);
       _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      if constexpr (TWO) {
+        _tile_zero(2);
+        _tile_zero(3);
+      }
       for (int64_t c = 0; c < m.chunks; ++c) {
         _tile_loadd(4, x0 + c * 64, x.stride);
-        _tile_loadd(5, x1 + c * 64, x.stride);
+        if constexpr (TWO) _tile_loadd(5, x1 + c * 64, x.stride);
         _tile_loadd(6, w0 + c * AMX_TILE_BYTES, 64);
         _tile_loadd(7, w1 + c * AMX_TILE_BYTES, 64);
         if constexpr (INT8) {
           _tile_dpbssd(0, 4, 6);
           _tile_dpbssd(1, 4, 7);
-          _tile_dpbssd(2, 5, 6);
-          _tile_dpbssd(3, 5, 7);
+          if constexpr (TWO) {
+            _tile_dpbssd(2, 5, 6);
+            _tile_dpbssd(3, 5, 7);
+          }
         } else {
           _tile_dpbf16ps(0, 4, 6);
           _tile_dpbf16ps(1, 4, 7);
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
+          if constexpr (TWO) {
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
         }
       }
       _tile_stored(0, sums[0], AMX_OUT * 4);
       _tile_stored(1, sums[1], AMX_OUT * 4);
-      _tile_stored(2, sums[2], AMX_OUT * 4);
-      _tile_stored(3, sums[3], AMX_OUT * 4);
-      for (int i = 0; i < 4; ++i) write_sums<INT8>(sums[i], x, rb + i / 2, rows, m, b + i % 2, out);
+      if constexpr (TWO) {
+        _tile_stored(2, sums[2], AMX_OUT * 4);
+        _tile_stored(3, sums[3], AMX_OUT * 4);
+      }
+      for (int i = 0; i < (TWO ? 4 : 2); ++i) write_sums<INT8>(sums[i], x, rb + i / 2, rows, m, b + i % 2, out);
     }
   }
   _tile_release();
@@ -259,7 +269,7 @@ void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t
       nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     }
     const float most = _mm512_reduce_max_ps(largest);
-    int8_t* row = digits + ((r / INT8_ROWS) * AMX_ROWS + r % INT8_ROWS) * ld;
+    int8_t* row = digits + ((r / INT8_ROWS) * AMX_ROWS + r % INT8_ROWS * DIGITS) * ld;
     if (nan || !std::isfinite(most) || most < FLT_MIN) {  // NaN results where a float sum gives them; else zeros
       scale[r] = nan || !std::isfinite(most) ? NAN : 0.0;
       continue;
@@ -273,7 +283,7 @@ void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t
                                   _mm512_set1_ps(inverse));  // denormals count as zero
       for (int64_t d = 0; d < DIGITS; ++d) {
         const __m512 digit = _mm512_roundscale_ps(rest, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm512_mask_cvtepi32_storeu_epi8(row + d * INT8_ROWS * ld + i, here, _mm512_cvtps_epi32(digit));
+        _mm512_mask_cvtepi32_storeu_epi8(row + d * ld + i, here, _mm512_cvtps_epi32(digit));
         rest = _mm512_mul_ps(_mm512_sub_ps(rest, digit), base);
       }
     }
@@ -289,14 +299,16 @@ void bf16_rows(const float* x, int64_t rows, int64_t width, int64_t ld, uint16_t
 }
 
 void amx_multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, float* out) {
+  if (rows == 0) return;  // (a tile of no rows is no valid configuration)
   thread_local std::vector<uint8_t> tiles;  // this thread's: the workers below have their own
   thread_local std::vector<double> scale;
   const bool int8 = m.scale != nullptr;
   const int64_t per_block = int8 ? INT8_ROWS : AMX_ROWS;
   const int64_t stride = m.chunks * 64;  // a chunk is 64 bytes of a row: 32 bf16 or 64 int8
   const int64_t row_blocks = (rows + per_block - 1) / per_block;
-  AmxRows a{nullptr, row_blocks + row_blocks % 2, stride, nullptr};  // an even count: amx_blocks takes pairs
-  tiles.assign(a.blocks * AMX_ROWS * stride, 0);
+  const bool two = row_blocks > 1;  // then pairs of row blocks (an even count of them), else the rows used
+  AmxRows a{nullptr, two ? row_blocks + row_blocks % 2 : 1, stride, two ? AMX_ROWS : rows * (int8 ? DIGITS : 1)};
+  tiles.assign(two ? a.blocks * AMX_ROWS * stride : a.tile_rows * stride, 0);
   if (int8) {
     scale.resize(rows);
     int8_digits(x, rows, width, stride, reinterpret_cast<int8_t*>(tiles.data()), scale.data());
@@ -308,8 +320,10 @@ void amx_multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, 
   const int64_t pairs = (m.n_out + 2 * AMX_OUT - 1) / (2 * AMX_OUT);  // of output blocks (pack makes them even)
   const int64_t grain = std::max<int64_t>(1, GRAIN_BYTES / (2 * m.chunks * AMX_TILE_BYTES));
   at::parallel_for(0, pairs, grain, [&](int64_t first, int64_t last) {
-    if (int8) amx_blocks<true>(a, rows, m, 2 * first, 2 * last, out);
-    else amx_blocks<false>(a, rows, m, 2 * first, 2 * last, out);
+    if (int8 && two) amx_blocks<true, true>(a, rows, m, 2 * first, 2 * last, out);
+    else if (int8) amx_blocks<true, false>(a, rows, m, 2 * first, 2 * last, out);
+    else if (two) amx_blocks<false, true>(a, rows, m, 2 * first, 2 * last, out);
+    else amx_blocks<false, false>(a, rows, m, 2 * first, 2 * last, out);
   });
 }
 

@@ -69,8 +69,8 @@ def module():
 
 
 def amx() -> bool:
-    """Whether the AMX kernel serves here: the CPU has AMX for bf16, Linux grants this process its tile
-    registers, and EMOJILM_AMX is not 0."""
+    """Whether the AMX kernel serves here: the CPU has AMX for bf16 and int8, Linux grants this process
+    its tile registers, and EMOJILM_AMX is not 0."""
     return module() is not None and bool(module().AMX) and os.environ.get("EMOJILM_AMX", "1") != "0"
 
 

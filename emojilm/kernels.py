@@ -411,8 +411,10 @@ def pad_for_speed(products: list[Product]) -> None:
     within 5 % of it). A pass, as a decode step's loop makes it, streams the matrices from memory; one
     matrix timed alone would sit in cache. From min_rows on a row's bits are the same at every
     count, so the choice changes only the speed. Timed once per process and set of shapes; on a GPU,
-    min_rows stays."""
-    steady = [p for p in products if p.min_rows is not None]
+    min_rows stays. Products that multiply every row on its own (fewest_rows 1: ours, x @ W row by
+    row) are never padded: it only adds rows, and steady_rows, checked on probe_input, does not see
+    that a row-by-row x @ W padded to 4 or 8 rounds a model's activations otherwise than alone."""
+    steady = [p for p in products if p.min_rows is not None and p.fewest_rows > 1]
     if not steady or steady[0].device.type != "cpu":
         return
     key = tuple((type(p), p.kernel, p.in_features, p.n_weights) for p in steady)

@@ -8,6 +8,8 @@ on the packed path and on the fallback.
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 import torch
@@ -152,6 +154,26 @@ def test_fewer_rows_than_a_kernel_rounds_steadily_are_padded(monkeypatch):
     for rows in (2, 3, 5, 9):
         assert torch.equal(product(x[:rows])[0], alone[0, 0])
     torch.testing.assert_close(alone[0, 0], x[0] @ product.dense, rtol=0, atol=2e-3)
+
+
+def test_products_that_multiply_each_row_alone_are_never_padded(monkeypatch):
+    """pad_for_speed pads a model's products to the row count that runs fastest, but not those that
+    multiply every row on its own (a row-by-row x @ W padded to 4 or 8 rows rounded a model's rows
+    otherwise): here 8 rows are made the fastest, and only the padded kind takes them."""
+    monkeypatch.setattr(kernels, "PACK_MIN_BYTES", 2**40)  # x @ W row by row
+
+    class FasterWithMoreRows(kernels.DenseProduct):
+        def product(self, x):
+            time.sleep(0.002 * max(1, kernels.PAD_MOST + 1 - x.numel() // x.shape[-1]))
+            return super().product(x)
+
+    monkeypatch.setattr(kernels, "_PADDING", {})
+    padded = FasterWithMoreRows(torch.randn(32, 48))
+    padded.row_by_row, padded.fewest_rows, padded.min_rows = False, 2, 2  # as a packed product
+    alone = kernels.DenseProduct(torch.randn(32, 48))
+    assert alone.row_by_row and alone.fewest_rows == 1 and alone.pad_to == 1
+    kernels.pad_for_speed([padded, alone])
+    assert padded.pad_to == kernels.PAD_MOST and alone.pad_to == 1
 
 
 def test_a_matrix_too_small_to_pack_multiplies_row_by_row(monkeypatch):

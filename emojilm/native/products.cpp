@@ -33,7 +33,6 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace {
@@ -126,13 +125,6 @@ struct Matrix {
   const float* scale;
   int layout;
 };
-
-uint16_t to_bf16(float value) {  // round to nearest even, as torch's conversion does
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  if (std::isnan(value)) return 0x7FC0;
-  return static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-}
 
 // --- AMX: a tile unit that multiplies 16 rows by a block of weights per instruction -------------------
 //
@@ -290,7 +282,8 @@ void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t
   }
 }
 
-// x's rows rounded to bf16 (to nearest even; denormals count as zero, as the tile unit counts them), ld a row.
+// x's rows rounded to bf16 (to nearest even, as torch's conversion does; denormals count as zero, as
+// vdpbf16ps and the tile unit count them), ld a row.
 void bf16_rows(const float* x, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < width; i += 16)
@@ -331,14 +324,13 @@ void amx_multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, 
 // whole chunks in a scratch buffer the calling thread keeps.
 void multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, float* out) {
   if (m.layout == AMX_BLOCKS) return amx_multiply(m, x, rows, width, out);
-  thread_local std::vector<uint16_t> bf16_rows;
+  thread_local std::vector<uint16_t> rounded;
   thread_local std::vector<float> float_rows;
   if (m.scale == nullptr) {
     const int64_t ld = m.chunks * Bf16::LANES;
-    bf16_rows.assign(rows * ld, 0);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < width; ++i) bf16_rows[r * ld + i] = to_bf16(x[r * width + i]);
-    run<Bf16>(bf16_rows.data(), rows, ld, static_cast<const uint16_t*>(m.tiles), m.n_out, m.chunks, nullptr, out);
+    rounded.assign(rows * ld, 0);
+    bf16_rows(x, rows, width, ld, rounded.data());
+    run<Bf16>(rounded.data(), rows, ld, static_cast<const uint16_t*>(m.tiles), m.n_out, m.chunks, nullptr, out);
     return;
   }
   const int64_t ld = m.chunks * Int8::LANES;

@@ -80,9 +80,8 @@ def pack(weight: torch.Tensor, weight_format: str, amx_blocks: bool = False) -> 
     TILE_OUT, lanes]; for the AMX one (amx_blocks) [blocks, chunks, lanes / group, AMX_OUT, group], a
     chunk's inputs in groups of 4 bytes (bf16 pairs, int8 quads) per output."""
     built = module()
-    group = 4 // weight.element_size()
     if amx_blocks:
-        tile_out = built.AMX_OUT
+        tile_out, group = built.AMX_OUT, 4 // weight.element_size()
         lanes = built.AMX_TILE_BYTES // tile_out // weight.element_size()
     else:
         tile_out, lanes = built.TILE_OUT, built.BF16_LANES if weight_format == "bfloat16" else built.INT8_LANES

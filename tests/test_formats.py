@@ -43,17 +43,13 @@ KERNELS = {
 }
 
 
-def amx_here() -> bool:
-    return all(native.supports(f) for f in FORMATS) and bool(native.module().AMX)
-
-
 @pytest.fixture(params=["AMX", "AVX-512", "torch's"])
 def kernel_path(request, monkeypatch):
     """Run a test on each of our kernels (where they serve here) and on torch's own."""
     if request.param != "torch's" and not all(native.supports(f) for f in FORMATS):
         pytest.skip("emojilm's kernels cannot serve on this machine")
-    if request.param == "AMX" and not amx_here():
-        pytest.skip("no AMX on this machine")
+    if request.param == "AMX" and not native.amx():
+        pytest.skip("no AMX here (or EMOJILM_AMX=0)")
     monkeypatch.setattr(native, "amx", lambda: request.param == "AMX")
     if request.param == "torch's":
         monkeypatch.setattr(native, "supports", lambda weight_format: False)
@@ -120,7 +116,7 @@ def test_cached_decoding_equals_a_full_recompute(make_checkpoint, dtype, kernel_
 def test_every_kernel_computes_the_same_model(make_checkpoint, monkeypatch, dtype):
     """Each kernel steps aside for the next where it cannot serve; all compute the same model."""
     served = []
-    if native.supports(dtype) and amx_here():
+    if native.supports(dtype) and native.amx():
         served.append(tiny_lm(make_checkpoint, "add", dtype))
     monkeypatch.setattr(native, "amx", lambda: False)
     if native.supports(dtype):

@@ -121,6 +121,16 @@ class RowsCache:
                 return cache.copy_to_later_loops(loop, fed + start, fed + end)
             first += rows
 
+    def decode_slots(self, start: int) -> list[list[int]] | None:
+        """Each row's KVCache.decode_slots at its own position; None if a participant's cache cannot give
+        them (a trace's branches read their trunk)."""
+        slots = []
+        for cache, fed in self.parts:
+            if (mine := cache.decode_slots(fed + start)) is None:
+                return None
+            slots += mine
+        return slots
+
     def first_rows(self, rows: int) -> RowsCache:
         """The participants of the first `rows` rows, each whole (batch_step runs a loop on those that reach it)."""
         n = [0, *itertools.accumulate(self.widths)].index(rows)
@@ -152,6 +162,10 @@ class PromptsCache:
 
     def positions(self, start: int, length: int) -> torch.Tensor:
         return torch.cat([torch.arange(n) for n in self.lengths])[None]  # each prompt from position 0
+
+    def decode_slots(self, start: int) -> None:
+        """None: prompts feed many positions each (torch attends)."""
+        return None
 
     def attend(self, loop: int, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         out, at = [], 0

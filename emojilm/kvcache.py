@@ -93,6 +93,20 @@ class KVCache:
         mask = torch.ones(T, end, dtype=torch.bool, device=q.device).tril(start)  # causal with an offset
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
+    def decode_slots(self, start: int) -> list[list[int]] | None:
+        """Per row, where native.decode_block finds its keys and values to feed one position at `start`:
+        their addresses, the strides of a loop, a layer, a head and a position (in floats), the position,
+        the first one it attends and its loops. None where that kernel cannot serve: not float32 on the
+        CPU, or `start` outside the cache (then torch's path raises)."""
+        k, v, strides = self.k, self.v, self.k.stride()
+        if (k.dtype != torch.float32 or k.device.type != "cpu" or v.stride() != strides or strides[5] != 1
+                or not 0 <= start < self.max_len):  # fmt: skip
+            return None
+        first = 0 if self.window is None else max(0, start - self.window + 1)
+        at = [k.element_size() * b * strides[2] for b in range(k.shape[2])]  # each row's first byte
+        rest = [*strides[:2], *strides[3:5], start, first, self.n_loops]
+        return [[k.data_ptr() + a, v.data_ptr() + a, *rest] for a in at]
+
     def copy_to_later_loops(self, loop: int, start: int, end: int, row: int | None = None) -> None:
         """Reuse loop `loop`'s keys/values at positions start..end (of one row, or all) for every later loop.
 
@@ -169,6 +183,10 @@ class BranchCache:
         queries = q.transpose(0, 1).reshape(1, H, R * T, D)
         out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=self._step_mask(start, T))
         return out.view(H, R, T, D).transpose(0, 1)
+
+    def decode_slots(self, start: int) -> None:
+        """None: its rows read the shared trunk in place, which native.decode_block does not; torch attends."""
+        return None
 
     def _sequence(self, trunk: torch.Tensor, own: torch.Tensor, loop: int, layer: int, end: int) -> torch.Tensor:
         """[1, H_kv, shared + R * end, D]: the shared trunk positions, then each row's steps up to `end`."""

@@ -276,20 +276,28 @@ class TransformerBlock(nn.Module):
         loop: int,
         layer: int,
         start: int,
+        slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """slots: for blocks on emojilm's kernels, where each row's one position attends (decode_slots)."""
         if self.native is not None:
-            return self._native_forward(x, rope, cache, loop, layer, start)
+            return self._native_forward(x, rope, cache, loop, layer, start, slots)
         h = x + self.attention(self.attention_norm(x), rope.table, cache, loop, layer, start)
         return h + self.feed_forward(self.ffn_norm(h))
 
-    def _native_forward(self, x, rope: Rotation, cache, loop: int, layer: int, start: int) -> torch.Tensor:
+    def _native_forward(self, x, rope: Rotation, cache, loop: int, layer: int, start: int, slots) -> torch.Tensor:
         """forward() in two calls of emojilm's kernels around torch's attention: the same sums, each row's
-        in one order, without a dozen small torch ops between the products."""
+        in one order, without a dozen small torch ops between the products. A decode step (slots) runs the
+        whole block in one call, each row attending in its own cache."""
         B, T, dim = x.shape
         attention = self.attention
         H, H_kv, D = attention.n_heads, attention.n_kv_heads, attention.head_dim
         flat = x.reshape(B * T, dim)
         norm, w = self.attention_norm, self.native
+        if slots is not None:
+            matrices = w["qkv"].matrix, w["o"].matrix, w["13"].matrix, w["2"].matrix
+            norms = norm.weight, self.ffn_norm.weight, norm.eps
+            out = native.decode_block(flat, slots, (H, H_kv, D), loop, layer, rope.rows, norms, matrices)
+            return out.view(B, T, dim)
         projected = native.attention_inputs(flat, norm.weight, norm.eps, w["qkv"].matrix, rope.rows, (H + H_kv) * D)
         heads = projected.view(B, T, H + 2 * H_kv, D)
         attended = attention.attend(heads[:, :, : H + H_kv], heads[:, :, H + H_kv :], None, cache, loop, layer, start)
@@ -298,6 +306,13 @@ class TransformerBlock(nn.Module):
             flat, attended.reshape(B * T, -1), w["o"].matrix, norm.weight, norm.eps, w["13"].matrix, w["2"].matrix
         )
         return out.view(B, T, dim)
+
+
+def decode_slots(cache: KVCache | BranchCache | None, start: int) -> torch.Tensor | None:
+    """Where each row of a decode step (one position per row) keeps its keys and values, for blocks on
+    emojilm's kernels (native.decode_block): the cache's decode_slots, or None (torch attends)."""
+    slots = None if cache is None else cache.decode_slots(start)
+    return None if slots is None else torch.tensor(slots, dtype=torch.int64)
 
 
 class LoopedTransformer(nn.Module):
@@ -378,6 +393,7 @@ class LoopedTransformer(nn.Module):
         if end > self.args.max_seqlen:
             raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
         rope = Rotation.of(self._rope_on(tokens.device)[positions].unsqueeze(-2), tokens.shape, self.native_blocks)
+        slots = decode_slots(cache, start) if T == 1 and self.native_blocks else None
         if (state is None) != (first_loop == 0):
             raise ValueError("a state must be given exactly when starting after loop 0")
         h0 = self.tok_embeddings(tokens).to(self.dtype)
@@ -387,7 +403,7 @@ class LoopedTransformer(nn.Module):
             x = self._loop_input(loop, gate, h, h0)
             out = x
             for i, layer in enumerate(self.layers):
-                out = layer(out, rope, cache, loop, i, start)
+                out = layer(out, rope, cache, loop, i, start, slots)
                 if each_layer and i + 1 < len(self.layers):
                     yield self._carry(loop, gate, out, h, x)
             h = self._carry(loop, gate, out, h, x)

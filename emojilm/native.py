@@ -142,6 +142,33 @@ def block_output(x: torch.Tensor, attended: torch.Tensor, o, norm: torch.Tensor,
     return out
 
 
+def decode_block(
+    x: torch.Tensor,
+    slots: torch.Tensor,
+    shape: tuple[int, int, int],
+    loop: int,
+    layer: int,
+    turns: torch.Tensor,
+    norms: tuple,
+    matrices: tuple,
+) -> torch.Tensor:
+    """A whole block for x [rows, dim] (float32), one position per row: attention_inputs, each row's
+    attention in its own KV cache at (loop, layer), block_output. shape: (heads, kv heads, head dim);
+    norms: (attention norm, ffn norm, eps); matrices: (qkv, o, w13, w2). slots: int64 [rows, 9], per
+    row where its float32 cache sits and where it attends (the caches' decode_slots, which check that
+    the writes stay inside)."""
+    x, turns = x.float().contiguous(), turns.float().contiguous()
+    if slots.dtype != torch.int64 or tuple(slots.shape) != (x.shape[0], 9) or not slots.is_contiguous():
+        raise ValueError(f"slots {tuple(slots.shape)} do not fit x {tuple(x.shape)}")
+    (attention_norm, ffn_norm, eps), (qkv, o, w13, w2) = norms, matrices
+    rows, dim = x.shape
+    out = torch.empty(rows, dim)
+    module().decode_block(x.data_ptr(), rows, dim, *shape, slots.data_ptr(), loop, layer, attention_norm.data_ptr(),
+                          qkv, turns.data_ptr(), ffn_norm.data_ptr(), eps, o, w13, w13[1] // 2, w2,
+                          out.data_ptr())  # fmt: skip
+    return out
+
+
 def _put_ninja_on_path() -> None:
     """torch builds with the ninja executable; the pip package's may not be on PATH outside an activated venv."""
     try:

@@ -183,6 +183,9 @@ def random_model(weight_format: str, **changes) -> LoopedTransformer:
     return model.eval().to_format(weight_format).fuse_weights()
 
 
+decode_block = native.decode_block
+
+
 def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """The model's logits with its blocks' small ops run by torch (the same products)."""
     fused = [block.native for block in model.layers]
@@ -198,9 +201,11 @@ def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torc
 @pytest.mark.parametrize("weight_format", FORMATS)
 @pytest.mark.parametrize("window", [None, 5])
 @torch.inference_mode()
-def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window):
+def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window, monkeypatch):
     served(weight_format)
     model = random_model(weight_format, sliding_window=window)
+    decode_blocks = []  # a decode step runs each block in one call, its attention ours too
+    monkeypatch.setattr(native, "decode_block", lambda *args: decode_blocks.append(1) or decode_block(*args))
     assert model.native_blocks
     tokens = torch.randint(0, 256, (3, 12), generator=torch.Generator().manual_seed(3))
     fused, by_torch = model(tokens), without_fused_blocks(model, tokens)
@@ -211,6 +216,7 @@ def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window):
     cache = model.new_cache(None, 3, 12)
     stepped = torch.cat([model(tokens[:, t : t + 1], cache=cache, start=t) for t in range(12)], dim=1)
     assert (stepped - fused).abs().max() <= 1e-4 * fused.abs().max()
+    assert len(decode_blocks) == 12 * model.args.n_loops * model.args.n_layers
 
 
 @pytest.mark.parametrize("weight_format", FORMATS)

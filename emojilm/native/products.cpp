@@ -170,24 +170,35 @@ struct AmxRows {
   const double* scale;     // int8: s per row
 };
 
-// Writes a row block's sums against one block of outputs (int8: combines each row's digits and scales).
+// Writes a row block's sums against one block of outputs (int8: combines each row's digits and scales),
+// 16 outputs a vector: the same operations, in the same order, as one output at a time would run.
 template <bool INT8>
 void write_sums(const void* tile, const AmxRows& x, int64_t rb, int64_t rows, const Matrix& m, int64_t b, float* out) {
   const int64_t per_block = INT8 ? INT8_ROWS : AMX_ROWS;
-  const int64_t n0 = b * AMX_OUT, valid = std::min(AMX_OUT, m.n_out - n0);
-  const int64_t r0 = rb * per_block, here = std::min(per_block, rows - r0);
-  for (int64_t r = 0; r < here; ++r)
-    for (int64_t j = 0; j < valid; ++j) {
-      float& o = out[(r0 + r) * m.n_out + n0 + j];
-      if constexpr (INT8) {
-        const int32_t* sums = static_cast<const int32_t*>(tile);
-        double digits = 0.0;  // d0 + d1 / 128 + d2 / 128^2, Horner's way from the last
-        for (int64_t d = DIGITS - 1; d >= 0; --d) digits = digits / DIGIT_BASE + sums[(r * DIGITS + d) * AMX_OUT + j];
-        o = static_cast<float>(x.scale[r0 + r] * digits * m.scale[n0 + j]);
-      } else {
-        o = static_cast<const float*>(tile)[r * AMX_OUT + j];
+  const int64_t n0 = b * AMX_OUT, r0 = rb * per_block, here = std::min(per_block, rows - r0);
+  if (n0 >= m.n_out) return;  // a block of padding (pack makes the count even)
+  const __mmask16 valid = tail(m.n_out - n0);
+  for (int64_t r = 0; r < here; ++r) {
+    float* o = out + (r0 + r) * m.n_out + n0;
+    if constexpr (INT8) {
+      const int32_t* sums = static_cast<const int32_t*>(tile) + r * DIGITS * AMX_OUT;
+      const __m512d base = _mm512_set1_pd(1.0 / DIGIT_BASE), scale = _mm512_set1_pd(x.scale[r0 + r]);
+      __m256 halves[2];
+      for (int half = 0; half < 2; ++half) {  // d0 + d1 / 128 + d2 / 128^2, Horner's way from the last
+        __m512d digits = _mm512_setzero_pd();
+        for (int64_t d = DIGITS - 1; d >= 0; --d) {  // (times 1 / 128: exact, as dividing by 128 is)
+          const auto* sum = reinterpret_cast<const __m256i*>(sums + d * AMX_OUT + 8 * half);
+          digits = _mm512_fmadd_pd(digits, base, _mm512_cvtepi32_pd(_mm256_load_si256(sum)));
+        }
+        const __mmask8 mine = static_cast<__mmask8>(valid >> (8 * half));
+        const __m512d weights = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mine, m.scale + n0 + 8 * half));
+        halves[half] = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_mul_pd(scale, digits), weights));
       }
+      _mm512_mask_storeu_ps(o, valid, _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1));
+    } else {
+      _mm512_mask_storeu_ps(o, valid, _mm512_load_ps(static_cast<const float*>(tile) + r * AMX_OUT));
     }
+  }
 }
 
 // Output blocks first..last (pairs of them) for every pair of row blocks: four independent sums (tiles
@@ -371,23 +382,198 @@ PyObject* product(PyObject*, PyObject* args) {
 // Between two products a decode step runs a dozen small ops (norms, RoPE, SiLU, residual adds). Through
 // torch each costs a dispatch whose code and data the weights just streamed have pushed out of the
 // caches: ~0.4 ms a block at the published shape, against 0.13 ms with warm caches. Here they are a
-// few loops over each row, in one call before and one after the attention (which stays torch's).
+// few loops over each row, in one call before and one after the attention (torch's where a prompt's
+// positions attend to each other; ours, below, in the same call, where each row feeds one position).
 // Every row is computed on its own, in one order, so its bits do not depend on the other rows.
 
-// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, the sum of squares in double.
-void rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * dim;
-    double squares = 0.0;
-    for (int64_t i = 0; i < dim; ++i) squares += static_cast<double>(xr[i]) * xr[i];
-    const float inverse = 1.0f / std::sqrt(static_cast<float>(squares / dim) + eps);
-    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = xr[i] * inverse * weight[i];
+// Each row's small ops are AVX-512 loops, rows split among the threads (a prompt's 100-300 rows would
+// otherwise cost as much as their products).
+template <typename F>
+void each_row(int64_t rows, const F& f) {
+  at::parallel_for(0, rows, 1, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) f(r);
+  });
+}
+
+// out = x / sqrt(mean(x^2) + eps) * weight for one row, the sum of squares in double.
+void rms_norm_row(const float* x, int64_t dim, const float* weight, float eps, float* out) {
+  __m512d squares[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+  for (int64_t i = 0; i < dim; i += 16) {
+    const __m512 v = _mm512_maskz_loadu_ps(tail(dim - i), x + i);
+    for (int half = 0; half < 2; ++half) {
+      const __m512d d = _mm512_cvtps_pd(half ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+      squares[half] = _mm512_fmadd_pd(d, d, squares[half]);
+    }
+  }
+  const double sum = _mm512_reduce_add_pd(_mm512_add_pd(squares[0], squares[1]));
+  const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(static_cast<float>(sum / dim) + eps));
+  for (int64_t i = 0; i < dim; i += 16) {
+    const __mmask16 here = tail(dim - i);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(here, x + i), inverse);
+    _mm512_mask_storeu_ps(out + i, here, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(here, weight + i)));
   }
 }
 
-// attention_inputs(x, rows, dim, norm, eps, qkv, rope, rotated, head_dim, out): out[r] = rms_norm(x[r]) times
-// qkv, whose first `rotated` values (the q and k heads) turn as pairs (a, b) by rope[r]'s (cos, sin) pairs,
-// head_dim / 2 of them, alike for every head. x, norm, rope and out: float32; qkv: a Matrix tuple.
+// e^x for 16 floats, within 2 ulp (Cephes' expf: x = n ln 2 + r, a polynomial for e^r, times 2^n).
+__m512 exp16(__m512 x) {
+  const __m512 limit = _mm512_set1_ps(88.0f);
+  x = _mm512_min_ps(limit, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), limit), x));  // (NaN stays NaN)
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // ln 2 in two parts, the first exact
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Turns the first `rotated` values of a row (q and k heads side by side) as pairs (a, b) by the row's
+// (cos, sin) pairs, head_dim / 2 of them, alike for every head: (a cos - b sin, a sin + b cos).
+void rope_row(float* values, const float* turn, int64_t rotated, int64_t head_dim) {
+  if (head_dim % 16 == 0) {  // 8 pairs a vector, within one head
+    for (int64_t i = 0; i < rotated; i += 16) {
+      const __m512 v = _mm512_loadu_ps(values + i), t = _mm512_loadu_ps(turn + i % head_dim);
+      const __m512 swapped = _mm512_permute_ps(v, 0xB1);  // (b, a) pairs
+      const __m512 turned = _mm512_fmaddsub_ps(v, _mm512_moveldup_ps(t), _mm512_mul_ps(swapped, _mm512_movehdup_ps(t)));
+      _mm512_storeu_ps(values + i, turned);
+    }
+    return;
+  }
+  for (int64_t i = 0; i < rotated; i += 2) {
+    const int64_t pair = (i % head_dim) / 2;
+    const float a = values[i], b = values[i + 1], cos = turn[2 * pair], sin = turn[2 * pair + 1];
+    values[i] = a * cos - b * sin;
+    values[i + 1] = a * sin + b * cos;
+  }
+}
+
+// out[i] = a[i] + b[i]
+void add_row(const float* a, const float* b, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 here = tail(n - i);
+    _mm512_mask_storeu_ps(out + i, here, _mm512_add_ps(_mm512_maskz_loadu_ps(here, a + i), _mm512_maskz_loadu_ps(here, b + i)));
+  }
+}
+
+// rms_norm(x[r]) times qkv, whose first `rotated` values (the q and k heads) turn by RoPE (rope_row),
+// rope[r] the row's (cos, sin) pairs.
+void qkv_rows(const float* x, int64_t rows, int64_t dim, const float* norm, float eps, const Matrix& qkv,
+              const float* rope, int64_t rotated, int64_t head_dim, float* out) {
+  thread_local std::vector<float> normed_rows;
+  normed_rows.resize(rows * dim);
+  float* normed = normed_rows.data();  // (this thread's: the workers have their own)
+  each_row(rows, [&](int64_t r) { rms_norm_row(x + r * dim, dim, norm, eps, normed + r * dim); });
+  multiply(qkv, normed, rows, dim, out);
+  each_row(rows, [&](int64_t r) { rope_row(out + r * qkv.n_out, rope + r * head_dim, rotated, head_dim); });
+}
+
+// The rest of a block after its attention: h = x + attended times o; out = h + (silu(g) * u) times w2,
+// where g and u are the halves of rms_norm(h) times w13 (w1 | w3).
+void output_rows(const float* x, const float* attended, int64_t rows, int64_t dim, int64_t heads_width,
+                 const Matrix& o, const float* norm, float eps, const Matrix& w13, int64_t hidden, const Matrix& w2,
+                 float* out) {
+  thread_local std::vector<float> h_rows, normed_rows, gate_up_rows, gated_rows;
+  h_rows.resize(rows * dim);
+  normed_rows.resize(rows * dim);
+  gate_up_rows.resize(rows * 2 * hidden);
+  gated_rows.resize(rows * hidden);
+  float *h = h_rows.data(), *normed = normed_rows.data(), *gate_up = gate_up_rows.data(), *gated = gated_rows.data();
+  multiply(o, attended, rows, heads_width, h);
+  each_row(rows, [&](int64_t r) {
+    add_row(h + r * dim, x + r * dim, dim, h + r * dim);
+    rms_norm_row(h + r * dim, dim, norm, eps, normed + r * dim);
+  });
+  multiply(w13, normed, rows, dim, gate_up);
+  each_row(rows, [&](int64_t r) {
+    const float *g = gate_up + r * 2 * hidden, *u = g + hidden;
+    for (int64_t i = 0; i < hidden; i += 16) {  // silu(g) * u = g / (1 + e^-g) * u
+      const __mmask16 here = tail(hidden - i);
+      const __m512 gi = _mm512_maskz_loadu_ps(here, g + i);
+      const __m512 silu = _mm512_div_ps(gi, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gi))));
+      _mm512_mask_storeu_ps(gated + r * hidden + i, here, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(here, u + i)));
+    }
+  });
+  multiply(w2, gated, rows, hidden, out);
+  each_row(rows, [&](int64_t r) { add_row(out + r * dim, h + r * dim, dim, out + r * dim); });
+}
+
+// --- A decode step's attention: one position per row, each row in its own KV cache ------------------
+//
+// Through torch a row's attention is half a dozen ops (its key and value written to the cache, views,
+// scaled_dot_product_attention), each a dispatch: at the published shape 0.15-0.2 ms a block and row,
+// as much as the block's products for 8 rows. Here it is one loop per (row, head), in one order
+// whatever the other rows, so a row's bits do not depend on the batch either.
+
+// Where a row's keys and values sit (float32, in elements): its cache at k and v, loop l's layer j's kv
+// head h at l * loop_stride + j * layer_stride + h * head_stride, position p at p * position_stride. It
+// writes its new key and value at `position` and attends positions first..position, in its first
+// `loops` loops; past them it attends to nothing and gets its queries back (its state is not read).
+struct Slot {
+  int64_t k, v, loop_stride, layer_stride, head_stride, position_stride, position, first, loops;
+};
+
+float dot(const float* a, const float* b, int64_t n) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16)
+    sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail(n - i), a + i), _mm512_maskz_loadu_ps(tail(n - i), b + i), sum);
+  return _mm512_reduce_add_ps(sum);
+}
+
+// out[r] = softmax(q k^T / sqrt(head_dim)) v for each row's one position, its q, k and v heads side by
+// side in projected[r] ((heads + 2 kv_heads) * head_dim values, as qkv_rows leaves them).
+void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                 const Slot* slots, int64_t loop, int64_t layer, float* out) {
+  const int64_t width = (heads + 2 * kv_heads) * head_dim, group = heads / kv_heads;
+  for (int64_t r = 0; r < rows; ++r) {
+    const Slot& s = slots[r];
+    if (loop >= s.loops) continue;
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      const int64_t at = loop * s.loop_stride + layer * s.layer_stride + h * s.head_stride + s.position * s.position_stride;
+      const float* k = projected + r * width + (heads + h) * head_dim;
+      std::copy(k, k + head_dim, reinterpret_cast<float*>(s.k) + at);
+      std::copy(k + kv_heads * head_dim, k + (kv_heads + 1) * head_dim, reinterpret_cast<float*>(s.v) + at);
+    }
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  at::parallel_for(0, rows * heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> weights;
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = i / heads, h = i % heads;
+      const Slot& s = slots[r];
+      const float* q = projected + r * width + h * head_dim;
+      float* o = out + r * heads * head_dim + h * head_dim;
+      if (loop >= s.loops) {
+        std::copy(q, q + head_dim, o);
+        continue;
+      }
+      const int64_t n = s.position - s.first + 1;
+      const int64_t kv = loop * s.loop_stride + layer * s.layer_stride + (h / group) * s.head_stride +
+                         s.first * s.position_stride;
+      const float *keys = reinterpret_cast<const float*>(s.k) + kv, *values = reinterpret_cast<const float*>(s.v) + kv;
+      weights.resize(n);
+      float largest = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) {
+        weights[j] = dot(q, keys + j * s.position_stride, head_dim) * scale;
+        largest = std::max(largest, weights[j]);
+      }
+      float total = 0.0f;
+      for (int64_t j = 0; j < n; ++j) total += weights[j] = std::exp(weights[j] - largest);
+      for (int64_t d = 0; d < head_dim; d += 16) {
+        const __mmask16 here = tail(head_dim - d);
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; ++j)
+          sum = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]),
+                                _mm512_maskz_loadu_ps(here, values + j * s.position_stride + d), sum);
+        _mm512_mask_storeu_ps(o + d, here, _mm512_div_ps(sum, _mm512_set1_ps(total)));
+      }
+    }
+  });
+}
+
+// attention_inputs(x, rows, dim, norm, eps, qkv, rope, rotated, head_dim, out): qkv_rows into out.
+// x, norm, rope and out: float32; qkv: a Matrix tuple.
 PyObject* attention_inputs(PyObject*, PyObject* args) {
   unsigned long long x, norm, rope, out;
   long long rows, dim, rotated, head_dim;
@@ -399,30 +585,13 @@ PyObject* attention_inputs(PyObject*, PyObject* args) {
       !parse_matrix(qkv_tuple, &qkv))
     return nullptr;
   Py_BEGIN_ALLOW_THREADS
-  thread_local std::vector<float> normed;
-  normed.resize(rows * dim);
-  rms_norm(reinterpret_cast<const float*>(x), rows, dim, reinterpret_cast<const float*>(norm), (float)eps,
-           normed.data());
-  float* o = reinterpret_cast<float*>(out);
-  multiply(qkv, normed.data(), rows, dim, o);
-  const float* turns = reinterpret_cast<const float*>(rope);
-  for (int64_t r = 0; r < rows; ++r) {
-    float* values = o + r * qkv.n_out;
-    const float* turn = turns + r * head_dim;
-    for (int64_t i = 0; i < rotated; i += 2) {
-      const int64_t pair = (i % head_dim) / 2;
-      const float a = values[i], b = values[i + 1], cos = turn[2 * pair], sin = turn[2 * pair + 1];
-      values[i] = a * cos - b * sin;
-      values[i + 1] = a * sin + b * cos;
-    }
-  }
+  qkv_rows(reinterpret_cast<const float*>(x), rows, dim, reinterpret_cast<const float*>(norm), (float)eps, qkv,
+           reinterpret_cast<const float*>(rope), rotated, head_dim, reinterpret_cast<float*>(out));
   Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
 
-// block_output(x, attended, rows, dim, heads_width, o, norm, eps, w13, hidden, w2, out): the rest of a
-// block after its attention: h = x + attended times o; out = h + (silu(g) * u) times w2, where g and u
-// are the halves of rms_norm(h) times w13 (w1 | w3).
+// block_output(x, attended, rows, dim, heads_width, o, norm, eps, w13, hidden, w2, out): output_rows.
 PyObject* block_output(PyObject*, PyObject* args) {
   unsigned long long x, attended, norm, out;
   long long rows, dim, heads_width, hidden;
@@ -434,24 +603,38 @@ PyObject* block_output(PyObject*, PyObject* args) {
       !parse_matrix(o_tuple, &o) || !parse_matrix(w13_tuple, &w13) || !parse_matrix(w2_tuple, &w2))
     return nullptr;
   Py_BEGIN_ALLOW_THREADS
-  thread_local std::vector<float> h, normed, gate_up, gated;
-  h.resize(rows * dim);
-  normed.resize(rows * dim);
-  gate_up.resize(rows * 2 * hidden);
-  gated.resize(rows * hidden);
+  output_rows(reinterpret_cast<const float*>(x), reinterpret_cast<const float*>(attended), rows, dim, heads_width, o,
+              reinterpret_cast<const float*>(norm), (float)eps, w13, hidden, w2, reinterpret_cast<float*>(out));
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
+// decode_block(x, rows, dim, heads, kv_heads, head_dim, slots, loop, layer, attention_norm, qkv, rope, ffn_norm,
+// eps, o, w13, hidden, w2, out): a whole block for one position per row, each row attending in its own
+// cache at (loop, layer) (slots: int64 [rows, 9], a Slot each): qkv_rows, attend_rows, output_rows.
+PyObject* decode_block(PyObject*, PyObject* args) {
+  unsigned long long x, slots, attention_norm, rope, ffn_norm, out;
+  long long rows, dim, heads, kv_heads, head_dim, loop, layer, hidden;
+  double eps;
+  PyObject *qkv_tuple, *o_tuple, *w13_tuple, *w2_tuple;
+  Matrix qkv, o, w13, w2;
+  if (!PyArg_ParseTuple(args, "KLLLLLKLLKOKKdOOLOK", &x, &rows, &dim, &heads, &kv_heads, &head_dim, &slots, &loop,
+                        &layer, &attention_norm, &qkv_tuple, &rope, &ffn_norm, &eps, &o_tuple, &w13_tuple, &hidden, &w2_tuple,
+                        &out) ||
+      !parse_matrix(qkv_tuple, &qkv) || !parse_matrix(o_tuple, &o) || !parse_matrix(w13_tuple, &w13) ||
+      !parse_matrix(w2_tuple, &w2))
+    return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  thread_local std::vector<float> projected, attended;
+  projected.resize(rows * qkv.n_out);
+  attended.resize(rows * heads * head_dim);
   const float* xs = reinterpret_cast<const float*>(x);
-  float* result = reinterpret_cast<float*>(out);
-  multiply(o, reinterpret_cast<const float*>(attended), rows, heads_width, h.data());
-  for (int64_t i = 0; i < rows * dim; ++i) h[i] += xs[i];
-  rms_norm(h.data(), rows, dim, reinterpret_cast<const float*>(norm), (float)eps, normed.data());
-  multiply(w13, normed.data(), rows, dim, gate_up.data());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < hidden; ++i) {
-      const float g = gate_up[r * 2 * hidden + i], u = gate_up[r * 2 * hidden + hidden + i];
-      gated[r * hidden + i] = g / (1.0f + std::exp(-g)) * u;
-    }
-  multiply(w2, gated.data(), rows, hidden, result);
-  for (int64_t i = 0; i < rows * dim; ++i) result[i] += h[i];
+  qkv_rows(xs, rows, dim, reinterpret_cast<const float*>(attention_norm), (float)eps, qkv,
+           reinterpret_cast<const float*>(rope), (heads + kv_heads) * head_dim, head_dim, projected.data());
+  attend_rows(projected.data(), rows, heads, kv_heads, head_dim, reinterpret_cast<const Slot*>(slots), loop, layer,
+              attended.data());
+  output_rows(xs, attended.data(), rows, dim, heads * head_dim, o, reinterpret_cast<const float*>(ffn_norm),
+              (float)eps, w13, hidden, w2, reinterpret_cast<float*>(out));
   Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
@@ -460,6 +643,7 @@ PyMethodDef methods[] = {
     {"product", product, METH_VARARGS, "x (float32) @ packed bf16 or int8 weights -> float32"},
     {"attention_inputs", attention_inputs, METH_VARARGS, "a block's normed input times wq|wk|wv, q and k turned"},
     {"block_output", block_output, METH_VARARGS, "the rest of a block after its attention"},
+    {"decode_block", decode_block, METH_VARARGS, "a block for one position per row, each in its own KV cache"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef definition = {PyModuleDef_HEAD_INIT, "emojilm_products", nullptr, -1, methods};

@@ -1,6 +1,7 @@
 """Our own CPU kernels for bf16 and int8 weight-only products (emojilm/native/products.cpp), and a
-block's decode fused around them (`attention_inputs`, `block_output`: emojilm.model runs every block
-through them where these kernels serve all its products).
+block fused around them (`attention_inputs` and `block_output` around torch's attention for a
+prompt; `decode_block`, its attention ours too, for a decode step's one position per row):
+emojilm.model runs every block through them where these kernels serve all its products.
 
 torch's bf16 and int8 products stream a decode step's weights at 15 and 9 GB/s on an AMX Xeon whose
 memory streams 24-31 GB/s; these read them at 20-25 GB/s (docs/benchmarks.md, "Kernel trials"). They

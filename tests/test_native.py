@@ -173,8 +173,8 @@ def test_the_amx_layout_keeps_every_weight(kernel, weight_format):
 
 def random_model(weight_format: str, **changes) -> LoopedTransformer:
     """A small random model in the format, fused: a width that is no whole chunk, GQA, two loops."""
-    args = ModelArgs(dim=40, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=10, hidden_dim=72, max_seqlen=32,
-                     vocab_size=258, n_loops=2, loop_mode="add", **changes)  # fmt: skip
+    shape = dict(dim=40, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=10, hidden_dim=72, max_seqlen=32)
+    args = ModelArgs(**(shape | changes), vocab_size=258, n_loops=2, loop_mode="add")
     torch.manual_seed(5)
     model = LoopedTransformer(args)
     for name, parameter in model.named_parameters():
@@ -200,10 +200,11 @@ def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torc
 
 @pytest.mark.parametrize("weight_format", FORMATS)
 @pytest.mark.parametrize("window", [None, 5])
+@pytest.mark.parametrize("head_dim", [10, 32])  # RoPE pair by pair; 8 pairs a vector
 @torch.inference_mode()
-def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window, monkeypatch):
+def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window, head_dim, monkeypatch):
     served(weight_format)
-    model = random_model(weight_format, sliding_window=window)
+    model = random_model(weight_format, sliding_window=window, head_dim=head_dim, dim=4 * head_dim)
     decode_blocks = []  # a decode step runs each block in one call, its attention ours too
     monkeypatch.setattr(native, "decode_block", lambda *args: decode_blocks.append(1) or decode_block(*args))
     assert model.native_blocks

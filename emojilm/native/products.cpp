@@ -510,6 +510,7 @@ void output_rows(const float* x, const float* attended, int64_t rows, int64_t di
 // head h at l * loop_stride + j * layer_stride + h * head_stride, position p at p * position_stride. It
 // writes its new key and value at `position` and attends positions first..position, in its first
 // `loops` loops; past them it attends to nothing and gets its queries back (its state is not read).
+constexpr int64_t MAX_HEAD_DIM = 256;  // emojilm.model checks it
 struct Slot {
   int64_t k, v, loop_stride, layer_stride, head_stride, position_stride, position, first, loops;
 };
@@ -552,6 +553,11 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
       const int64_t kv = loop * s.loop_stride + layer * s.layer_stride + (h / group) * s.head_stride +
                          s.first * s.position_stride;
       const float *keys = reinterpret_cast<const float*>(s.k) + kv, *values = reinterpret_cast<const float*>(s.v) + kv;
+      for (int64_t j = 0; j < n; ++j)  // every line at once: the item's reads overlap rather than queue
+        for (int64_t b = 0; b < head_dim * 4; b += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(keys + j * s.position_stride) + b, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(values + j * s.position_stride) + b, _MM_HINT_T0);
+        }
       weights.resize(n);
       float largest = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
@@ -559,15 +565,22 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
         largest = std::max(largest, weights[j]);
       }
       float total = 0.0f;
-      for (int64_t j = 0; j < n; ++j) total += weights[j] = std::exp(weights[j] - largest);
-      for (int64_t d = 0; d < head_dim; d += 16) {
-        const __mmask16 here = tail(head_dim - d);
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; ++j)
-          sum = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]),
-                                _mm512_maskz_loadu_ps(here, values + j * s.position_stride + d), sum);
-        _mm512_mask_storeu_ps(o + d, here, _mm512_div_ps(sum, _mm512_set1_ps(total)));
+      for (int64_t j = 0; j < n; j += 16) {
+        const __m512 shifted = _mm512_sub_ps(_mm512_maskz_loadu_ps(tail(n - j), &weights[j]), _mm512_set1_ps(largest));
+        _mm512_mask_storeu_ps(&weights[j], tail(n - j), exp16(shifted));
       }
+      for (int64_t j = 0; j < n; ++j) total += weights[j];
+      __m512 sums[MAX_HEAD_DIM / 16];  // the weighted sum of the values, position by position (one pass over them)
+      const int64_t vectors = (head_dim + 15) / 16;
+      for (int64_t c = 0; c < vectors; ++c) sums[c] = _mm512_setzero_ps();
+      for (int64_t j = 0; j < n; ++j) {
+        const float* value = values + j * s.position_stride;
+        for (int64_t c = 0; c < vectors; ++c)
+          sums[c] = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]),
+                                    _mm512_maskz_loadu_ps(tail(head_dim - 16 * c), value + 16 * c), sums[c]);
+      }
+      for (int64_t c = 0; c < vectors; ++c)
+        _mm512_mask_storeu_ps(o + 16 * c, tail(head_dim - 16 * c), _mm512_div_ps(sums[c], _mm512_set1_ps(total)));
     }
   });
 }
@@ -657,6 +670,7 @@ PyMODINIT_FUNC PyInit_emojilm_products() {
       PyModule_AddIntConstant(module, "INT8_LANES", Int8::LANES) < 0 ||
       PyModule_AddIntConstant(module, "AMX_OUT", AMX_OUT) < 0 ||
       PyModule_AddIntConstant(module, "AMX_TILE_BYTES", AMX_TILE_BYTES) < 0 ||
+      PyModule_AddIntConstant(module, "MAX_HEAD_DIM", MAX_HEAD_DIM) < 0 ||
       PyModule_AddIntConstant(module, "AMX", amx_usable()) < 0)
     return nullptr;
   return module;

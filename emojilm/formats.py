@@ -6,8 +6,8 @@ kernel for them (`kernels`). Which kernel wins differs from CPU to CPU, so the
 speed is measured here, at load, per format: the products a served step runs over
 a random matrix of the model's largest shape, for one row (a lone visitor) and
 for a full batch (emojilm.engine's MAX_ROWS visitors), their times summed. The
-batch counts because kernels differ there most: int8's grows with the rows
-while bf16's barely does (docs/benchmarks.md, "Concurrent visitors").
+batch counts because kernels differ there most: on the AVX-512 kernels int8's
+grows with the rows while bf16's barely does (docs/benchmarks.md, "Kernel trials").
 Agreement is checked on the model itself: teacher-forced next-byte predictions
 on the probe's known pairs (prompt and answer) and on the given texts (the
 page's examples), one forward per model. A

@@ -143,8 +143,17 @@ struct Matrix {
 //       exactly, so the only rounding is the digits' and the final combination's (in double).
 constexpr int64_t AMX_OUT = 16, AMX_ROWS = 16, AMX_TILE_BYTES = 1024;
 constexpr int64_t DIGITS = 3, DIGIT_BASE = 128, INT8_ROWS = AMX_ROWS / DIGITS;  // x rows per int8 row block
+constexpr int64_t CONVERTED_ROWS = 16;  // the fewest rows of x worth converting on several threads
 
 __mmask16 tail(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
+
+// f(r) for rows 0..rows, split among torch's threads from `grain` rows on.
+template <typename F>
+void each_row(int64_t rows, const F& f, int64_t grain = 1) {
+  at::parallel_for(0, rows, grain, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) f(r);
+  });
+}
 
 struct TileConfig {
   uint8_t palette, start_row, reserved[14];
@@ -262,7 +271,7 @@ __attribute__((target("amx-tile,amx-bf16,amx-int8"))) void amx_blocks(const AmxR
 // q = x / s, then each digit is q rounded and q becomes what is left, times 128 (exact in float32).
 void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t* digits, double* scale) {
   const __m512 tiny = _mm512_set1_ps(FLT_MIN), base = _mm512_set1_ps(DIGIT_BASE);
-  for (int64_t r = 0; r < rows; ++r) {
+  each_row(rows, [&](int64_t r) {
     const float* xr = x + r * width;
     __m512 largest = _mm512_setzero_ps();
     __mmask16 nan = 0;
@@ -275,7 +284,7 @@ void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t
     int8_t* row = digits + ((r / INT8_ROWS) * AMX_ROWS + r % INT8_ROWS * DIGITS) * ld;
     if (nan || !std::isfinite(most) || most < FLT_MIN) {  // NaN results where a float sum gives them; else zeros
       scale[r] = nan || !std::isfinite(most) ? NAN : 0.0;
-      continue;
+      return;
     }
     const float inverse = 127.0f / most;
     scale[r] = 1.0 / inverse;
@@ -290,16 +299,17 @@ void int8_digits(const float* x, int64_t rows, int64_t width, int64_t ld, int8_t
         rest = _mm512_mul_ps(_mm512_sub_ps(rest, digit), base);
       }
     }
-  }
+  }, CONVERTED_ROWS);
 }
 
 // x's rows rounded to bf16 (to nearest even, as torch's conversion does; denormals count as zero, as
 // vdpbf16ps and the tile unit count them), ld a row.
 void bf16_rows(const float* x, int64_t rows, int64_t width, int64_t ld, uint16_t* out) {
-  for (int64_t r = 0; r < rows; ++r)
+  each_row(rows, [&](int64_t r) {
     for (int64_t i = 0; i < width; i += 16)
       _mm256_mask_storeu_epi16(out + r * ld + i, tail(width - i),
                                (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(tail(width - i), x + r * width + i)));
+  }, CONVERTED_ROWS);
 }
 
 void amx_multiply(const Matrix& m, const float* x, int64_t rows, int64_t width, float* out) {
@@ -386,15 +396,8 @@ PyObject* product(PyObject*, PyObject* args) {
 // positions attend to each other; ours, below, in the same call, where each row feeds one position).
 // Every row is computed on its own, in one order, so its bits do not depend on the other rows.
 
-// Each row's small ops are AVX-512 loops, rows split among the threads (a prompt's 100-300 rows would
-// otherwise cost as much as their products).
-template <typename F>
-void each_row(int64_t rows, const F& f) {
-  at::parallel_for(0, rows, 1, [&](int64_t first, int64_t last) {
-    for (int64_t r = first; r < last; ++r) f(r);
-  });
-}
-
+// Each row's small ops are AVX-512 loops (each_row: rows split among the threads: a prompt's 100-300
+// rows would otherwise cost as much as their products).
 // out = x / sqrt(mean(x^2) + eps) * weight for one row, the sum of squares in double.
 void rms_norm_row(const float* x, int64_t dim, const float* weight, float eps, float* out) {
   __m512d squares[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};

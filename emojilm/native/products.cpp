@@ -534,7 +534,8 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
     const Slot& s = slots[r];
     if (loop >= s.loops) continue;
     for (int64_t h = 0; h < kv_heads; ++h) {
-      const int64_t at = loop * s.loop_stride + layer * s.layer_stride + h * s.head_stride + s.position * s.position_stride;
+      const int64_t at =
+          loop * s.loop_stride + layer * s.layer_stride + h * s.head_stride + s.position * s.position_stride;
       const float* k = projected + r * width + (heads + h) * head_dim;
       std::copy(k, k + head_dim, reinterpret_cast<float*>(s.k) + at);
       std::copy(k + kv_heads * head_dim, k + (kv_heads + 1) * head_dim, reinterpret_cast<float*>(s.v) + at);
@@ -567,11 +568,11 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
         weights[j] = dot(q, keys + j * s.position_stride, head_dim) * scale;
         largest = std::max(largest, weights[j]);
       }
-      float total = 0.0f;
       for (int64_t j = 0; j < n; j += 16) {
         const __m512 shifted = _mm512_sub_ps(_mm512_maskz_loadu_ps(tail(n - j), &weights[j]), _mm512_set1_ps(largest));
         _mm512_mask_storeu_ps(&weights[j], tail(n - j), exp16(shifted));
       }
+      float total = 0.0f;
       for (int64_t j = 0; j < n; ++j) total += weights[j];
       __m512 sums[MAX_HEAD_DIM / 16];  // the weighted sum of the values, position by position (one pass over them)
       const int64_t vectors = (head_dim + 15) / 16;

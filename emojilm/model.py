@@ -308,10 +308,14 @@ class TransformerBlock(nn.Module):
         return out.view(B, T, dim)
 
 
-def decode_slots(cache: KVCache | BranchCache | None, start: int, head_dim: int) -> torch.Tensor | None:
+def decode_slots(cache: KVCache | BranchCache | None, start: int, head_dim: int, n_loops: int) -> torch.Tensor | None:
     """Where each row of a decode step (one position per row) keeps its keys and values, for blocks on
-    emojilm's kernels (native.decode_block): the cache's decode_slots, or None (torch attends)."""
+    emojilm's kernels (native.decode_block): the cache's decode_slots, or None (torch attends). A
+    KVCache run for more loops than it holds goes to torch, which refuses it (the kernel would give
+    those loops' rows their queries back, as it does for an engine's rows past their loop count)."""
     if cache is None or head_dim > native.module().MAX_HEAD_DIM:
+        return None
+    if isinstance(cache, KVCache) and n_loops > cache.n_loops:
         return None
     slots = cache.decode_slots(start)
     return None if slots is None else torch.tensor(slots, dtype=torch.int64)
@@ -395,7 +399,7 @@ class LoopedTransformer(nn.Module):
         if end > self.args.max_seqlen:
             raise ValueError(f"sequence of {end} tokens exceeds max_seqlen={self.args.max_seqlen}")
         rope = Rotation.of(self._rope_on(tokens.device)[positions].unsqueeze(-2), tokens.shape, self.native_blocks)
-        slots = decode_slots(cache, start, self.args.head_dim) if T == 1 and self.native_blocks else None
+        slots = decode_slots(cache, start, self.args.head_dim, n_loops) if T == 1 and self.native_blocks else None
         if (state is None) != (first_loop == 0):
             raise ValueError("a state must be given exactly when starting after loop 0")
         h0 = self.tok_embeddings(tokens).to(self.dtype)

@@ -220,6 +220,17 @@ def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window, hea
     assert len(decode_blocks) == 12 * model.args.n_loops * model.args.n_layers
 
 
+@torch.inference_mode()
+def test_a_decode_step_past_its_caches_loops_is_refused_as_on_torchs_path():
+    served("int8")
+    model = random_model("int8")
+    cache = model.new_cache(1, 1, 8)
+    tokens = torch.tensor([[5, 6, 7]])
+    list(model.loop_states(tokens[:, :2], 1, cache=cache))
+    with pytest.raises(IndexError):
+        list(model.loop_states(tokens[:, 2:], 2, cache=cache, start=2))
+
+
 @pytest.mark.parametrize("weight_format", FORMATS)
 @torch.inference_mode()
 def test_a_row_of_a_fused_block_gets_the_same_bits_alone_and_in_a_batch(weight_format):

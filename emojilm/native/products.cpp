@@ -394,10 +394,10 @@ PyObject* product(PyObject*, PyObject* args) {
 // caches: ~0.4 ms a block at the published shape, against 0.13 ms with warm caches. Here they are a
 // few loops over each row, in one call before and one after the attention (torch's where a prompt's
 // positions attend to each other; ours, below, in the same call, where each row feeds one position).
-// Every row is computed on its own, in one order, so its bits do not depend on the other rows.
+// Every row is computed on its own, in one order, so its bits do not depend on the other rows. The
+// small ops are AVX-512 loops, rows split among the threads (each_row): a prompt's 100-300 rows would
+// otherwise cost as much as their products.
 
-// Each row's small ops are AVX-512 loops (each_row: rows split among the threads: a prompt's 100-300
-// rows would otherwise cost as much as their products).
 // out = x / sqrt(mean(x^2) + eps) * weight for one row, the sum of squares in double.
 void rms_norm_row(const float* x, int64_t dim, const float* weight, float eps, float* out) {
   __m512d squares[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};

@@ -363,9 +363,10 @@ def _draft_goes_on(row: Row, token: int, logits: torch.Tensor) -> bool:
 @torch.inference_mode()
 def check_drafts(rows: list[Row]) -> None:
     """The speculative check of rows whose drafts ended, in one forward: each row's drafted positions
-    through the loops after its draft loops, carrying on from its draft states (padded to the longest
-    draft, each row attending to its own cache), then the acceptance rule (speculative.judge). A row's
-    ids become those the check keeps, its position moves past them."""
+    through the loops after its draft loops up to its own loop count, carrying on from its draft states
+    (padded to the longest draft, each row attending to its own cache), then the acceptance rule
+    (speculative.judge). A row's ids become those the check keeps, its position moves past them."""
+    rows = sorted(rows, key=lambda row: -row.request.n_loops)  # latest exit first, as step() runs them
     model, first = rows[0].model, rows[0].request.draft_loops
     lengths = [len(row.draft_states) for row in rows]
     longest = max(lengths)
@@ -377,8 +378,8 @@ def check_drafts(rows: list[Row]) -> None:
     device = model.tok_embeddings.weight.device
     tokens = torch.tensor(fed, device=device)
     cache = RowsCache(list(zip(caches, starts, strict=True)), lengths)
-    n_loops = rows[0].request.n_loops
-    hidden = step(model, tokens, cache, 0, [n_loops] * len(fed), first_loop=first, state=torch.stack(states)).hidden
+    exits = [row.request.n_loops for row in rows]
+    hidden = step(model, tokens, cache, 0, exits, first_loop=first, state=torch.stack(states)).hidden
     for r, row in enumerate(rows):
         n = lengths[r]
         drafted = torch.tensor(row.drafted[1:], device=device)

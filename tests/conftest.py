@@ -20,6 +20,24 @@ import torch
 # synchronization that gets very slow when the machine's cores are busy.
 torch.set_num_threads(1)
 
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The CPU the run saw, last (quiet runs print no header): kernels, and with them rounding and
+    timing, differ from one CPU to another."""
+    from emojilm import native
+
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "?")
+    capability = torch.backends.cpu.get_cpu_capability()
+    terminalreporter.write_line(f"CPU: {model}; torch's vectors: {capability}; emojilm's AMX kernel: {native.amx()}")
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 VOCAB = 258
 
 # A tiny model exercising every size rule: GQA, FFN rounding, three trained loops.

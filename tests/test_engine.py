@@ -22,7 +22,7 @@ import emojilm
 import emojilm.lm
 import emojilm.trace
 from emojilm import kernels
-from emojilm.engine import Engine, PromptsCache, Row, batch_step, prompts_round_alike
+from emojilm.engine import Engine, PromptsCache, Row, batch_step, decode_rows, prompts_round_alike
 from emojilm.kvcache import KVCache
 from emojilm.request import Request
 from emojilm.space import SpaceBackend
@@ -164,6 +164,25 @@ def test_a_drafting_row_drafts_in_the_batch_and_checks_its_drafts_there(lm):
         assert list(engine.tokens(row)) == run(engine, lm, plain)
         kept += row.stats.accepted
     assert kept > 0
+
+
+def test_drafts_checked_together_run_each_rows_own_loop_count(lm):
+    """Rows drafting with the same draft loops but different loop counts, in lockstep so that their drafts
+    end at the same steps and are checked in one forward: each gives the bytes it gives alone (a check
+    that ran every row to the first row's loop count changed the later rows' answers)."""
+    top = lm.limits.max_loops
+
+    def prefilled(text: str, n_loops: int, seed: int) -> Row:
+        request = lm.request(text, n_loops=n_loops, draft_loops=1, max_new_tokens=16, temperature=0.9, seed=seed)
+        prompt = lm.prompt_ids(text)
+        cache = lm.model.new_cache(n_loops, 1, len(prompt) + request.max_new_tokens)
+        states = prefill(lm.model, torch.tensor([prompt]), n_loops, cache)
+        return Row(lm.model, request, prompt, lm.tokenizer.eos_id, cache=cache, position=len(prompt),
+                   hidden=states[-1][0, -1], loops=n_loops, generator=request.sampling.generator())  # fmt: skip
+
+    specs = [(text, n_loops, seed) for seed, text in enumerate(TEXTS[:4]) for n_loops in (2, top)]
+    alone = [decode_rows([prefilled(*spec)])[0] for spec in specs]
+    assert decode_rows([prefilled(*spec) for spec in specs]) == alone
 
 
 def test_a_prompt_prefilled_beside_others_gets_the_bits_it_gets_alone(lm):

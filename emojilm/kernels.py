@@ -46,7 +46,9 @@ the product itself runs in the format, so the rest of the model is float32's.
 
 The fast kernels are private torch ops, so each serves only behind a check: it
 must exist in this build, run on this device, and agree with the plain
-computation on a random input; otherwise the fallback serves, and says so.
+computation on a random input; otherwise the fallback serves, and says so (a
+warning where a kernel disagrees; an info line where this CPU or build lacks it,
+as oneDNN's bf16 on a CPU without AVX-512: expected there, and the panel names the kernel).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def packed_copy(dense: torch.Tensor) -> torch.Tensor | None:
             log.warning("oneDNN's packed product disagrees with x @ W here; using x @ W")
             return None
     except (AttributeError, NotImplementedError, RuntimeError) as err:  # an op missing or refused in this build
-        log.warning("oneDNN's packed linear is unavailable (%s); using x @ W", err)
+        log.info("oneDNN's packed linear is unavailable (%s); using x @ W", err)
         return None
     return packed
 
@@ -473,7 +475,7 @@ def _bf16_packed(weight: torch.Tensor) -> torch.Tensor | None:
             log.warning("oneDNN's packed bf16 product disagrees with F.linear here; using F.linear")
             return None
     except (AttributeError, NotImplementedError, RuntimeError) as err:
-        log.warning("oneDNN's packed bf16 linear is unavailable (%s); using F.linear", err)
+        log.info("oneDNN's packed bf16 linear is unavailable (%s); using F.linear", err)
         return None
     return packed
 
@@ -487,5 +489,5 @@ def _int8_kernel_works(rows: torch.Tensor, scale: torch.Tensor) -> bool:
             return True
         log.warning("torch._weight_int8pack_mm disagrees with the dequantized product here; dequantizing")
     except (AttributeError, NotImplementedError, RuntimeError) as err:
-        log.warning("torch._weight_int8pack_mm is unavailable (%s); dequantizing per product", err)
+        log.info("torch._weight_int8pack_mm is unavailable (%s); dequantizing per product", err)
     return False

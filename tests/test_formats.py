@@ -115,6 +115,12 @@ def test_cached_decoding_equals_a_full_recompute(make_checkpoint, dtype, kernel_
 @pytest.mark.parametrize("dtype", FORMATS)
 def test_every_kernel_computes_the_same_model(make_checkpoint, monkeypatch, dtype):
     """Each kernel steps aside for the next where it cannot serve; all compute the same model."""
+    weight = torch.randn(64, 64)
+    torch_kernel_here = (  # asked before the kernels are patched away below
+        kernels._bf16_packed(weight.bfloat16()) is not None
+        if dtype == "bfloat16"
+        else kernels._int8_kernel_works(*kernels.quantize_rows(weight))
+    )
     served = []
     if native.supports(dtype) and native.amx():
         served.append(tiny_lm(make_checkpoint, "add", dtype))
@@ -126,7 +132,10 @@ def test_every_kernel_computes_the_same_model(make_checkpoint, monkeypatch, dtyp
     monkeypatch.setattr(kernels, "_bf16_packed", lambda weight: None)
     monkeypatch.setattr(kernels, "_int8_kernel_works", lambda rows, scale: False)
     served.append(tiny_lm(make_checkpoint, "add", dtype))
-    assert [lm.info.kernel for lm in served] == list(KERNELS[dtype][-len(served) :])
+    expected = list(KERNELS[dtype][-len(served) :])
+    if not torch_kernel_here:  # this CPU or build lacks torch's fast kernel: its fallback serves in its place
+        expected[-2] = expected[-1]
+    assert [lm.info.kernel for lm in served] == expected
     tokens = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         plain = served[-1].model(tokens)

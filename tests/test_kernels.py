@@ -8,6 +8,7 @@ on the packed path and on the fallback.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pandas as pd
@@ -206,6 +207,7 @@ def test_greedy_answers_and_traces_are_the_same_on_both_paths(make_checkpoint, m
 
 
 def test_a_failing_or_disagreeing_kernel_falls_back_to_x_at_w(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="emojilm.kernels")  # a kernel this CPU lacks is an info line
     dense = torch.randn(32, 48)
     assert kernels.packed_copy(dense) is not None
     monkeypatch.setattr(kernels, "_packed_product", lambda x, packed: torch.zeros(x.shape[0], 48))

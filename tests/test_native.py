@@ -40,10 +40,23 @@ def weights(weight_format: str, out_features: int, in_features: int, seed: int =
 
 
 def reference(weight_format: str, x: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """What the kernel computes, in float64: bf16 multiplies x rounded to bf16, int8 the float32 x (AMX:
-    to 21 bits of the row's largest value, within the bound of the test below)."""
-    x = x.bfloat16() if weight_format == "bfloat16" else x
+    """What the kernel computes, in float64: bf16 multiplies x rounded to bf16, int8 the float32 x, or
+    on AMX x as two int8 digits of its row's scale (amx_digits)."""
+    if weight_format == "bfloat16":
+        x = x.bfloat16()
+    elif native.amx():
+        x = amx_digits(x)
     return x.double() @ exact.t()
+
+
+def amx_digits(x: torch.Tensor) -> torch.Tensor:
+    """x [rows, in] as the AMX int8 kernel writes it, in float64: s * (d0 + d1 / 128) with s = max |x| / 127,
+    d0 = round(x / s) and d1 = round((x / s - d0) * 128), each step in float32 as the kernel's."""
+    inverse = torch.tensor(127.0) / x.abs().amax(dim=1, keepdim=True)
+    q = x * inverse
+    d0 = q.round()
+    d1 = ((q - d0) * 128).round()
+    return (d0.double() + d1.double() / 128) / inverse.double()
 
 
 @pytest.mark.parametrize("weight_format", FORMATS)

@@ -138,11 +138,13 @@ struct Matrix {
 // bf16: x rounded to bf16, pairs multiplied and summed in float32 (denormals count as zero, as the
 //       unit does).
 // int8: the unit multiplies int8 by int8 into exact int32 sums. Each row of x is written as
-//       s * (d0 + d1 / 128 + d2 / 128^2), with s = max |x| / 127 and int8 digits d (x to 21 bits of
-//       its largest value; denormals count as zero), and the three digit rows are multiplied apart:
-//       exactly, so the only rounding is the digits' and the final combination's (in double).
+//       s * (d0 + d1 / 128), with s = max |x| / 127 and int8 digits d (x to within max |x| / 32,512,
+//       15 bits of its largest value, where the weights hold 8; denormals count as zero), and the two
+//       digit rows are multiplied apart: exactly, so the only rounding is the digits' and the final
+//       combination's (in double). Two digits, not three: 8 rows fill one row block (a burst's decode
+//       step), and a prompt's rows take two thirds of the tile passes (docs/benchmarks.md).
 constexpr int64_t AMX_OUT = 16, AMX_ROWS = 16, AMX_TILE_BYTES = 1024;
-constexpr int64_t DIGITS = 3, DIGIT_BASE = 128, INT8_ROWS = AMX_ROWS / DIGITS;  // x rows per int8 row block
+constexpr int64_t DIGITS = 2, DIGIT_BASE = 128, INT8_ROWS = AMX_ROWS / DIGITS;  // x rows per int8 row block
 constexpr int64_t CONVERTED_ROWS = 16;  // the fewest rows of x worth converting on several threads
 
 __mmask16 tail(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
@@ -193,7 +195,7 @@ void write_sums(const void* tile, const AmxRows& x, int64_t rb, int64_t rows, co
       const int32_t* sums = static_cast<const int32_t*>(tile) + r * DIGITS * AMX_OUT;
       const __m512d base = _mm512_set1_pd(1.0 / DIGIT_BASE), scale = _mm512_set1_pd(x.scale[r0 + r]);
       __m256 halves[2];
-      for (int half = 0; half < 2; ++half) {  // d0 + d1 / 128 + d2 / 128^2, Horner's way from the last
+      for (int half = 0; half < 2; ++half) {  // d0 + d1 / 128 (+ d2 / 128^2 ...), Horner's way from the last
         __m512d digits = _mm512_setzero_pd();
         for (int64_t d = DIGITS - 1; d >= 0; --d) {  // (times 1 / 128: exact, as dividing by 128 is)
           const auto* sum = reinterpret_cast<const __m256i*>(sums + d * AMX_OUT + 8 * half);

@@ -122,8 +122,8 @@ class RowsCache:
             first += rows
 
     def decode_slots(self, start: int) -> list[list[int]] | None:
-        """Each row's KVCache.decode_slots at its own position; None if a participant's cache cannot give
-        them (a trace's branches read their trunk)."""
+        """Each row's decode slot (KVCache.decode_slots, BranchCache.decode_slots) at its own position; None
+        if a participant's cache cannot give them (then torch attends for every row)."""
         slots = []
         for cache, fed in self.parts:
             if (mine := cache.decode_slots(fed + start)) is None:

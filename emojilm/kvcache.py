@@ -35,6 +35,27 @@ def visible(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | None) 
     return seen if window is None else seen & (key_pos > query_pos - window)
 
 
+NO_PREFIX = (0,) * 7  # a decode slot's prefix fields for a row that has none (its keys, values, strides, length)
+
+
+def native_layout(cache: KVCache | BranchCache) -> bool:
+    """Whether native.decode_block can read the cache in place: float32 keys and values on the CPU, laid
+    out alike [loops, layers, rows, kv heads, positions, head dim] with each head's values contiguous."""
+    k, v = cache.k, cache.v
+    return k.dtype == torch.float32 and k.device.type == "cpu" and v.stride() == k.stride() and k.stride(5) == 1
+
+
+def slot_strides(k: torch.Tensor) -> list[int]:
+    """A decode slot's strides of a loop, a layer, a kv head and a position, in floats."""
+    return [k.stride(0), k.stride(1), k.stride(3), k.stride(4)]
+
+
+def row_addresses(k: torch.Tensor, v: torch.Tensor, rows) -> list[tuple[int, int]]:
+    """Where each of the given batch rows' keys and values start (bytes)."""
+    step = k.stride(2) * k.element_size()
+    return [(k.data_ptr() + r * step, v.data_ptr() + r * step) for r in rows]
+
+
 def repeat_kv(x: torch.Tensor, rep: int) -> torch.Tensor:
     """GQA: kv head j serves query heads j*rep .. j*rep+rep-1, as lingua's repeat_kv ([B, H, T, D])."""
     return x if rep == 1 else x.repeat_interleave(rep, dim=1)
@@ -96,16 +117,13 @@ class KVCache:
     def decode_slots(self, start: int) -> list[list[int]] | None:
         """Per row, where native.decode_block finds its keys and values to feed one position at `start`:
         their addresses, the strides of a loop, a layer, a head and a position (in floats), the position,
-        the first one it attends and its loops. None where that kernel cannot serve: not float32 on the
-        CPU, or `start` outside the cache (then torch's path raises)."""
-        k, v, strides = self.k, self.v, self.k.stride()
-        if (k.dtype != torch.float32 or k.device.type != "cpu" or v.stride() != strides or strides[5] != 1
-                or not 0 <= start < self.max_len):  # fmt: skip
+        the first one it attends and its loops, then no prefix (NO_PREFIX). None where that kernel cannot
+        serve: not float32 on the CPU, or `start` outside the cache (then torch's path raises)."""
+        if not native_layout(self) or not 0 <= start < self.max_len:
             return None
         first = 0 if self.window is None else max(0, start - self.window + 1)
-        at = [k.element_size() * b * strides[2] for b in range(k.shape[2])]  # each row's first byte
-        rest = [*strides[:2], *strides[3:5], start, first, self.n_loops]
-        return [[k.data_ptr() + a, v.data_ptr() + a, *rest] for a in at]
+        rest = [*slot_strides(self.k), start, first, self.n_loops, *NO_PREFIX]
+        return [[k, v, *rest] for k, v in row_addresses(self.k, self.v, range(self.k.shape[2]))]
 
     def copy_to_later_loops(self, loop: int, start: int, end: int, row: int | None = None) -> None:
         """Reuse loop `loop`'s keys/values at positions start..end (of one row, or all) for every later loop.
@@ -184,9 +202,23 @@ class BranchCache:
         out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=self._step_mask(start, T))
         return out.view(H, R, T, D).transpose(0, 1)
 
-    def decode_slots(self, start: int) -> None:
-        """None: its rows read the shared trunk in place, which native.decode_block does not; torch attends."""
-        return None
+    def decode_slots(self, start: int) -> list[list[int]] | None:
+        """Per row, as KVCache.decode_slots, for feeding step `start`: its own steps, after a prefix read
+        in place in the trunk (row 0's positions it sees before its branch). None where the kernel cannot
+        serve (then torch attends, or raises where `start` is past the steps held)."""
+        trunk = self.trunk
+        if not (native_layout(self) and native_layout(trunk)) or not 0 <= start < self.k.shape[4]:
+            return None
+        own_first = 0 if trunk.window is None else max(0, start - trunk.window + 1)
+        rest = [*slot_strides(self.k), start, own_first, self.n_loops]
+        (trunk_k, trunk_v), *_ = row_addresses(trunk.k, trunk.v, [0])
+        slots = []
+        for (k, v), at in zip(row_addresses(self.k, self.v, range(self.k.shape[2])), self.branch_at.tolist(),
+                              strict=True):  # fmt: skip
+            seen = 0 if trunk.window is None else max(0, at + start - trunk.window + 1)  # its first trunk position
+            skip = min(seen, at) * trunk.k.stride(4) * trunk.k.element_size()
+            slots.append([k, v, *rest, trunk_k + skip, trunk_v + skip, *slot_strides(trunk.k), max(0, at - seen)])
+        return slots
 
     def _sequence(self, trunk: torch.Tensor, own: torch.Tensor, loop: int, layer: int, end: int) -> torch.Tensor:
         """[1, H_kv, shared + R * end, D]: the shared trunk positions, then each row's steps up to `end`."""

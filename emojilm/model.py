@@ -311,11 +311,12 @@ class TransformerBlock(nn.Module):
 def decode_slots(cache: KVCache | BranchCache | None, start: int, head_dim: int, n_loops: int) -> torch.Tensor | None:
     """Where each row of a decode step (one position per row) keeps its keys and values, for blocks on
     emojilm's kernels (native.decode_block): the cache's decode_slots, or None (torch attends). A
-    KVCache run for more loops than it holds goes to torch, which refuses it (the kernel would give
-    those loops' rows their queries back, as it does for an engine's rows past their loop count)."""
+    KVCache or BranchCache run for more loops than it holds goes to torch, which refuses it (the kernel
+    would give those loops' rows their queries back, as it does for an engine's rows past their loop
+    count)."""
     if cache is None or head_dim > native.module().MAX_HEAD_DIM:
         return None
-    if isinstance(cache, KVCache) and n_loops > cache.n_loops:
+    if isinstance(cache, KVCache | BranchCache) and n_loops > cache.n_loops:
         return None
     slots = cache.decode_slots(start)
     return None if slots is None else torch.tensor(slots, dtype=torch.int64)

@@ -155,11 +155,12 @@ def decode_block(
 ) -> torch.Tensor:
     """A whole block for x [rows, dim] (float32), one position per row: attention_inputs, each row's
     attention in its own KV cache at (loop, layer), block_output. shape: (heads, kv heads, head dim);
-    norms: (attention norm, ffn norm, eps); matrices: (qkv, o, w13, w2). slots: int64 [rows, 9], per
-    row where its float32 cache sits and where it attends (the caches' decode_slots, which check that
-    the writes stay inside)."""
+    norms: (attention norm, ffn norm, eps); matrices: (qkv, o, w13, w2). slots: int64 [rows, SLOT_FIELDS],
+    per row where its float32 cache sits and where it attends (the caches' decode_slots, which check
+    that the writes stay inside)."""
     x, turns = x.float().contiguous(), turns.float().contiguous()
-    if slots.dtype != torch.int64 or tuple(slots.shape) != (x.shape[0], 9) or not slots.is_contiguous():
+    fields = module().SLOT_FIELDS
+    if slots.dtype != torch.int64 or tuple(slots.shape) != (x.shape[0], fields) or not slots.is_contiguous():
         raise ValueError(f"slots {tuple(slots.shape)} do not fit x {tuple(x.shape)}")
     (attention_norm, ffn_norm, eps), (qkv, o, w13, w2) = norms, matrices
     rows, dim = x.shape

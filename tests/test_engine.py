@@ -22,8 +22,8 @@ import emojilm
 import emojilm.lm
 import emojilm.trace
 from emojilm import kernels
-from emojilm.engine import Engine, PromptsCache, Row, batch_step, decode_rows, prompts_round_alike
-from emojilm.kvcache import KVCache
+from emojilm.engine import Engine, Feed, PromptsCache, Row, batch_step, decode_rows, prompts_round_alike
+from emojilm.kvcache import BranchCache, KVCache
 from emojilm.request import Request
 from emojilm.space import SpaceBackend
 from emojilm.step import prefill
@@ -151,6 +151,36 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
         at = rng.randrange(others + 1)
         texts.insert(at, "I love pizza")
         assert torch.equal(logits_after_step(texts, at), alone)
+
+
+@pytest.mark.parametrize("weight_format", ["bfloat16", "int8"])
+def test_a_row_beside_a_traces_branches_gets_the_bits_it_gets_alone(weight_format):
+    """On emojilm's kernels a decode step runs each block in one native call, attention included, for
+    every participant: a trace's branches (BranchCache) as much as a request's own cache, so a request
+    stepping beside a trace's alternatives keeps the bits it gets alone (it fell back to torch's
+    attention with them before)."""
+    lm = emojilm.load("bundled", dtype=weight_format)
+    model = lm.model
+    if not model.native_blocks:
+        pytest.skip("emojilm's kernels do not serve here: every step takes torch's path alike")
+    n_loops = lm.n_loops
+
+    def hidden_after_step(with_branches: bool) -> torch.Tensor:
+        prompt = lm.prompt_ids("I love pizza")
+        cache = model.new_cache(n_loops, 1, len(prompt) + 2)
+        prefill(model, torch.tensor([prompt]), n_loops, cache)
+        rows = [Row(model, lm.request("I love pizza"), prompt, cache=cache, position=len(prompt), next_id=ord("x"))]
+        if with_branches:
+            trunk_ids = lm.prompt_ids("so much snow")
+            trunk = model.new_cache(n_loops, 1, len(trunk_ids))
+            prefill(model, torch.tensor([trunk_ids]), n_loops, trunk)
+            branches = BranchCache.grow(trunk, torch.tensor([len(trunk_ids), len(trunk_ids) - 3]), 2)
+            feed = Feed(branches, 0, [ord("a"), ord("b")], [n_loops, n_loops], [0.0, 0.0])
+            rows.append(SimpleNamespace(feed=lambda: feed, width=2, last_loop=n_loops))
+        with torch.inference_mode():
+            return batch_step(model, rows).hidden[0]
+
+    assert torch.equal(hidden_after_step(True), hidden_after_step(False))
 
 
 def test_a_drafting_row_drafts_in_the_batch_and_checks_its_drafts_there(lm):

@@ -10,6 +10,7 @@ import torch
 
 from emojilm import kernels, native
 from emojilm.config import ModelArgs
+from emojilm.kvcache import BranchCache
 from emojilm.model import LoopedTransformer
 
 FORMATS = ("bfloat16", "int8")
@@ -231,6 +232,38 @@ def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window, hea
     stepped = torch.cat([model(tokens[:, t : t + 1], cache=cache, start=t) for t in range(12)], dim=1)
     assert (stepped - fused).abs().max() <= 1e-4 * fused.abs().max()
     assert len(decode_blocks) == 12 * model.args.n_loops * model.args.n_layers
+
+
+@pytest.mark.parametrize("weight_format", FORMATS)
+@pytest.mark.parametrize("window", [None, 5])
+@torch.inference_mode()
+def test_branches_decode_on_fused_blocks_as_their_whole_sequences(weight_format, window, monkeypatch):
+    """A trace's branches (BranchCache: each row reads the trunk before its branch, then its own steps)
+    decode through decode_block too, reading the trunk in place: each row's logits are its whole
+    sequence's, and what torch's attention gives."""
+    served(weight_format)
+    model = random_model(weight_format, sliding_window=window)
+    decode_blocks = []
+    monkeypatch.setattr(native, "decode_block", lambda *args: decode_blocks.append(1) or decode_block(*args))
+    generator = torch.Generator().manual_seed(6)
+    trunk_tokens = torch.randint(0, 256, (1, 9), generator=generator)
+    own = torch.randint(0, 256, (3, 4), generator=generator)
+    branch_at = torch.tensor([9, 4, 7])
+
+    def branch_logits() -> torch.Tensor:
+        trunk = model.new_cache(None, 1, 9)
+        model(trunk_tokens, cache=trunk)
+        branches = BranchCache.grow(trunk, branch_at, own.shape[1])
+        return torch.cat([model(own[:, s : s + 1], cache=branches, start=s) for s in range(own.shape[1])], dim=1)
+
+    stepped = branch_logits()
+    assert len(decode_blocks) == own.shape[1] * model.args.n_loops * model.args.n_layers
+    for r, at in enumerate(branch_at.tolist()):
+        whole = model(torch.cat([trunk_tokens[:, :at], own[r : r + 1]], dim=1))[0, at:]
+        assert (stepped[r] - whole).abs().max() <= 1e-4 * whole.abs().max()
+    monkeypatch.setattr(BranchCache, "decode_slots", lambda self, start: None)  # torch's attention instead
+    by_torch = branch_logits()
+    assert (stepped - by_torch).abs().max() <= 1e-4 * by_torch.abs().max()
 
 
 @torch.inference_mode()

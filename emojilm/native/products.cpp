@@ -515,9 +515,21 @@ void output_rows(const float* x, const float* attended, int64_t rows, int64_t di
 // head h at l * loop_stride + j * layer_stride + h * head_stride, position p at p * position_stride. It
 // writes its new key and value at `position` and attends positions first..position, in its first
 // `loops` loops; past them it attends to nothing and gets its queries back (its state is not read).
+// A row may first attend a prefix held elsewhere (a trace's branch: the trunk's positions before it
+// branched, emojilm.kvcache.BranchCache): prefix_length positions at prefix_k and prefix_v, laid out
+// by the prefix's own strides; a row without one has prefix_length 0.
 constexpr int64_t MAX_HEAD_DIM = 256;  // emojilm.model checks it
+struct Strides {
+  int64_t loop, layer, head, position;
+  int64_t at(int64_t l, int64_t j, int64_t h, int64_t p) const { return l * loop + j * layer + h * head + p * position; }
+};
 struct Slot {
-  int64_t k, v, loop_stride, layer_stride, head_stride, position_stride, position, first, loops;
+  int64_t k, v;
+  Strides strides;
+  int64_t position, first, loops;
+  int64_t prefix_k, prefix_v;
+  Strides prefix;
+  int64_t prefix_length;
 };
 
 float dot(const float* a, const float* b, int64_t n) {
@@ -536,8 +548,7 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
     const Slot& s = slots[r];
     if (loop >= s.loops) continue;
     for (int64_t h = 0; h < kv_heads; ++h) {
-      const int64_t at =
-          loop * s.loop_stride + layer * s.layer_stride + h * s.head_stride + s.position * s.position_stride;
+      const int64_t at = s.strides.at(loop, layer, h, s.position);
       const float* k = projected + r * width + (heads + h) * head_dim;
       std::copy(k, k + head_dim, reinterpret_cast<float*>(s.k) + at);
       std::copy(k + kv_heads * head_dim, k + (kv_heads + 1) * head_dim, reinterpret_cast<float*>(s.v) + at);
@@ -546,6 +557,7 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   at::parallel_for(0, rows * heads, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> weights;
+    thread_local std::vector<const float*> keys, values;  // every position's key and value, prefix first
     for (int64_t i = begin; i < end; ++i) {
       const int64_t r = i / heads, h = i % heads;
       const Slot& s = slots[r];
@@ -555,19 +567,28 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
         std::copy(q, q + head_dim, o);
         continue;
       }
-      const int64_t n = s.position - s.first + 1;
-      const int64_t kv = loop * s.loop_stride + layer * s.layer_stride + (h / group) * s.head_stride +
-                         s.first * s.position_stride;
-      const float *keys = reinterpret_cast<const float*>(s.k) + kv, *values = reinterpret_cast<const float*>(s.v) + kv;
+      const int64_t own = s.position - s.first + 1, n = s.prefix_length + own;
+      keys.resize(n);
+      values.resize(n);
+      for (int64_t j = 0; j < s.prefix_length; ++j) {
+        const int64_t at = s.prefix.at(loop, layer, h / group, j);
+        keys[j] = reinterpret_cast<const float*>(s.prefix_k) + at;
+        values[j] = reinterpret_cast<const float*>(s.prefix_v) + at;
+      }
+      for (int64_t j = 0; j < own; ++j) {
+        const int64_t at = s.strides.at(loop, layer, h / group, s.first + j);
+        keys[s.prefix_length + j] = reinterpret_cast<const float*>(s.k) + at;
+        values[s.prefix_length + j] = reinterpret_cast<const float*>(s.v) + at;
+      }
       for (int64_t j = 0; j < n; ++j)  // every line at once: the item's reads overlap rather than queue
         for (int64_t b = 0; b < head_dim * 4; b += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(keys + j * s.position_stride) + b, _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(values + j * s.position_stride) + b, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(keys[j]) + b, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(values[j]) + b, _MM_HINT_T0);
         }
       weights.resize(n);
       float largest = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
-        weights[j] = dot(q, keys + j * s.position_stride, head_dim) * scale;
+        weights[j] = dot(q, keys[j], head_dim) * scale;
         largest = std::max(largest, weights[j]);
       }
       for (int64_t j = 0; j < n; j += 16) {
@@ -579,12 +600,10 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
       __m512 sums[MAX_HEAD_DIM / 16];  // the weighted sum of the values, position by position (one pass over them)
       const int64_t vectors = (head_dim + 15) / 16;
       for (int64_t c = 0; c < vectors; ++c) sums[c] = _mm512_setzero_ps();
-      for (int64_t j = 0; j < n; ++j) {
-        const float* value = values + j * s.position_stride;
+      for (int64_t j = 0; j < n; ++j)
         for (int64_t c = 0; c < vectors; ++c)
           sums[c] = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]),
-                                    _mm512_maskz_loadu_ps(tail(head_dim - 16 * c), value + 16 * c), sums[c]);
-      }
+                                    _mm512_maskz_loadu_ps(tail(head_dim - 16 * c), values[j] + 16 * c), sums[c]);
       for (int64_t c = 0; c < vectors; ++c)
         _mm512_mask_storeu_ps(o + 16 * c, tail(head_dim - 16 * c), _mm512_div_ps(sums[c], _mm512_set1_ps(total)));
     }
@@ -630,7 +649,7 @@ PyObject* block_output(PyObject*, PyObject* args) {
 
 // decode_block(x, rows, dim, heads, kv_heads, head_dim, slots, loop, layer, attention_norm, qkv, rope, ffn_norm,
 // eps, o, w13, hidden, w2, out): a whole block for one position per row, each row attending in its own
-// cache at (loop, layer) (slots: int64 [rows, 9], a Slot each): qkv_rows, attend_rows, output_rows.
+// cache at (loop, layer) (slots: int64 [rows, SLOT_FIELDS], a Slot each): qkv_rows, attend_rows, output_rows.
 PyObject* decode_block(PyObject*, PyObject* args) {
   unsigned long long x, slots, attention_norm, rope, ffn_norm, out;
   long long rows, dim, heads, kv_heads, head_dim, loop, layer, hidden;
@@ -677,6 +696,7 @@ PyMODINIT_FUNC PyInit_emojilm_products() {
       PyModule_AddIntConstant(module, "AMX_OUT", AMX_OUT) < 0 ||
       PyModule_AddIntConstant(module, "AMX_TILE_BYTES", AMX_TILE_BYTES) < 0 ||
       PyModule_AddIntConstant(module, "MAX_HEAD_DIM", MAX_HEAD_DIM) < 0 ||
+      PyModule_AddIntConstant(module, "SLOT_FIELDS", sizeof(Slot) / sizeof(int64_t)) < 0 ||
       PyModule_AddIntConstant(module, "AMX", amx_usable()) < 0)
     return nullptr;
   return module;

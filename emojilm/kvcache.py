@@ -211,7 +211,7 @@ class BranchCache:
             return None
         own_first = 0 if trunk.window is None else max(0, start - trunk.window + 1)
         rest = [*slot_strides(self.k), start, own_first, self.n_loops]
-        (trunk_k, trunk_v), *_ = row_addresses(trunk.k, trunk.v, [0])
+        [(trunk_k, trunk_v)] = row_addresses(trunk.k, trunk.v, [0])
         slots = []
         for (k, v), at in zip(row_addresses(self.k, self.v, range(self.k.shape[2])), self.branch_at.tolist(),
                               strict=True):  # fmt: skip

@@ -82,6 +82,16 @@ def together(engine: Engine, lm, requests: list[Request]) -> list[list[tuple[int
     return results
 
 
+def prefilled_row(lm, request: Request, **fields) -> Row:
+    """A row for the request with its prompt prefilled in a cache of its own (room for its answer): its
+    state after its loops, ready to step."""
+    prompt = lm.prompt_ids(request.text)
+    cache = lm.model.new_cache(request.n_loops, 1, len(prompt) + request.max_new_tokens)
+    states = prefill(lm.model, torch.tensor([prompt]), request.n_loops, cache)
+    return Row(lm.model, request, prompt, cache=cache, position=len(prompt), hidden=states[-1][0, -1],
+               loops=request.n_loops, **fields)  # fmt: skip
+
+
 def test_fifty_seeded_requests_give_the_same_bytes_alone_and_in_any_mix(lm):
     rng = random.Random(0)
     requests = [random_request(lm, rng) for _ in range(50)]
@@ -137,11 +147,8 @@ def test_a_row_gives_bitwise_the_same_logits_alone_and_in_a_batch(lm):
     def logits_after_step(texts: list[str], row: int) -> torch.Tensor:
         rows = []
         for i, text in enumerate(texts):
-            prompt = lm.prompt_ids(text)
-            cache = model.new_cache(lm.n_loops, 1, len(prompt) + 2)
-            prefill(model, torch.tensor([prompt]), lm.n_loops, cache)
             next_id = ord("x") if i == row else rng.randrange(256)
-            rows.append(Row(model, lm.request(text), prompt, cache=cache, position=len(prompt), next_id=next_id))
+            rows.append(prefilled_row(lm, lm.request(text), next_id=next_id))
         out = batch_step(model, rows)
         return model.readout(out.hidden[row, -1][None])
 
@@ -166,10 +173,7 @@ def test_a_row_beside_a_traces_branches_gets_the_bits_it_gets_alone(weight_forma
     n_loops = lm.n_loops
 
     def hidden_after_step(with_branches: bool) -> torch.Tensor:
-        prompt = lm.prompt_ids("I love pizza")
-        cache = model.new_cache(n_loops, 1, len(prompt) + 2)
-        prefill(model, torch.tensor([prompt]), n_loops, cache)
-        rows = [Row(model, lm.request("I love pizza"), prompt, cache=cache, position=len(prompt), next_id=ord("x"))]
+        rows = [prefilled_row(lm, lm.request("I love pizza"), next_id=ord("x"))]
         if with_branches:
             trunk_ids = lm.prompt_ids("so much snow")
             trunk = model.new_cache(n_loops, 1, len(trunk_ids))
@@ -204,11 +208,7 @@ def test_drafts_checked_together_run_each_rows_own_loop_count(lm):
 
     def prefilled(text: str, n_loops: int, seed: int) -> Row:
         request = lm.request(text, n_loops=n_loops, draft_loops=1, max_new_tokens=16, temperature=0.9, seed=seed)
-        prompt = lm.prompt_ids(text)
-        cache = lm.model.new_cache(n_loops, 1, len(prompt) + request.max_new_tokens)
-        states = prefill(lm.model, torch.tensor([prompt]), n_loops, cache)
-        return Row(lm.model, request, prompt, lm.tokenizer.eos_id, cache=cache, position=len(prompt),
-                   hidden=states[-1][0, -1], loops=n_loops, generator=request.sampling.generator())  # fmt: skip
+        return prefilled_row(lm, request, eos_id=lm.tokenizer.eos_id, generator=request.sampling.generator())
 
     specs = [(text, n_loops, seed) for seed, text in enumerate(TEXTS[:4]) for n_loops in (2, top)]
     alone = [decode_rows([prefilled(*spec)])[0] for spec in specs]

@@ -200,6 +200,14 @@ def random_model(weight_format: str, **changes) -> LoopedTransformer:
 decode_block = native.decode_block
 
 
+def counted_decode_blocks(monkeypatch) -> list[int]:
+    """A list that grows by one at each native.decode_block call (a decode step runs each block in one
+    call, its attention ours too)."""
+    calls: list[int] = []
+    monkeypatch.setattr(native, "decode_block", lambda *args: calls.append(1) or decode_block(*args))
+    return calls
+
+
 def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """The model's logits with its blocks' small ops run by torch (the same products)."""
     fused = [block.native for block in model.layers]
@@ -219,8 +227,7 @@ def without_fused_blocks(model: LoopedTransformer, tokens: torch.Tensor) -> torc
 def test_fused_blocks_compute_what_torchs_ops_compute(weight_format, window, head_dim, monkeypatch):
     served(weight_format)
     model = random_model(weight_format, sliding_window=window, head_dim=head_dim, dim=4 * head_dim)
-    decode_blocks = []  # a decode step runs each block in one call, its attention ours too
-    monkeypatch.setattr(native, "decode_block", lambda *args: decode_blocks.append(1) or decode_block(*args))
+    decode_blocks = counted_decode_blocks(monkeypatch)
     assert model.native_blocks
     tokens = torch.randint(0, 256, (3, 12), generator=torch.Generator().manual_seed(3))
     fused, by_torch = model(tokens), without_fused_blocks(model, tokens)
@@ -243,8 +250,7 @@ def test_branches_decode_on_fused_blocks_as_their_whole_sequences(weight_format,
     sequence's, and what torch's attention gives."""
     served(weight_format)
     model = random_model(weight_format, sliding_window=window)
-    decode_blocks = []
-    monkeypatch.setattr(native, "decode_block", lambda *args: decode_blocks.append(1) or decode_block(*args))
+    decode_blocks = counted_decode_blocks(monkeypatch)
     generator = torch.Generator().manual_seed(6)
     trunk_tokens = torch.randint(0, 256, (1, 9), generator=generator)
     own = torch.randint(0, 256, (3, 4), generator=generator)

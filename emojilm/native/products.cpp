@@ -512,7 +512,7 @@ void output_rows(const float* x, const float* attended, int64_t rows, int64_t di
 // whatever the other rows, so a row's bits do not depend on the batch either.
 
 // Where a row's keys and values sit (float32, in elements): its cache at k and v, loop l's layer j's kv
-// head h at l * loop_stride + j * layer_stride + h * head_stride, position p at p * position_stride. It
+// head h's position p at strides.at(l, j, h, p) = l * loop + j * layer + h * head + p * position. It
 // writes its new key and value at `position` and attends positions first..position, in its first
 // `loops` loops; past them it attends to nothing and gets its queries back (its state is not read).
 // A row may first attend a prefix held elsewhere (a trace's branch: the trunk's positions before it
@@ -567,19 +567,18 @@ void attend_rows(const float* projected, int64_t rows, int64_t heads, int64_t kv
         std::copy(q, q + head_dim, o);
         continue;
       }
-      const int64_t own = s.position - s.first + 1, n = s.prefix_length + own;
-      keys.resize(n);
-      values.resize(n);
-      for (int64_t j = 0; j < s.prefix_length; ++j) {
-        const int64_t at = s.prefix.at(loop, layer, h / group, j);
-        keys[j] = reinterpret_cast<const float*>(s.prefix_k) + at;
-        values[j] = reinterpret_cast<const float*>(s.prefix_v) + at;
-      }
-      for (int64_t j = 0; j < own; ++j) {
-        const int64_t at = s.strides.at(loop, layer, h / group, s.first + j);
-        keys[s.prefix_length + j] = reinterpret_cast<const float*>(s.k) + at;
-        values[s.prefix_length + j] = reinterpret_cast<const float*>(s.v) + at;
-      }
+      keys.clear();
+      values.clear();
+      const auto read = [&](int64_t k, int64_t v, const Strides& strides, int64_t first, int64_t last) {
+        for (int64_t p = first; p <= last; ++p) {
+          const int64_t at = strides.at(loop, layer, h / group, p);
+          keys.push_back(reinterpret_cast<const float*>(k) + at);
+          values.push_back(reinterpret_cast<const float*>(v) + at);
+        }
+      };
+      read(s.prefix_k, s.prefix_v, s.prefix, 0, s.prefix_length - 1);
+      read(s.k, s.v, s.strides, s.first, s.position);
+      const int64_t n = static_cast<int64_t>(keys.size());
       for (int64_t j = 0; j < n; ++j)  // every line at once: the item's reads overlap rather than queue
         for (int64_t b = 0; b < head_dim * 4; b += 64) {
           _mm_prefetch(reinterpret_cast<const char*>(keys[j]) + b, _MM_HINT_T0);

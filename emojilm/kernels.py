@@ -205,12 +205,15 @@ class DenseProduct(Product):
         self.find_steady_rows()
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).to(self.dense.dtype)
+        flat = x.reshape(-1, x.shape[-1])
+        same = flat.dtype == self.dense.dtype  # the usual case: no conversions (each op call counts)
+        flat = flat if same else flat.to(self.dense.dtype)
         if self.row_by_row:
-            out = torch.bmm(flat[:, None], self.dense.expand(len(flat), -1, -1))[:, 0]
+            out = torch.bmm(flat[:, None], self.dense.expand(flat.shape[0], -1, -1))[:, 0]
         else:
             out = matmul(flat, self.dense, self.packed)
-        return out.view(*x.shape[:-1], -1).to(x.dtype)
+        out = out.view(*x.shape[:-1], -1)
+        return out if same else out.to(x.dtype)
 
     @property
     def device(self) -> torch.device:

@@ -59,8 +59,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Computed in fp32 whatever the weights' dtype, as lingua does.
-        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).type_as(x)
+        # Computed in fp32 whatever the weights' dtype, as lingua does (no conversions where all is fp32:
+        # a decode step of a small model runs this thousands of times a second).
+        weight = self.weight
+        if x.dtype == weight.dtype == torch.float32:
+            return F.rms_norm(x, weight.shape, weight, self.eps)
+        return F.rms_norm(x.float(), weight.shape, weight.float(), self.eps).type_as(x)
 
 
 def rope_table(head_dim: int, max_seqlen: int, theta: float) -> torch.Tensor:

@@ -205,13 +205,13 @@ class DenseProduct(Product):
         self.find_steady_rows()
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])
-        same = flat.dtype == self.dense.dtype  # the usual case: no conversions (each op call counts)
-        flat = flat if same else flat.to(self.dense.dtype)
-        if self.row_by_row:
-            out = torch.bmm(flat[:, None], self.dense.expand(flat.shape[0], -1, -1))[:, 0]
+        same = x.dtype == self.dense.dtype  # the usual case: no conversions (each op call counts)
+        given = x if same else x.to(self.dense.dtype)
+        if self.row_by_row:  # [rows, 1, in] times the matrix, once per row
+            rows = given.reshape(-1, 1, x.shape[-1])
+            out = torch.bmm(rows, self.dense.expand(rows.shape[0], -1, -1))
         else:
-            out = matmul(flat, self.dense, self.packed)
+            out = matmul(given.reshape(-1, x.shape[-1]), self.dense, self.packed)
         out = out.view(*x.shape[:-1], -1)
         return out if same else out.to(x.dtype)
 

@@ -35,6 +35,11 @@ def visible(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | None) 
     return seen if window is None else seen & (key_pos > query_pos - window)
 
 
+def first_visible(query_pos: int, window: int | None) -> int:
+    """The first position a query at query_pos sees: 0, or with a sliding window the oldest one in it."""
+    return 0 if window is None else max(0, query_pos - window + 1)
+
+
 NO_PREFIX = (0,) * 7  # a decode slot's prefix fields for a row that has none (its keys, values, strides, length)
 
 
@@ -121,7 +126,7 @@ class KVCache:
         serve: not float32 on the CPU, or `start` outside the cache (then torch's path raises)."""
         if not native_layout(self) or not 0 <= start < self.max_len:
             return None
-        first = 0 if self.window is None else max(0, start - self.window + 1)
+        first = first_visible(start, self.window)
         rest = [*slot_strides(self.k), start, first, self.n_loops, *NO_PREFIX]
         return [[k, v, *rest] for k, v in row_addresses(self.k, self.v, range(self.k.shape[2]))]
 
@@ -209,13 +214,13 @@ class BranchCache:
         trunk = self.trunk
         if not (native_layout(self) and native_layout(trunk)) or not 0 <= start < self.k.shape[4]:
             return None
-        own_first = 0 if trunk.window is None else max(0, start - trunk.window + 1)
+        own_first = first_visible(start, trunk.window)
         rest = [*slot_strides(self.k), start, own_first, self.n_loops]
         [(trunk_k, trunk_v)] = row_addresses(trunk.k, trunk.v, [0])
         slots = []
         for (k, v), at in zip(row_addresses(self.k, self.v, range(self.k.shape[2])), self.branch_at.tolist(),
                               strict=True):  # fmt: skip
-            seen = 0 if trunk.window is None else max(0, at + start - trunk.window + 1)  # its first trunk position
+            seen = first_visible(at + start, trunk.window)  # its first trunk position
             skip = min(seen, at) * trunk.k.stride(4) * trunk.k.element_size()
             slots.append([k, v, *rest, trunk_k + skip, trunk_v + skip, *slot_strides(trunk.k), max(0, at - seen)])
         return slots

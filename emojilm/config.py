@@ -94,6 +94,12 @@ class ModelArgs:
         """What a request may ask of this model."""
         return Limits(self.n_loops, self.max_seqlen)
 
+    def differences(self, other: ModelArgs, names: tuple[str, ...] | None = None) -> list[str]:
+        """ "name mine → other's" for each field (of `names`, default all) where other differs."""
+        names = names or tuple(f.name for f in fields(self))
+        return [f"{name} {getattr(self, name)} → {getattr(other, name)}" for name in names
+                if getattr(self, name) != getattr(other, name)]  # fmt: skip
+
     def to_lingua(self) -> dict[str, Any]:
         """The "model" section of a params.json that reproduces these args exactly (with the
         checkpoint's tensors, which say what attn_gate and loop_gate_shape are)."""

@@ -3,6 +3,7 @@
     python -m emojilm.train --out runs/demo                     # built-in corpus
     python -m emojilm.train --out runs/demo --data pairs.csv    # any text/emoji table
     python -m emojilm.train --out runs/demo --resume            # continue from runs/demo
+    python -m emojilm.train --out runs/wide --dim 192 --n-heads 6 --grow-from runs/demo  # widen, go on
     torchrun --nproc-per-node 2 -m emojilm.train --out runs/demo  # data parallel: 2 processes (or GPUs)
 
 Each step runs all loops once and takes the loss at the last loop and at one
@@ -43,7 +44,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from emojilm.checkpoint import CONSOLIDATED, write_checkpoint
-from emojilm.config import ModelArgs, ffn_hidden_dim
+from emojilm.config import ModelArgs, args_from_params, ffn_hidden_dim
+from emojilm.grow import check_widening, grown_eps, read_checkpoint, widen_state
 from emojilm.model import LoopedTransformer
 from emojilm.prompt import DEFAULT_TEMPLATE, format_prompt, resolve_template
 from emojilm.tokenizer import ByteTokenizer
@@ -58,6 +60,8 @@ class TrainConfig:
     n_layers: int = 3
     n_heads: int = 4
     ffn_dim_multiplier: float = 1.0  # scales lingua's feed-forward width (2/3 of 4·dim, rounded up to 64)
+    norm_eps: float = 1e-5
+    grow_from: str = ""  # a narrower checkpoint to start from, widened to --dim (emojilm.grow; sets --norm-eps)
     n_loops: int = 6
     loop_mode: str = "inject_embeddings"
     template: str = DEFAULT_TEMPLATE
@@ -84,6 +88,7 @@ class TrainConfig:
             n_kv_heads=self.n_heads,
             head_dim=self.dim // self.n_heads,
             hidden_dim=ffn_hidden_dim(self.dim, 64, self.ffn_dim_multiplier),
+            norm_eps=self.norm_eps,
             max_seqlen=self.max_seqlen,
             n_loops=self.n_loops,
             loop_mode=self.loop_mode,
@@ -333,6 +338,11 @@ def train(cfg: TrainConfig) -> Path:
     device = world.device
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
+    resuming = cfg.resume and (out / CONSOLIDATED).is_file()
+    narrow = None
+    if cfg.grow_from:
+        narrow = read_checkpoint(cfg.grow_from)
+        cfg = dataclasses.replace(cfg, norm_eps=grown_eps(narrow.args, cfg.dim))
     pairs = load_training_pairs(cfg)
     recipe = _corpus_recipe(cfg)
     # Sorted by length, so that a batch of neighbours wastes little on padding.
@@ -346,9 +356,13 @@ def train(cfg: TrainConfig) -> Path:
 
     model = LoopedTransformer(cfg.model_args()).to(device)
     _init_weights(model)
+    if narrow is not None and not resuming:
+        check_widening(narrow.args, model.args)
+        model.load_state_dict(widen_state(narrow.state, narrow.args, model.state_dict()))
+        world.say(f"widened {cfg.grow_from} ({narrow.args.dim} → {cfg.dim} channels), computing the same logits")
     optimizer = make_optimizer(model, cfg)
     start, seconds_before, history = 0, 0.0, []
-    if cfg.resume and (out / CONSOLIDATED).is_file():
+    if resuming:
         start, seconds_before, history = _resume(out, model, optimizer, device)
         world.say(f"resumed from {out} at step {start}")
     world.check_same("(step to start from, training pairs, their bytes)",
@@ -413,10 +427,14 @@ def train(cfg: TrainConfig) -> Path:
 
 def _resume(out: Path, model: LoopedTransformer, optimizer, device) -> tuple[int, float, list]:
     """Load the weights and optimizer state saved in out: (steps done, seconds spent, history)."""
+    params = json.loads((out / "params.json").read_text())
+    differ = args_from_params(params).differences(model.args)
+    if differ:  # saved → asked
+        raise ValueError(f"{out} holds another model ({', '.join(differ)}): resume with the options that made it")
     saved = torch.load(out / CONSOLIDATED, map_location=device, weights_only=True)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optim"])
-    done = json.loads((out / "params.json").read_text())["emojilm"]
+    done = params["emojilm"]
     return done["trained_steps"], done["train_seconds"], done["history"]
 
 

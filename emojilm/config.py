@@ -95,7 +95,7 @@ class ModelArgs:
         return Limits(self.n_loops, self.max_seqlen)
 
     def differences(self, other: ModelArgs, names: tuple[str, ...] | None = None) -> list[str]:
-        """ "name mine → other's" for each field (of `names`, default all) where other differs."""
+        """For each field (of `names`, default all) where `other` differs: "name mine → other's"."""
         names = names or tuple(f.name for f in fields(self))
         return [f"{name} {getattr(self, name)} → {getattr(other, name)}" for name in names
                 if getattr(self, name) != getattr(other, name)]  # fmt: skip

@@ -45,6 +45,9 @@ def check_widening(old: ModelArgs, new: ModelArgs) -> None:
         raise ValueError("widening needs one key/value head per query head (no grouped-query attention)")
     if old.loop_mode in GATE_MODES or old.attn_gate != "none" or old.sliding_window != new.sliding_window:
         raise ValueError("widening supports plain blocks and the loop modes without per-loop tensors")
+    if not math.isclose(new.norm_eps, grown_eps(old, new.dim)):
+        raise ValueError(f"norm_eps {new.norm_eps} would change the logits; widening to {new.dim} needs "
+                         f"{grown_eps(old, new.dim)} (grown_eps)")  # fmt: skip
     narrower = [name for name in ("dim", "n_heads", "hidden_dim") if getattr(new, name) < getattr(old, name)]
     if narrower:
         raise ValueError(f"the new model must be at least as wide; narrower in {', '.join(narrower)}")

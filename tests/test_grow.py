@@ -91,17 +91,20 @@ def test_every_new_weight_learns_from_the_first_step():
         ({"dim": 48, "n_heads": 3, "n_kv_heads": 3, "n_layers": 3}, "n_layers"),
         ({"dim": 48, "n_heads": 2, "n_kv_heads": 2, "head_dim": 24}, "head_dim"),
         ({"dim": 64, "n_heads": 4, "n_kv_heads": 2}, "key/value head"),
+        ({"dim": 64, "n_heads": 4, "n_kv_heads": 4}, "norm_eps"),  # eps left unscaled
     ],
 )
 def test_what_is_not_a_widening_is_refused(change, message):
+    eps = {"norm_eps": grown_eps(NARROW, change["dim"])} if message != "norm_eps" else {}
     with pytest.raises(ValueError, match=message):
-        check_widening(NARROW, dataclasses.replace(NARROW, **change))
+        check_widening(NARROW, dataclasses.replace(NARROW, **eps, **change))
 
 
 def test_a_gated_loop_mode_is_refused():
     gated = dataclasses.replace(NARROW, loop_mode="gated")
     with pytest.raises(ValueError, match="per-loop"):
-        check_widening(gated, dataclasses.replace(gated, dim=48, n_heads=3, n_kv_heads=3))
+        wide = dataclasses.replace(gated, dim=48, n_heads=3, n_kv_heads=3, norm_eps=grown_eps(gated, 48))
+        check_widening(gated, wide)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ CORE = [
     "__init__",
 ]  # fmt: skip
 SERVING = ["sources", "views", "space", "links", "cli", "__main__", "inspect", "probe.__main__"]
-TRAINING = ["handwritten", "lexicon", "corpus", "evaluate", "train"]
+TRAINING = ["handwritten", "lexicon", "corpus", "evaluate", "grow", "train"]
 TOOLS = ["benchkit", "bench_loading", "bench_training", "bench_engine", "bench", "loadtest"]
 # What each floor may stand on (tools may use everything).
 ALLOWED = {

@@ -69,8 +69,8 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelArgs, fresh: dict[str,
             grown[: source.shape[0]] = source * norm_scale
         else:
             if name.endswith(WRITERS):
-                rows = 1 if name == "tok_embeddings.weight" else 0  # the embedding is [vocab, dim]
-                grown.narrow(rows, source.shape[rows], grown.shape[rows] - source.shape[rows]).zero_()
+                axis = 1 if name == "tok_embeddings.weight" else 0  # the channel axis: the embedding is [vocab, dim]
+                grown.narrow(axis, source.shape[axis], grown.shape[axis] - source.shape[axis]).zero_()
             if name.endswith(SILENCERS):
                 grown[:, source.shape[1] :] = 0
             grown[: source.shape[0], : source.shape[1]] = source

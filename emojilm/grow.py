@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
 from emojilm.checkpoint import PARAMS, read_state_dict
-from emojilm.config import GATE_MODES, ModelArgs, args_from_params, read_params
+from emojilm.config import GATE_MODES, ModelArgs, args_from_params, config_fields, read_params
+from emojilm.layout import Layout, read_layout
 
 # Matrices that write the residual stream: their new rows (channels) start at zero.
 WRITERS = ("tok_embeddings.weight", "attention.wo.weight", "feed_forward.w2.weight")
@@ -58,6 +58,9 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelArgs, fresh: dict[str,
     model's state dict, so that the wider model computes the same logits (see the module docstring)."""
     new_dim = fresh["norm.weight"].shape[0]
     norm_scale = math.sqrt(old.dim / new_dim)
+    unknown = sorted(set(state) - set(fresh))
+    if unknown:  # dropping them would change the logits
+        raise ValueError(f"widening does not know what to do with {', '.join(unknown)}")
     widened = {}
     for name, target in fresh.items():
         if name not in state:
@@ -83,13 +86,10 @@ def grown_eps(old: ModelArgs, dim: int) -> float:
     return old.norm_eps * old.dim / dim
 
 
-class Checkpoint(NamedTuple):
-    state: dict[str, torch.Tensor]
-    args: ModelArgs
-
-
-def read_checkpoint(folder: str | Path) -> Checkpoint:
-    """The weights and model args of a lingua-layout folder (params.json and its weights)."""
+def read_checkpoint(folder: str | Path) -> Layout:
+    """A lingua-layout folder's weights under our names and the args they imply, read and checked
+    as `emojilm.load` reads them (so an attention gate or a per-loop tensor shows in the args)."""
     folder = Path(folder)
+    params = read_params(folder / PARAMS)
     state, _ = read_state_dict(folder)
-    return Checkpoint(state, args_from_params(read_params(folder / PARAMS)))
+    return read_layout(state, args_from_params(params), config_fields(params))

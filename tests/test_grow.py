@@ -102,9 +102,24 @@ def test_what_is_not_a_widening_is_refused(change, message):
 
 def test_a_gated_loop_mode_is_refused():
     gated = dataclasses.replace(NARROW, loop_mode="gated")
+    wide = dataclasses.replace(gated, dim=48, n_heads=3, n_kv_heads=3, norm_eps=grown_eps(gated, 48))
     with pytest.raises(ValueError, match="per-loop"):
-        wide = dataclasses.replace(gated, dim=48, n_heads=3, n_kv_heads=3, norm_eps=grown_eps(gated, 48))
         check_widening(gated, wide)
+
+
+def test_attention_gates_read_from_a_checkpoint_are_refused(tmp_path):
+    """read_checkpoint reads the gates off the tensors, as emojilm.load does, so they are not dropped."""
+    gated = dataclasses.replace(NARROW, attn_gate="head")
+    params = {"model": gated.to_lingua(), "emojilm": {"prompt_template": "{text}\t"}}
+    saved = read_checkpoint(write_checkpoint(tmp_path / "gated", trained_looking(gated), params))
+    assert saved.args.attn_gate == "head"
+    wide = dataclasses.replace(saved.args, dim=48, n_heads=3, n_kv_heads=3, norm_eps=grown_eps(gated, 48))
+    with pytest.raises(ValueError, match="plain blocks"):
+        check_widening(saved.args, wide)
+    # and widen_state alone does not drop tensors it has no place for
+    fresh = LoopedTransformer(dataclasses.replace(wide, attn_gate="none")).state_dict()
+    with pytest.raises(ValueError, match="wg"):
+        widen_state(saved.state, saved.args, fresh)
 
 
 @pytest.fixture
@@ -142,7 +157,7 @@ def test_training_grows_from_a_narrow_checkpoint_and_resumes(narrow_folder, tmp_
     tokens = torch.randint(0, 256, (2, 11))
     with torch.no_grad():  # at lr 1e-9 the run has not moved the weights: the narrow model's logits still
         assert torch.allclose(narrow(tokens), grown(tokens), atol=1e-3, rtol=1e-3)
-    # resuming with the same options continues; with another width it is refused before any weight is read
+    # resuming with the same options continues; without --grow-from (so another norm eps) it is refused
     shutil.copytree(out, tmp_path / "again")
     train(grow_config(tmp_path / "again", data, folder, steps=6, resume=True))
     assert json.loads((tmp_path / "again" / "params.json").read_text())["emojilm"]["trained_steps"] == 6

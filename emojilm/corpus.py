@@ -8,6 +8,8 @@ databases, WordNet); this module puts them in context, the way people type:
 * ``phrase``: one word in a hand-written template ("I'm craving {x}", "ich hätte gern {x}";
   emojilm/data/<lang>/phrases.json, with the connectors ``multi`` joins by);
 * ``multi``: two or three words or phrases joined ("pizza and beer", "rain again. so sad");
+* ``scene``: one hand-written sentence naming two or three things ("{a} next to the {y}":
+  "a cat next to the pizza"), so that answers learn to name every thing a sentence holds;
 * ``context``: a word or phrase amid real sentences that name no emoji (Debian's
   ``fortunes``), or amid a language's frequent words (``wordfreq``), so the words
   around a concept change freely and the model learns to look past them.
@@ -61,7 +63,7 @@ MAX_TEXT_BYTES = 160
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 # Share of rows per language; the rest of the languages split what English leaves.
 ENGLISH_SHARE = 0.6
-KIND_SHARES = {"word": 0.14, "phrase": 0.44, "multi": 0.2, "context": 0.22}
+KIND_SHARES = {"word": 0.13, "phrase": 0.36, "multi": 0.14, "scene": 0.17, "context": 0.2}
 # How much a source's words are trusted, as a sampling weight.
 SOURCE_WEIGHT = {"everyday": 4.0, "cldr-name": 2.0, "emoji-name": 1.5, "alias": 1.5, "cldr-keyword": 1.0,
                  "tag": 0.8, "wordnet": 0.8, "plural": 1.2, "family-keyword": 0.8}  # fmt: skip
@@ -146,22 +148,33 @@ def _english_adjectives() -> set[str]:
     return lemmas("adj") - lemmas("noun")
 
 
-def _fill(template: str, concept: _Concept, rng: random.Random) -> tuple[str, list[str]]:
-    """A template filled with a concept: (text, its emoji in order of mention)."""
-    word = _as_typed(concept.word, rng)
-    article = "an" if word[:1].lower() in "aeiou" else "a"
+def _fill(template: str, concepts: Sequence[_Concept], rng: random.Random) -> tuple[str, list[str]]:
+    """A template filled with concepts: (text, its emoji in order of mention).
+
+    Slots {x}, {y}, {z} take the first, second and third concept; {a}, {b}, {c} the same
+    with "a"/"an" before it. A slot used twice repeats its word.
+    """
+    words = [_as_typed(concept.word, rng) for concept in concepts]
     parts, emojis, pos = [], [], 0
-    for match in re.finditer(r"\[([^:\]]+):([^\]]+)\]|\{(x|a)\}", template):
+    for match in re.finditer(r"\[([^:\]]+):([^\]]+)\]|\{([xyzabc])\}", template):
         parts.append(template[pos : match.start()])
         if match.group(1):
             parts.append(match.group(1))
             emojis.append(match.group(2))
         else:
-            parts.append(word if match.group(3) == "x" else f"{article} {word}")
-            emojis.append(concept.emoji)
+            slot = "xyzabc".index(match.group(3))
+            word = words[slot % 3]
+            article = "an" if word[:1].lower() in "aeiou" else "a"
+            parts.append(word if slot < 3 else f"{article} {word}")
+            emojis.append(concepts[slot % 3].emoji)
         pos = match.end()
     parts.append(template[pos:])
     return "".join(parts), emojis
+
+
+def _slots(template: str) -> int:
+    """How many concepts a template names: 1 for {x}/{a}, 2 with {y}/{b}, 3 with {z}/{c}."""
+    return 1 + max(("xyzabc".index(slot) % 3 for slot in re.findall(r"\{([xyzabc])\}", template)), default=0)
 
 
 def _as_typed(word: str, rng: random.Random) -> str:
@@ -230,6 +243,8 @@ class _Generator:
             return word + rng.choice(["", "", "", "!", "!!", "?", ".", " :)", "..."]), [concept.emoji]
         if kind == "phrase":
             return self.phrase(rng)
+        if kind == "scene":
+            return self.scene(rng)
         if kind == "multi":
             parts = [self.phrase(rng) if rng.random() < 0.5 else self.bare(rng) for _ in range(rng.choice([2, 2, 3]))]
             joiners = self.phrasing["connectors"]
@@ -245,12 +260,28 @@ class _Generator:
         concept = self.sampler.draw(rng)
         templates = self.phrasing["templates"]
         if self.lang != "en":
-            return _fill(rng.choice(templates), concept, rng)
+            return _fill(rng.choice(templates), [concept], rng)
         # English templates come in classes, for the word's class (_Sampler.word_class).
         word_class = self.sampler.word_class(concept.word)
         pool = templates["any"] if word_class == "any" or rng.random() < 0.2 else templates[word_class]
-        text, target = _fill(rng.choice(pool), concept, rng)
+        text, target = _fill(rng.choice(pool), [concept], rng)
         return rng.choice(self.phrasing["prefixes"]) + text, target
+
+    def scene(self, rng: random.Random) -> tuple[str, list[str]]:
+        """A sentence naming two or three things, each a different emoji (English: nouns)."""
+        template = rng.choice(self.phrasing["scenes"])
+        concepts: list[_Concept] = []
+        passed = 0  # English wants nouns here, but takes what comes after 20 draws that were not
+        while len(concepts) < _slots(template):
+            concept = self.sampler.draw(rng)
+            if any(concept.emoji == other.emoji for other in concepts):
+                continue
+            if self.lang == "en" and self.sampler.word_class(concept.word) != "thing" and passed < 20:
+                passed += 1
+                continue
+            concepts.append(concept)
+        text, target = _fill(template, concepts, rng)
+        return (rng.choice(self.phrasing["prefixes"]) + text if self.lang == "en" else text), target
 
     def context(self, rng: random.Random) -> tuple[str, list[str]]:
         """A phrase or word amid context: real sentences in English, frequent words otherwise."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import unicodedata
 
@@ -47,7 +48,7 @@ def test_columns_and_values(corpus):
     assert list(corpus.columns) == COLUMNS
     for column in COLUMNS:
         assert corpus[column].notna().all() and (corpus[column] != "").all(), column
-    assert set(corpus["kind"]) == {"word", "phrase", "multi", "context"}
+    assert set(corpus["kind"]) == {"word", "phrase", "multi", "scene", "context"}
     assert set(corpus["split"]) == {"train", "heldout"}
     assert set(corpus["lang"]) == set(LANGUAGES)
     assert 20_000 < len(corpus) <= 30_000
@@ -72,10 +73,28 @@ def test_targets_are_emoji_in_order_of_mention(corpus):
     assert set(loves["emoji"]) <= {"❤️🍕"}
 
 
+def test_a_scene_names_each_thing_once_in_order():
+    owl, egg, cat = corpus_mod._Concept("owl", "🦉"), corpus_mod._Concept("egg", "🥚"), corpus_mod._Concept("cat", "🐱")
+    fill = corpus_mod._fill
+    assert fill("{a} next to the {y}", [owl, egg], random.Random(0)) == ("an owl next to the egg", ["🦉", "🥚"])
+    assert fill("I [love:❤️] {b}, {x} and {c}", [owl, egg, cat], random.Random(0)) == (
+        "I love an egg, owl and a cat", ["❤️", "🥚", "🦉", "🐱"])  # fmt: skip
+
+
+def test_scene_rows_name_two_or_three_things(corpus):
+    scenes = corpus[corpus["kind"] == "scene"]
+    assert set(scenes["lang"]) == set(LANGUAGES) and len(scenes) > 0.1 * len(corpus)
+    # Each slot is a different emoji; a template's own marked word may add one more.
+    counts = scenes["emoji"].map(lambda target: len(emoji_units(target)))
+    assert counts.between(2, 4).all()
+    assert (counts >= 3).mean() > 0.15
+
+
 def test_words_in_context_keep_their_emoji(corpus):
-    # The word alone and in every context it was put in map to the same emoji ("puppy eyes" is another word).
+    # The word alone and in every context it was put in map to the same emoji ("puppy eyes" is
+    # another word, also when typed "puppy yees" or "puppy eys").
     english = build_lexicon("en")
-    rows = corpus[(corpus["lang"] == "en") & corpus["text"].str.contains(r"\bpuppy\b(?! eyes)", case=False)]
+    rows = corpus[(corpus["lang"] == "en") & corpus["text"].str.contains(r"\bpuppy\b(?! [eys]{3,5}\b)", case=False)]
     assert len(rows) >= 3
     assert all(english.emoji_of["puppy"] in target for target in rows["emoji"])
 
@@ -158,15 +177,16 @@ def test_common_focus_adds_the_emoji_and_keywords_core_leaves_out():
     assert common["text"].str.contains("болезнь").any() and not core["text"].str.contains(r"\bболезнь\b").any()
 
 
-# Digests recorded with the code from before the hand-written tables moved from Python to
-# emojilm/data/ (commit f5e5f5e), which the move left unchanged: of the file that
+# Digests of the file that
 # `python -m emojilm.corpus --out corpus.jsonl --seed 0 --rows 30000` writes (every language, focus
 # and kind), and of every language's lexicon (word, emoji, source: there every hand-written word
 # counts, where a small corpus may not draw it). Change them only with a deliberate change of the
 # corpus (its data or its builder), never to make these tests pass. Recorded on Debian 12 (CLDR 41,
-# WordNet 3.0, fortunes 1.99.1) with the pinned emoji, emojis and wordfreq.
+# WordNet 3.0, fortunes 1.99.1) with the pinned emoji, emojis and wordfreq. The lexicons' digest
+# dates from before the hand-written tables moved from Python to emojilm/data/ (commit f5e5f5e),
+# which the move left unchanged; the corpus's from the scenes (two or three things per sentence).
 CORPUS_ARGS = ["--seed", "0", "--rows", "30000"]
-CORPUS_SHA256 = "6ea4020c62ff0cfc11c2a44ed3f7e00a9dda3db542f614fa1b5a6846c5c86140"
+CORPUS_SHA256 = "99e9e8f4a2cd19d2dcc5a9fdb4dcefcb51aa40173277f22324e43b6d9a60eeee"
 LEXICONS_SHA256 = "b3272a188d427a2e66b04a0e7bae9958871e4d18441657cb7d5a8f789c37e40e"
 DIGESTS_CLDR = "41"
 

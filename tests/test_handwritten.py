@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from emojilm import handwritten
@@ -34,6 +36,18 @@ def test_files_read_back_whole(lang):
         assert all(word == word.strip() and word and not {"|", "\t"} & set(word) for word in listed), (lang, char)
     # A template places the word.
     assert all("{x}" in template or "{a}" in template for template in flat), lang
+
+
+@pytest.mark.parametrize("lang", COUNTS)
+def test_scenes_name_two_or_three_things(lang):
+    scenes = phrasing(lang)["scenes"]
+    assert len(scenes) >= 20 and len(set(scenes)) == len(scenes), lang
+    for scene in scenes:
+        slots = set(re.findall(r"\{(\w*)\}", scene))
+        # x, y, z in order (a, b, c: the same with an article, in English), and no stray braces.
+        named = {"xyzabc".index(slot) % 3 for slot in slots & set("xyzabc")}
+        assert slots <= set("xyzabc" if lang == "en" else "xyz") and named in ({0, 1}, {0, 1, 2}), (lang, scene)
+        assert scene.count("{") == scene.count("}") == len(re.findall(r"\{\w\}", scene)), (lang, scene)
 
 
 def test_spot_entries():

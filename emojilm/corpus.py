@@ -148,33 +148,42 @@ def _english_adjectives() -> set[str]:
     return lemmas("adj") - lemmas("noun")
 
 
-def _fill(template: str, concepts: Sequence[_Concept], rng: random.Random) -> tuple[str, list[str]]:
-    """A template filled with concepts: (text, its emoji in order of mention).
+# A template's slots: {x}, {y}, {z} take its first, second and third word; {a}, {b}, {c} the
+# same with "a"/"an" before it.
+_SLOT = r"\{([xyzabc])\}"
 
-    Slots {x}, {y}, {z} take the first, second and third concept; {a}, {b}, {c} the same
-    with "a"/"an" before it. A slot used twice repeats its word.
+
+def _slot_word(letter: str) -> int:
+    """Which of a template's words a slot takes: 0 for {x}/{a}, 1 for {y}/{b}, 2 for {z}/{c}."""
+    return "xyzabc".index(letter) % 3
+
+
+def _slots(template: str) -> int:
+    """How many concepts a template names."""
+    return 1 + max(map(_slot_word, re.findall(_SLOT, template)), default=0)
+
+
+def _fill(template: str, concepts: Sequence[_Concept], rng: random.Random) -> tuple[str, list[str]]:
+    """A template filled with concepts, one per slot word: (text, its emoji in order of mention).
+
+    A slot used twice repeats its word.
     """
     words = [_as_typed(concept.word, rng) for concept in concepts]
     parts, emojis, pos = [], [], 0
-    for match in re.finditer(r"\[([^:\]]+):([^\]]+)\]|\{([xyzabc])\}", template):
+    for match in re.finditer(rf"\[([^:\]]+):([^\]]+)\]|{_SLOT}", template):
         parts.append(template[pos : match.start()])
         if match.group(1):
             parts.append(match.group(1))
             emojis.append(match.group(2))
         else:
-            slot = "xyzabc".index(match.group(3))
-            word = words[slot % 3]
+            letter = match.group(3)
+            word, concept = words[_slot_word(letter)], concepts[_slot_word(letter)]
             article = "an" if word[:1].lower() in "aeiou" else "a"
-            parts.append(word if slot < 3 else f"{article} {word}")
-            emojis.append(concepts[slot % 3].emoji)
+            parts.append(word if letter in "xyz" else f"{article} {word}")
+            emojis.append(concept.emoji)
         pos = match.end()
     parts.append(template[pos:])
     return "".join(parts), emojis
-
-
-def _slots(template: str) -> int:
-    """How many concepts a template names: 1 for {x}/{a}, 2 with {y}/{b}, 3 with {z}/{c}."""
-    return 1 + max(("xyzabc".index(slot) % 3 for slot in re.findall(r"\{([xyzabc])\}", template)), default=0)
 
 
 def _as_typed(word: str, rng: random.Random) -> str:
@@ -271,8 +280,8 @@ class _Generator:
         """A sentence naming two or three things, each a different emoji (English: nouns)."""
         template = rng.choice(self.phrasing["scenes"])
         concepts: list[_Concept] = []
-        passed = 0  # English wants nouns here, but takes what comes after 20 draws that were not
-        while len(concepts) < _slots(template):
+        wanted, passed = _slots(template), 0  # English wants nouns, but takes any after 20 draws that were not
+        while len(concepts) < wanted:
             concept = self.sampler.draw(rng)
             if any(concept.emoji == other.emoji for other in concepts):
                 continue

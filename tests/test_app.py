@@ -109,9 +109,10 @@ def test_a_visitor_who_cancels_leaves_the_batch_and_the_others_get_their_answers
     first = registry.start()
     lm = registry.get(first)
     # A sampled answer that runs to its byte budget, found here: cancelled, it must stop short of it.
+    # Such draws are rare (about 1 in 200 seeds on the bundled model), so the search goes far.
     budget = 40
     settings = {"temperature": 2.0, "max_new_tokens": budget, "engine": backend.engine}
-    seed = next(s for s in range(200) if len(lm.translate("I love pizza", seed=s, **settings).token_ids) == budget)
+    seed = next(s for s in range(2000) if len(lm.translate("I love pizza", seed=s, **settings).token_ids) == budget)
     others = [(text, 0.9, 1.0, None, 16, 7) for text in ("so much snow", "a cup of coffee", "we won the game!")]
     submitted, submit, step = [], Engine.submit, Engine._step
 

@@ -177,7 +177,8 @@ def _fill(template: str, concepts: Sequence[_Concept], rng: random.Random) -> tu
             emojis.append(match.group(2))
         else:
             letter = match.group(3)
-            word, concept = words[_slot_word(letter)], concepts[_slot_word(letter)]
+            index = _slot_word(letter)
+            word, concept = words[index], concepts[index]
             article = "an" if word[:1].lower() in "aeiou" else "a"
             parts.append(word if letter in "xyz" else f"{article} {word}")
             emojis.append(concept.emoji)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from emojilm.paths import BUNDLED_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -84,8 +86,7 @@ def test_the_wheel_runs_outside_the_checkout(tmp_path, shared_site_packages):
     # Only the package: no tests, docs or training runs, and not the .pth that model.safetensors duplicates.
     assert all(name.startswith(("emojilm/", "emojilm-")) and not name.endswith(".pth") for name in names)
     # The bundled weights (which barely compress) plus under 1 MB of code, word lists and evaluation rows.
-    weights = ROOT / "assets" / "bundled" / "model.safetensors"
-    assert wheel.stat().st_size < weights.stat().st_size + 1_000_000
+    assert wheel.stat().st_size < (BUNDLED_DIR / "model.safetensors").stat().st_size + 1_000_000
 
     python, own_site = install_in_fresh_env(wheel, tmp_path / "env", shared_site_packages)
     work = tmp_path / "work"

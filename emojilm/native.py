@@ -6,7 +6,8 @@ emojilm.model runs every block through them where these kernels serve all its pr
 torch's bf16 and int8 products stream a decode step's weights at 15 and 9 GB/s on an AMX Xeon whose
 memory streams 24-31 GB/s; these read them at 20-25 GB/s (docs/benchmarks.md, "Kernel trials"). They
 need an x86 CPU with AVX-512 (and AVX512_BF16 for bf16) and a C++ compiler: torch builds them on
-first use (about 2 s, then cached in torch's extension folder). Where any of that is missing,
+first use (about 4 s, then kept in torch's extension folder, under a name that says which source,
+flags and torch built it). Where any of that is missing,
 or EMOJILM_NATIVE=0, `module()` is None and emojilm.kernels serves torch's own ops instead.
 
 Where the CPU has AMX (and EMOJILM_AMX is not 0), the products run on its tile unit instead, at every
@@ -18,15 +19,20 @@ gives a row the same bits at any row count, but not the other's bits.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
 import logging
 import os
 import platform
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
 
+NAME = "emojilm_products"
 SOURCE = Path(__file__).parent / "native" / "products.cpp"
 FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16"]
 NEEDED = {"int8": {"avx512f", "avx512bw", "avx512vl", "avx512dq"}}
@@ -59,13 +65,36 @@ def module():
         log.info("this CPU has no AVX-512: torch's own bf16 and int8 products serve")
         return None
     try:
-        from torch.utils import cpp_extension
-
-        _put_ninja_on_path()
-        built = cpp_extension.load(name="emojilm_products", sources=[str(SOURCE)], extra_cflags=FLAGS)
+        return _load_or_build()
     except Exception as err:  # no compiler, no ninja, a failed build: all mean torch's ops serve
         log.warning("could not build emojilm's CPU kernels (%s): torch's own bf16 and int8 products serve", err)
         return None
+
+
+def _load_or_build():
+    """The kernels' library, built first if this source, these flags and this torch have none yet.
+
+    Each build runs in a folder of its own and moves its library into place in one rename, so processes
+    share no lock: torch's own folder holds a lock file while it builds, and a process killed meanwhile
+    (a Space restarted, an app that took too long to start) leaves it behind, making every later
+    process wait on it forever."""
+    from torch.utils import cpp_extension
+
+    stamp = [SOURCE.read_bytes(), " ".join(FLAGS).encode(), torch.__version__.encode(), sys.version.encode()]
+    key = hashlib.sha256(b"\0".join(stamp)).hexdigest()[:16]
+    folder = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()) / "emojilm"
+    library = folder / f"{NAME}-{key}.so"
+    if library.exists():
+        spec = importlib.util.spec_from_file_location(NAME, library)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return loaded
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix="build-") as build:
+        _put_ninja_on_path()
+        built = cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=FLAGS, build_directory=build)
+        os.replace(built.__file__, library)  # the module stays loaded from the moved file
+        built.__file__ = str(library)
     return built
 
 

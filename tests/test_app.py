@@ -127,7 +127,7 @@ def test_a_visitor_who_cancels_leaves_the_batch_and_the_others_get_their_answers
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         client = Client(url, verbose=False)
-        alone = [client.predict(*args, api_name="/translate") for args in others]
+        alone = [client.submit(*args, api_name="/translate").result(timeout=120) for args in others]
         submitted.clear()
         endless.append(True)
         leaving = client.submit("I love pizza", 2.0, 1.0, None, budget, seed, api_name="/translate")

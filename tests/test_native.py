@@ -4,6 +4,10 @@ computation, their row bits at every row count, and the way they step aside wher
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,11 +137,12 @@ def test_a_kernel_that_disagrees_is_not_used(monkeypatch, caplog):
     assert "disagrees" in caplog.text
 
 
-def test_no_kernels_where_switched_off_or_the_build_fails(monkeypatch, caplog):
+def test_no_kernels_where_switched_off_or_the_build_fails(monkeypatch, caplog, tmp_path):
     """EMOJILM_NATIVE=0 switches them off; a build that fails (no compiler, say) is logged, not raised."""
     monkeypatch.setenv("EMOJILM_NATIVE", "0")
     assert native.module.__wrapped__() is None
     monkeypatch.setenv("EMOJILM_NATIVE", "1")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # no library built yet
     if not native.NEEDED["int8"] <= native.cpu_flags():
         pytest.skip("no AVX-512 here: the build is never tried")
     from torch.utils import cpp_extension
@@ -149,6 +154,30 @@ def test_no_kernels_where_switched_off_or_the_build_fails(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         assert native.module.__wrapped__() is None
     assert "no C++ compiler" in caplog.text
+
+
+def test_a_build_killed_half_way_holds_up_no_later_process(tmp_path, kernel):
+    """What a process killed while building leaves (its own build folder, and the lock file torch's
+    shared folder would hold) makes no later process wait: the next one builds, and the one after loads
+    that library without building."""
+    if kernel == "AMX" or native.module() is None:
+        pytest.skip("emojilm's kernels are not built on this machine (see the log)")
+    for leftover in (tmp_path / "emojilm" / "build-killed", tmp_path / native.NAME):
+        leftover.mkdir(parents=True)
+        (leftover / "lock").touch()
+    env = os.environ | {"TORCH_EXTENSIONS_DIR": str(tmp_path), "EMOJILM_NATIVE": "1"}
+    loads = "from emojilm import native; print(native.module().__file__)"
+
+    def load() -> Path:
+        done = subprocess.run([sys.executable, "-c", loads], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return Path(done.stdout.strip())
+
+    built = load()
+    assert built.parent == tmp_path / "emojilm" and built.name.startswith(native.NAME + "-")
+    made = built.stat().st_mtime_ns
+    assert load() == built and built.stat().st_mtime_ns == made
+    assert sorted(p.name for p in built.parent.iterdir()) == sorted(["build-killed", built.name])
 
 
 def test_the_layout_keeps_every_weight(kernel):

@@ -19,7 +19,7 @@ from emojilm.paths import ASSETS
 from emojilm.prompt import CANDIDATE_TEMPLATES
 from emojilm.request import DRAW_SEED, MAX_NEW_TOKENS, MAX_PAGE_SEED, MAX_TEXT_CHARS, RANGES, TEMPERATURE, THRESHOLD
 from emojilm.sources import ModelRegistry, SourceConfig
-from emojilm.space import EXAMPLES, SpaceBackend, parse_request
+from emojilm.space import EXAMPLES, SpaceBackend, keep_loopback_off_proxies, parse_request
 
 CSS = (ASSETS / "style.css").read_text(encoding="utf-8")
 AUTO = "auto (from the checkpoint or the probe)"
@@ -302,6 +302,7 @@ def main() -> None:
     demo = build(SpaceBackend(registry, batched=not ZERO_GPU), first)
     gpu = "cuda" in str(registry.get(first).device)
     demo.queue(default_concurrency_limit=4 if gpu else 1, max_size=32)
+    keep_loopback_off_proxies()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
 
 

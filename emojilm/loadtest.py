@@ -31,7 +31,7 @@ import pandas as pd
 from gradio_client import Client
 from gradio_client.utils import QueueError
 
-from emojilm.space import EXAMPLES
+from emojilm.space import EXAMPLES, keep_loopback_off_proxies
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 START_TIMEOUT_S = 120
@@ -78,6 +78,7 @@ def start_app(
     log: Path, env: dict[str, str] | None = None, app_args: tuple[str, ...] = ("--repo", "")
 ) -> tuple[subprocess.Popen, str]:
     """`python app.py` on a free loopback port (by default serving only the bundled model); returns (process, url)."""
+    keep_loopback_off_proxies()  # for this process's own checks and clients
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"} | (env or {})

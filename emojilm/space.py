@@ -8,6 +8,7 @@ bad one becomes a ValueError whose message the page shows as is.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,21 @@ from emojilm.request import (
 from emojilm.sampling import GREEDY_BELOW
 from emojilm.sources import ModelRegistry
 from emojilm.speculative import default_draft_loops
+
+# Where this machine's own servers answer; "localhost" is the address Gradio gives a server on 0.0.0.0.
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def keep_loopback_off_proxies() -> None:
+    """Let HTTP clients in this process (and the processes it starts) reach loopback directly.
+
+    Gradio's launch asks its own server whether it started, through the proxy HTTP(S)_PROXY or
+    ALL_PROXY names, and no proxy reaches this machine's loopback: behind one, the app would not start
+    (or wait forever). NO_PROXY keeps its own entries; the Hub's downloads still take the proxy."""
+    for name in ("NO_PROXY", "no_proxy"):
+        listed = [host.strip() for host in os.environ.get(name, "").split(",") if host.strip()]
+        os.environ[name] = ",".join(listed + [host for host in LOOPBACK if host not in listed])
+
 
 EXAMPLES = [
     "I love pizza",

@@ -16,6 +16,11 @@ from typing import Any
 import pytest
 import torch
 
+from emojilm.space import keep_loopback_off_proxies
+
+# The tests talk to their own servers on loopback, whatever proxy this machine's environment names.
+keep_loopback_off_proxies()
+
 # The tests use tiny tensors: one thread is as fast, and a second one only adds
 # synchronization that gets very slow when the machine's cores are busy.
 torch.set_num_threads(1)

@@ -95,6 +95,17 @@ def test_trace(client):
     assert {"char", "p_final_char", "top_char", "top5"} <= set(result["by_loop"][0])
 
 
+def test_the_app_starts_and_answers_behind_a_proxy(tmp_path):
+    """The environment names a proxy (one that refuses every connection) and no NO_PROXY: the app
+    still starts, since Gradio's start-up check of its own server goes to loopback directly."""
+    proxy = f"http://127.0.0.1:{free_port()}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    env = {name: proxy for name in names} | {name.lower(): proxy for name in names} | {"NO_PROXY": "", "no_proxy": ""}
+    with running_app(tmp_path, **env) as url:
+        emoji, _ = translate(Client(url, verbose=False), "I love pizza", 0.0)
+    assert emoji.strip()
+
+
 def test_a_visitor_who_cancels_leaves_the_batch_and_the_others_get_their_answers(tmp_path, monkeypatch):
     """Concurrent gradio_client users of /translate (the app built in this process, to see its engine),
     one of whom cancels mid-answer: that answer's row leaves the batch at the next step, never reaching

@@ -6,9 +6,9 @@ emojilm.model runs every block through them where these kernels serve all its pr
 torch's bf16 and int8 products stream a decode step's weights at 15 and 9 GB/s on an AMX Xeon whose
 memory streams 24-31 GB/s; these read them at 20-25 GB/s (docs/benchmarks.md, "Kernel trials"). They
 need an x86 CPU with AVX-512 (and AVX512_BF16 for bf16) and a C++ compiler: torch builds them on
-first use (about 4 s, then kept in torch's extension folder, under a name that says which source,
-flags and torch built it). Where any of that is missing,
-or EMOJILM_NATIVE=0, `module()` is None and emojilm.kernels serves torch's own ops instead.
+first use (about 4 s, then kept in torch's extension folder under a name that says which source,
+flags and torch built them). Where any of that is missing, or EMOJILM_NATIVE=0, `module()` is None
+and emojilm.kernels serves torch's own ops instead.
 
 Where the CPU has AMX (and EMOJILM_AMX is not 0), the products run on its tile unit instead, at every
 row count: 1 to 16 rows then cost about what one row costs, and a prompt's rows a fraction of the

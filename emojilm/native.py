@@ -24,8 +24,10 @@ import importlib.util
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 NAME = "emojilm_products"
 SOURCE = Path(__file__).parent / "native" / "products.cpp"
 FLAGS = ["-O3", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16"]
+ABANDONED_AFTER_S = 3600  # a build folder this old belongs to a killed build
 NEEDED = {"int8": {"avx512f", "avx512bw", "avx512vl", "avx512dq"}}
 NEEDED["bfloat16"] = NEEDED["int8"] | {"avx512_bf16"}
 
@@ -77,7 +80,8 @@ def _load_or_build():
     Each build runs in a folder of its own and moves its library into place in one rename, so processes
     share no lock: torch's own folder holds a lock file while it builds, and a process killed meanwhile
     (a Space restarted, an app that took too long to start) leaves it behind, making every later
-    process wait on it forever."""
+    process wait on it forever. A build folder an hour old is one such process's leftover: the next
+    build removes it (a build takes seconds)."""
     from torch.utils import cpp_extension
 
     stamp = [SOURCE.read_bytes(), " ".join(FLAGS).encode(), torch.__version__.encode(), sys.version.encode()]
@@ -90,6 +94,9 @@ def _load_or_build():
         spec.loader.exec_module(loaded)
         return loaded
     folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob("build-*"):
+        if time.time() - leftover.stat().st_mtime > ABANDONED_AFTER_S:
+            shutil.rmtree(leftover, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix="build-") as build:
         _put_ninja_on_path()
         built = cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=FLAGS, build_directory=build)

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,12 +160,15 @@ def test_no_kernels_where_switched_off_or_the_build_fails(monkeypatch, caplog, t
 def test_a_build_killed_half_way_holds_up_no_later_process(tmp_path, kernel):
     """What a process killed while building leaves (its own build folder, and the lock file torch's
     shared folder would hold) makes no later process wait: the next one builds, and the one after loads
-    that library without building."""
+    that library without building. A killed build's folder an hour old is removed, a newer one kept (it
+    may belong to a build still running)."""
     if kernel == "AMX" or native.module() is None:
         pytest.skip("emojilm's kernels are not built on this machine (see the log)")
-    for leftover in (tmp_path / "emojilm" / "build-killed", tmp_path / native.NAME):
-        leftover.mkdir(parents=True)
-        (leftover / "lock").touch()
+    for leftover in ("emojilm/build-killed", "emojilm/build-killed-long-ago", native.NAME):
+        (tmp_path / leftover).mkdir(parents=True)
+        (tmp_path / leftover / "lock").touch()
+    long_ago = time.time() - native.ABANDONED_AFTER_S - 60
+    os.utime(tmp_path / "emojilm" / "build-killed-long-ago", (long_ago, long_ago))
     env = os.environ | {"TORCH_EXTENSIONS_DIR": str(tmp_path), "EMOJILM_NATIVE": "1"}
     loads = "from emojilm import native; print(native.module().__file__)"
 

@@ -18,6 +18,7 @@ gives a row the same bits at any row count, but not the other's bits.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -95,8 +96,9 @@ def _load_or_build():
         return loaded
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.glob("build-*"):
-        if time.time() - leftover.stat().st_mtime > ABANDONED_AFTER_S:
-            shutil.rmtree(leftover, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):  # another build may remove it first
+            if time.time() - leftover.stat().st_mtime > ABANDONED_AFTER_S:
+                shutil.rmtree(leftover, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix="build-") as build:
         _put_ninja_on_path()
         built = cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=FLAGS, build_directory=build)
